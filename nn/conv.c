@@ -1,0 +1,209 @@
+#include "nn/conv.h"
+
+#include <cblas.h>
+#include <omp.h>
+#include <pthread.h>
+#include <string.h>
+
+/* Spynco threads with OpenMP over independent blocks; each SGEMM runs on the
+ * thread that calls it. OpenBLAS's own threads would oversubscribe the cores. */
+static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
+static void blas_single_threaded(void) { openblas_set_num_threads(1); }
+
+ConvShape conv_shape(int batch, int in_ch, int in_h, int in_w, int out_ch, int kernel, int stride,
+                     int pad) {
+    ConvShape s = {batch, in_ch, in_h, in_w, out_ch, 0, 0, kernel, stride, pad};
+    s.out_h = (in_h + 2 * pad - kernel) / stride + 1;
+    s.out_w = (in_w + 2 * pad - kernel) / stride + 1;
+    return s;
+}
+
+static int is_pointwise(const ConvShape *s) {
+    return s->kernel == 1 && s->stride == 1 && s->pad == 0;
+}
+
+static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
+
+/* Scratch layout: [reordered weights | grad slots | per-thread column blocks]. */
+static size_t weight_floats(const ConvShape *s) {
+    return (size_t)s->out_ch * s->in_ch * s->kernel * s->kernel;
+}
+static size_t column_rows(const ConvShape *s) {
+    size_t kk = (size_t)s->kernel * s->kernel;
+    return max_sz((size_t)s->in_ch * kk, (size_t)s->out_ch * kk);
+}
+
+size_t conv_scratch_floats(const ConvShape *s, int threads) {
+    return weight_floats(s) * (1 + CONV_GRAD_SLOTS) + (size_t)threads * column_rows(s) * CONV_BLOCK;
+}
+
+static float *thread_columns(const ConvShape *s, float *scratch) {
+    return scratch + weight_floats(s) * (1 + CONV_GRAD_SLOTS) +
+           (size_t)omp_get_thread_num() * column_rows(s) * CONV_BLOCK;
+}
+
+/* col[r, j] for r = (c, ki, kj) and output pixels p0 .. p0+n-1 of one image. */
+static void im2col_block(float *col, const float *in, const ConvShape *s, int p0, int n) {
+    int k = s->kernel;
+    for (int c = 0; c < s->in_ch; c++) {
+        const float *x = in + (size_t)c * s->in_h * s->in_w;
+        for (int ki = 0; ki < k; ki++)
+            for (int kj = 0; kj < k; kj++) {
+                float *row = col + ((size_t)(c * k + ki) * k + kj) * n;
+                int oy = p0 / s->out_w, ox = p0 % s->out_w;
+                for (int j = 0; j < n; j++) {
+                    int iy = oy * s->stride - s->pad + ki, ix = ox * s->stride - s->pad + kj;
+                    row[j] = (iy >= 0 && iy < s->in_h && ix >= 0 && ix < s->in_w)
+                                 ? x[(size_t)iy * s->in_w + ix]
+                                 : 0.0f;
+                    if (++ox == s->out_w) ox = 0, oy++;
+                }
+            }
+    }
+}
+
+/* The transpose of im2col, gathered per INPUT pixel: g[r, j] for r = (co, ki, kj)
+ * holds dout[co, oy, ox] for the output pixel that saw input pixel q0+j
+ * through kernel tap (ki, kj), or 0 if there is none. */
+static void gather_block(float *g, const float *dout, const ConvShape *s, int q0, int n) {
+    int k = s->kernel;
+    for (int co = 0; co < s->out_ch; co++) {
+        const float *dy = dout + (size_t)co * s->out_h * s->out_w;
+        for (int ki = 0; ki < k; ki++)
+            for (int kj = 0; kj < k; kj++) {
+                float *row = g + ((size_t)(co * k + ki) * k + kj) * n;
+                int iy = q0 / s->in_w, ix = q0 % s->in_w;
+                for (int j = 0; j < n; j++) {
+                    int ty = iy + s->pad - ki, tx = ix + s->pad - kj;
+                    float v = 0.0f;
+                    if (ty >= 0 && tx >= 0 && ty % s->stride == 0 && tx % s->stride == 0) {
+                        int oy = ty / s->stride, ox = tx / s->stride;
+                        if (oy < s->out_h && ox < s->out_w) v = dy[(size_t)oy * s->out_w + ox];
+                    }
+                    row[j] = v;
+                    if (++ix == s->in_w) ix = 0, iy++;
+                }
+            }
+    }
+}
+
+void conv2d_forward(float *out, const float *in, const float *weight, const float *bias,
+                    const ConvShape *s, float *scratch) {
+    int hw = s->out_h * s->out_w;
+    int kk = s->in_ch * s->kernel * s->kernel;
+    int blocks = (hw + CONV_BLOCK - 1) / CONV_BLOCK;
+    size_t in_size = (size_t)s->in_ch * s->in_h * s->in_w, out_size = (size_t)s->out_ch * hw;
+    pthread_once(&blas_once, blas_single_threaded);
+#pragma omp parallel for schedule(dynamic)
+    for (int job = 0; job < s->batch * blocks; job++) {
+        int b = job / blocks, p0 = (job % blocks) * CONV_BLOCK;
+        int n = hw - p0 < CONV_BLOCK ? hw - p0 : CONV_BLOCK;
+        const float *x = in + b * in_size;
+        float *y = out + b * out_size + p0;
+        const float *cols;
+        int ld;
+        if (is_pointwise(s)) {
+            cols = x + p0;
+            ld = hw;
+        } else {
+            float *col = thread_columns(s, scratch);
+            im2col_block(col, x, s, p0, n);
+            cols = col;
+            ld = n;
+        }
+        for (int co = 0; co < s->out_ch; co++)
+            for (int j = 0; j < n; j++) y[(size_t)co * hw + j] = bias ? bias[co] : 0.0f;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->out_ch, n, kk, 1.0f, weight, kk,
+                    cols, ld, 1.0f, y, hw);
+    }
+}
+
+static void conv_backward_input(float *din, const float *dout, const float *weight,
+                                const ConvShape *s, float *scratch) {
+    int in_hw = s->in_h * s->in_w, out_hw = s->out_h * s->out_w;
+    int k2 = s->kernel * s->kernel;
+    int rows = s->out_ch * k2;
+    int blocks = (in_hw + CONV_BLOCK - 1) / CONV_BLOCK;
+    size_t in_size = (size_t)s->in_ch * in_hw, out_size = (size_t)s->out_ch * out_hw;
+    /* wt[ci, (co, ki, kj)] = weight[co, ci, ki, kj] */
+    float *wt = scratch;
+    for (int co = 0; co < s->out_ch; co++)
+        for (int ci = 0; ci < s->in_ch; ci++)
+            memcpy(wt + ((size_t)ci * s->out_ch + co) * k2, weight + ((size_t)co * s->in_ch + ci) * k2,
+                   (size_t)k2 * sizeof(float));
+#pragma omp parallel for schedule(dynamic)
+    for (int job = 0; job < s->batch * blocks; job++) {
+        int b = job / blocks, q0 = (job % blocks) * CONV_BLOCK;
+        int n = in_hw - q0 < CONV_BLOCK ? in_hw - q0 : CONV_BLOCK;
+        const float *dy = dout + b * out_size;
+        float *dx = din + b * in_size + q0;
+        if (is_pointwise(s)) {
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, s->in_ch, n, s->out_ch, 1.0f,
+                        weight, s->in_ch, dy + q0, out_hw, 1.0f, dx, in_hw);
+        } else {
+            float *g = thread_columns(s, scratch);
+            gather_block(g, dy, s, q0, n);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->in_ch, n, rows, 1.0f, wt,
+                        rows, g, n, 1.0f, dx, in_hw);
+        }
+    }
+}
+
+static void conv_backward_weight(float *dweight, const float *dout, const float *in,
+                                 const ConvShape *s, float *scratch) {
+    int hw = s->out_h * s->out_w;
+    int kk = s->in_ch * s->kernel * s->kernel;
+    int blocks = (hw + CONV_BLOCK - 1) / CONV_BLOCK;
+    int jobs = s->batch * blocks;
+    size_t wsize = weight_floats(s);
+    size_t in_size = (size_t)s->in_ch * s->in_h * s->in_w, out_size = (size_t)s->out_ch * hw;
+    float *slots = scratch + wsize;
+    int used = jobs < CONV_GRAD_SLOTS ? jobs : CONV_GRAD_SLOTS;
+#pragma omp parallel for schedule(dynamic)
+    for (int slot = 0; slot < used; slot++) {
+        float *partial = slots + (size_t)slot * wsize;
+        memset(partial, 0, wsize * sizeof(float));
+        for (int job = slot; job < jobs; job += CONV_GRAD_SLOTS) {
+            int b = job / blocks, p0 = (job % blocks) * CONV_BLOCK;
+            int n = hw - p0 < CONV_BLOCK ? hw - p0 : CONV_BLOCK;
+            const float *x = in + b * in_size;
+            const float *cols;
+            int ld;
+            if (is_pointwise(s)) {
+                cols = x + p0;
+                ld = hw;
+            } else {
+                float *col = thread_columns(s, scratch);
+                im2col_block(col, x, s, p0, n);
+                cols = col;
+                ld = n;
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s->out_ch, kk, n, 1.0f,
+                        dout + b * out_size + p0, hw, cols, ld, 1.0f, partial, kk);
+        }
+    }
+    for (int slot = 0; slot < used; slot++) {
+        const float *partial = slots + (size_t)slot * wsize;
+#pragma omp parallel for if (wsize > 32768)
+        for (size_t i = 0; i < wsize; i++) dweight[i] += partial[i];
+    }
+}
+
+void conv2d_backward(float *din, float *dweight, float *dbias, const float *dout, const float *in,
+                     const float *weight, const ConvShape *s, float *scratch) {
+    int hw = s->out_h * s->out_w;
+    pthread_once(&blas_once, blas_single_threaded);
+    if (dbias) {
+#pragma omp parallel for
+        for (int co = 0; co < s->out_ch; co++) {
+            double sum = 0.0;
+            for (int b = 0; b < s->batch; b++) {
+                const float *dy = dout + ((size_t)b * s->out_ch + co) * hw;
+                for (int j = 0; j < hw; j++) sum += dy[j];
+            }
+            dbias[co] += (float)sum;
+        }
+    }
+    if (dweight) conv_backward_weight(dweight, dout, in, s, scratch);
+    if (din) conv_backward_input(din, dout, weight, s, scratch);
+}

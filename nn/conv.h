@@ -1,0 +1,49 @@
+/* conv.h: 2-D convolution (NCHW, float32) as blocked im2col + GEMM (CBLAS).
+ *
+ * Any square kernel, stride and zero padding, with bias. The output's columns
+ * (pixels) are cut into blocks of CONV_BLOCK; each block is one job: im2col of
+ * that block into a small per-thread buffer that stays in cache, then one
+ * SGEMM. Jobs run in parallel with OpenMP and write disjoint outputs, so the
+ * result does not depend on the number of threads, and every output pixel's
+ * sum runs in the same order whatever the image size (tiled inference is
+ * exact).
+ *
+ * Backward:
+ *  - d(input) gathers d(output) through the kernel ("transposed im2col"), one
+ *    block of input pixels per job, then one SGEMM with the re-ordered weights;
+ *    no two jobs write the same input pixel.
+ *  - d(weight) sums over pixels: the pixel blocks are dealt to CONV_GRAD_SLOTS
+ *    fixed partial sums that are added in a fixed order, so the result is also
+ *    independent of the thread count.
+ * Backward functions ACCUMULATE (+=) into din, dweight and dbias; pass NULL to
+ * skip one of them.
+ *
+ * Every call needs a scratch buffer of conv_scratch_floats(shape, threads)
+ * floats, allocated once by the caller (see arena.h) for the largest layer.
+ */
+#ifndef SPYNCO_CONV_H
+#define SPYNCO_CONV_H
+
+#include <stddef.h>
+
+#define CONV_BLOCK 512
+#define CONV_GRAD_SLOTS 8
+
+typedef struct {
+    int batch;
+    int in_ch, in_h, in_w;
+    int out_ch, out_h, out_w;
+    int kernel, stride, pad;
+} ConvShape;
+
+/* Output size follows PyTorch: (in + 2*pad - kernel) / stride + 1. */
+ConvShape conv_shape(int batch, int in_ch, int in_h, int in_w, int out_ch, int kernel, int stride,
+                     int pad);
+size_t conv_scratch_floats(const ConvShape *s, int threads);
+
+void conv2d_forward(float *out, const float *in, const float *weight, const float *bias,
+                    const ConvShape *s, float *scratch);
+void conv2d_backward(float *din, float *dweight, float *dbias, const float *dout, const float *in,
+                     const float *weight, const ConvShape *s, float *scratch);
+
+#endif

@@ -1,0 +1,60 @@
+/* gan.h: the SpyncoGAN objective (model-spec "Losses"), forward and backward.
+ *
+ * One training step is two calls:
+ *   gan_generator_step: y = G(a), z = G(H_t(b)); for each configured scale s
+ *     lambda_a*|H_t(y_s) - down_s(a)|_1 + lambda_b*|z_s - down_s(b)|_1
+ *     + (D(y_s) - 1)^2, plus lambda_c*|Sobel(H_t(y_1)) - Sobel(a)|_1 when
+ *     lambda_c > 0. G's grads are zeroed, then filled; D only passes its
+ *     input gradient back (its parameter grads are untouched). The y_s are
+ *     kept in ws->fake for the discriminator (after the history pool).
+ *   gan_discriminator_step: for each scale, 0.5*((D(down_s(b)) - 1)^2 +
+ *     D(fake_s)^2), D called on the real image first; D's grads are zeroed,
+ *     then filled.
+ * Both networks run in training mode (batch statistics), so BatchNorm
+ * running statistics are updated in PyTorch's order: G(a), G(H_t(b)),
+ * D(y_s) for each s, then D(real_s), D(fake_s) for each s.
+ */
+#ifndef SPYNCO_GAN_H
+#define SPYNCO_GAN_H
+
+#include "nn/networks.h"
+
+typedef struct {
+    float lambda_a, lambda_b, lambda_c;
+} LossWeights;
+
+/* Defaults from the spec: 10, 10, contours off. */
+LossWeights loss_weights_default(void);
+/* The contours weight used when contours are switched on without a value. */
+#define CONTOURS_LAMBDA_DEFAULT 1.0f
+
+typedef struct {
+    double cons_a[3], cons_b[3], gan[3]; /* weighted terms per scale index (s-1) */
+    double contours;
+    double total_g, total_d;
+} GanLosses;
+
+typedef struct {
+    int batch, h, w;
+    Activations g_acts;
+    Activations d_acts[3];       /* D at H, H/2, H/4 */
+    float *gray_b;               /* H_t(b) [batch,1,h,w] */
+    float *down_a[3], *down_b[3]; /* pooled targets per scale (scale 1 points at the input) */
+    float *ht_y, *d_ht_y;        /* H_t(y_s) and its gradient, sized for scale 1 */
+    float *sobel_y, *sobel_a, *d_sobel;
+    float *fake[3];              /* the generator's y_s from the last generator step */
+    Arena arena;
+} GanWorkspace;
+
+int gan_workspace_init(GanWorkspace *ws, const Network *g, const Network *d, int batch, int h,
+                       int w, char *err, size_t err_size);
+void gan_workspace_free(GanWorkspace *ws);
+
+/* a: gray [batch,1,h,w], b: color [batch,3,h,w], both in [-1,1]. */
+void gan_generator_step(GanWorkspace *ws, Network *g, Network *d, const float *a, const float *b,
+                        const LossWeights *lw, GanLosses *losses);
+/* fakes[s-1]: the images D judges as fake at scale s (ws->fake or the history pool's). */
+void gan_discriminator_step(GanWorkspace *ws, Network *d, const float *b,
+                            const float *const fakes[3], GanLosses *losses);
+
+#endif

@@ -1,0 +1,542 @@
+#include "nn/networks.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn/ops.h"
+
+#define LEAKY_SLOPE 0.2f
+
+/* ---- building the unit lists ------------------------------------------- */
+
+static void unit_set(ConvUnit *u, const char *conv_path, const char *bn_path, int in_ch,
+                     int out_ch, int kernel, int stride, int pad, Activation act) {
+    memset(u, 0, sizeof *u);
+    snprintf(u->conv_path, sizeof u->conv_path, "%s", conv_path);
+    if (bn_path) snprintf(u->bn_path, sizeof u->bn_path, "%s", bn_path);
+    u->has_bn = bn_path != NULL;
+    u->in_ch = in_ch;
+    u->out_ch = out_ch;
+    u->kernel = kernel;
+    u->stride = stride;
+    u->pad = pad;
+    u->act = act;
+}
+
+static void add_tensor(Network *net, const char *unit_path, const char *leaf, float *data,
+                       float *grad, int ndim, const int *shape) {
+    TensorInfo *t = &net->tensors[net->num_tensors++];
+    snprintf(t->path, sizeof t->path, "%s/%s", unit_path, leaf);
+    t->data = data;
+    t->grad = grad;
+    t->ndim = ndim;
+    t->count = 1;
+    for (int i = 0; i < ndim; i++) {
+        t->shape[i] = shape[i];
+        t->count *= (size_t)shape[i];
+    }
+}
+
+/* Lays out (or, on a counting arena, sizes) the views of every unit, and
+ * records the tensor table on the real pass. Same call order in all blocks. */
+static void layout_units(Network *net, int real) {
+    Arena *p = &net->params, *g = &net->grads, *b = &net->buffers;
+    net->num_tensors = 0;
+    net->num_params = 0;
+    for (int i = 0; i < net->num_units; i++) {
+        ConvUnit *u = &net->units[i];
+        size_t wcount = (size_t)u->out_ch * u->in_ch * u->kernel * u->kernel;
+        u->weight = arena_take(p, wcount);
+        u->dweight = arena_take(g, wcount);
+        u->bias = arena_take(p, u->out_ch);
+        u->dbias = arena_take(g, u->out_ch);
+        net->num_params += wcount + u->out_ch;
+        if (u->has_bn) {
+            u->bn_weight = arena_take(p, u->out_ch);
+            u->dbn_weight = arena_take(g, u->out_ch);
+            u->bn_bias = arena_take(p, u->out_ch);
+            u->dbn_bias = arena_take(g, u->out_ch);
+            u->running_mean = arena_take(b, u->out_ch);
+            u->running_var = arena_take(b, u->out_ch);
+            net->num_params += 2 * (size_t)u->out_ch;
+        }
+        if (!real) continue;
+        int wshape[4] = {u->out_ch, u->in_ch, u->kernel, u->kernel};
+        add_tensor(net, u->conv_path, "weight", u->weight, u->dweight, 4, wshape);
+        add_tensor(net, u->conv_path, "bias", u->bias, u->dbias, 1, &u->out_ch);
+        if (u->has_bn) {
+            add_tensor(net, u->bn_path, "weight", u->bn_weight, u->dbn_weight, 1, &u->out_ch);
+            add_tensor(net, u->bn_path, "bias", u->bn_bias, u->dbn_bias, 1, &u->out_ch);
+            add_tensor(net, u->bn_path, "running_mean", u->running_mean, NULL, 1, &u->out_ch);
+            add_tensor(net, u->bn_path, "running_var", u->running_var, NULL, 1, &u->out_ch);
+        }
+    }
+}
+
+static int network_finish(Network *net, char *err, size_t n) {
+    net->params = net->grads = net->buffers = arena_counter();
+    layout_units(net, 0);
+    net->tensors = calloc((size_t)net->num_units * 6, sizeof *net->tensors);
+    if (!net->tensors || arena_alloc(&net->params) || arena_alloc(&net->grads) ||
+        arena_alloc(&net->buffers)) {
+        snprintf(err, n, "out of memory allocating the network");
+        network_free(net);
+        return -1;
+    }
+    layout_units(net, 1);
+    for (int i = 0; i < net->num_units; i++) /* PyTorch's fresh BatchNorm2d */
+        if (net->units[i].has_bn)
+            for (int c = 0; c < net->units[i].out_ch; c++) {
+                net->units[i].bn_weight[c] = 1.0f;
+                net->units[i].running_var[c] = 1.0f;
+            }
+    return 0;
+}
+
+static int network_begin(Network *net, NetKind kind, const ModelConfig *cfg, int units, char *err,
+                         size_t n) {
+    memset(net, 0, sizeof *net);
+    char why[160];
+    if (model_config_check(cfg, why, sizeof why)) {
+        snprintf(err, n, "invalid model config: %s", why);
+        return -1;
+    }
+    net->kind = kind;
+    net->cfg = *cfg;
+    net->num_units = units;
+    net->units = calloc((size_t)units, sizeof *net->units);
+    if (!net->units) {
+        snprintf(err, n, "out of memory allocating the network");
+        return -1;
+    }
+    return 0;
+}
+
+/* G's unit order: enc0 enc1 enc2, res{i} conv1/conv2, dec2 dec1 dec0, head. */
+enum { G_ENC0, G_ENC1, G_ENC2, G_RES0 };
+static int g_dec2(const Network *g) { return G_RES0 + 2 * g->cfg.R; }
+
+int network_init_generator(Network *net, const ModelConfig *cfg, char *err, size_t n) {
+    if (network_begin(net, NET_GENERATOR, cfg, 3 + 2 * cfg->R + 4, err, n)) return -1;
+    int F = cfg->F, K = cfg->K;
+    ConvUnit *u = net->units;
+    unit_set(&u[G_ENC0], "enc0/conv", "enc0/bn", 1, F, 7, 1, 3, ACT_RELU);
+    unit_set(&u[G_ENC1], "enc1/conv", "enc1/bn", F, 2 * F, 3, 2, 1, ACT_RELU);
+    unit_set(&u[G_ENC2], "enc2/conv", "enc2/bn", 2 * F, 4 * F, 3, 2, 1, ACT_RELU);
+    for (int i = 0; i < cfg->R; i++) {
+        char conv[32], bn[32];
+        for (int j = 1; j <= 2; j++) {
+            snprintf(conv, sizeof conv, "res%d/conv%d", i, j);
+            snprintf(bn, sizeof bn, "res%d/bn%d", i, j);
+            unit_set(&u[G_RES0 + 2 * i + j - 1], conv, bn, 4 * F, 4 * F, 3, 1, 1,
+                     j == 1 ? ACT_RELU : ACT_NONE);
+        }
+    }
+    int d2 = g_dec2(net);
+    unit_set(&u[d2], "dec2/conv", "dec2/bn", 4 * F, K, 1, 1, 0, ACT_RELU);
+    unit_set(&u[d2 + 1], "dec1/conv", "dec1/bn", K, K, 3, 1, 1, ACT_RELU);
+    unit_set(&u[d2 + 2], "dec0/conv", "dec0/bn", K, K, 3, 1, 1, ACT_RELU);
+    unit_set(&u[d2 + 3], "head/conv", NULL, K, 3, 1, 1, 0, ACT_TANH);
+    u[d2 + 1].upsample_before = u[d2 + 2].upsample_before = 1;
+    return network_finish(net, err, n);
+}
+
+int network_init_discriminator(Network *net, const ModelConfig *cfg, char *err, size_t n) {
+    if (network_begin(net, NET_DISCRIMINATOR, cfg, 5, err, n)) return -1;
+    int nd = cfg->nd;
+    ConvUnit *u = net->units;
+    unit_set(&u[0], "l0/conv", NULL, 3, nd, 4, 2, 1, ACT_LEAKY_RELU);
+    unit_set(&u[1], "l1/conv", "l1/bn", nd, 2 * nd, 4, 2, 1, ACT_LEAKY_RELU);
+    unit_set(&u[2], "l2/conv", "l2/bn", 2 * nd, 4 * nd, 4, 2, 1, ACT_LEAKY_RELU);
+    unit_set(&u[3], "l3/conv", "l3/bn", 4 * nd, 8 * nd, 4, 1, 1, ACT_LEAKY_RELU);
+    unit_set(&u[4], "l4/conv", NULL, 8 * nd, 1, 4, 1, 1, ACT_NONE);
+    return network_finish(net, err, n);
+}
+
+void network_free(Network *net) {
+    arena_free(&net->params);
+    arena_free(&net->grads);
+    arena_free(&net->buffers);
+    free(net->units);
+    free(net->tensors);
+    memset(net, 0, sizeof *net);
+}
+
+void network_zero_grads(Network *net) {
+    if (net->grads.base) memset(net->grads.base, 0, net->grads.capacity * sizeof(float));
+}
+
+/* splitmix64: a seedable generator for initialisation, independent of libc. */
+static double init_uniform(unsigned long long *state) {
+    unsigned long long z = (*state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return (double)(z >> 11) * (1.0 / 9007199254740992.0);
+}
+
+void network_init_weights(Network *net, unsigned long long seed) {
+    unsigned long long state = seed;
+    for (int i = 0; i < net->num_units; i++) {
+        ConvUnit *u = &net->units[i];
+        int fan_in = u->in_ch * u->kernel * u->kernel;
+        /* kaiming_uniform_(a=sqrt(5)) and the bias rule both give bound 1/sqrt(fan_in). */
+        double bound = 1.0 / sqrt((double)fan_in);
+        size_t wcount = (size_t)u->out_ch * fan_in;
+        for (size_t k = 0; k < wcount; k++)
+            u->weight[k] = (float)((2.0 * init_uniform(&state) - 1.0) * bound);
+        for (int c = 0; c < u->out_ch; c++) {
+            u->bias[c] = (float)((2.0 * init_uniform(&state) - 1.0) * bound);
+            if (u->has_bn) {
+                u->bn_weight[c] = 1.0f;
+                u->bn_bias[c] = 0.0f;
+                u->running_mean[c] = 0.0f;
+                u->running_var[c] = 1.0f;
+            }
+        }
+    }
+}
+
+const TensorInfo *network_find_tensor(const Network *net, const char *path) {
+    for (int i = 0; i < net->num_tensors; i++)
+        if (!strcmp(net->tensors[i].path, path)) return &net->tensors[i];
+    return NULL;
+}
+
+/* ---- receptive field --------------------------------------------------- */
+
+/* Walks an output pixel's dependency interval back through the units, for
+ * every phase of the total stride, and keeps the widest reach on each side. */
+ReceptiveField generator_receptive_field(const Network *g) {
+    ReceptiveField rf = {0, 0, 1};
+    for (int i = 0; i < g->num_units; i++) {
+        if (g->units[i].upsample_before) break;
+        rf.stride *= g->units[i].stride;
+    }
+    /* The unit list, read backwards, is y1's data path: head, dec0, dec1, ... enc0. */
+    int last = g->num_units - 1;
+    long base = 1000L * rf.stride;
+    for (int phase = 0; phase < rf.stride; phase++) {
+        long x = base + phase, lo = x, hi = x;
+        for (int i = last; i >= 0; i--) {
+            const ConvUnit *u = &g->units[i];
+            lo = lo * u->stride - u->pad;
+            hi = hi * u->stride - u->pad + u->kernel - 1;
+            if (u->upsample_before) { /* floor division: back to the pre-upsampling grid */
+                lo = lo >= 0 ? lo / 2 : -((-lo + 1) / 2);
+                hi = hi >= 0 ? hi / 2 : -((-hi + 1) / 2);
+            }
+        }
+        int size = (int)(hi - lo + 1);
+        int reach = (int)(x - lo > hi - x ? x - lo : hi - x);
+        if (size > rf.size) rf.size = size;
+        if (reach > rf.radius) rf.radius = reach;
+    }
+    return rf;
+}
+
+/* ---- activations -------------------------------------------------------- */
+
+/* Generator applications: every unit once, then the head twice more (on dec1
+ * and dec2). Discriminator: every unit once. */
+static int num_applications(const Network *net) {
+    return net->kind == NET_GENERATOR ? net->num_units + 2 : net->num_units;
+}
+
+static const ConvUnit *app_unit(const Network *net, int app) {
+    return &net->units[app < net->num_units ? app : net->num_units - 1];
+}
+
+static size_t shape_out_count(const ConvShape *s) {
+    return (size_t)s->batch * s->out_ch * s->out_h * s->out_w;
+}
+
+/* Input (channels, h, w) of each application, from the one before it. */
+static void app_shapes(const Network *net, ConvShape *shapes, int batch, int h, int w) {
+    int apps = num_applications(net);
+    int ch = net->kind == NET_GENERATOR ? 1 : 3;
+    for (int a = 0; a < net->num_units; a++) {
+        const ConvUnit *u = app_unit(net, a);
+        if (u->upsample_before) h *= 2, w *= 2;
+        shapes[a] = conv_shape(batch, ch, h, w, u->out_ch, u->kernel, u->stride, u->pad);
+        h = shapes[a].out_h;
+        w = shapes[a].out_w;
+        ch = u->out_ch;
+    }
+    if (net->kind == NET_GENERATOR) {
+        /* the extra head applications read dec1 and dec2 */
+        int d2 = g_dec2(net);
+        const ConvUnit *head = &net->units[net->num_units - 1];
+        for (int k = 0; k < 2; k++) {
+            const ConvShape *src = &shapes[d2 + 1 - k];
+            shapes[apps - 2 + k] = conv_shape(batch, src->out_ch, src->out_h, src->out_w, head->out_ch,
+                                              head->kernel, head->stride, head->pad);
+        }
+    }
+}
+
+static void layout_activations(Activations *A, const Network *net, const ConvShape *shapes) {
+    Arena *ar = &A->arena;
+    int apps = A->num_apps;
+    size_t max_out = 0, max_scratch = 0;
+    for (int a = 0; a < apps; a++) {
+        const ConvUnit *u = app_unit(net, a);
+        UnitActs *x = &A->apps[a];
+        size_t count = shape_out_count(&shapes[a]);
+        x->shape = shapes[a];
+        x->conv_out = arena_take(ar, count);
+        x->out = (u->has_bn || u->act != ACT_NONE) ? arena_take(ar, count) : x->conv_out;
+        x->mean = arena_take(ar, u->out_ch);
+        x->rstd = arena_take(ar, u->out_ch);
+        if (count > max_out) max_out = count;
+        size_t sc = conv_scratch_floats(&shapes[a], A->threads);
+        if (sc > max_scratch) max_scratch = sc;
+    }
+    int R = net->kind == NET_GENERATOR ? net->cfg.R : 0;
+    if (net->kind == NET_GENERATOR) {
+        int d2 = g_dec2(net);
+        size_t res_count = shape_out_count(&shapes[G_ENC2]);
+        for (int i = 0; i < R; i++) A->res_sum[i] = arena_take(ar, res_count);
+        A->up1 = arena_take(ar, (size_t)shapes[d2 + 1].batch * shapes[d2 + 1].in_ch *
+                                    shapes[d2 + 1].in_h * shapes[d2 + 1].in_w);
+        A->up0 = arena_take(ar, (size_t)shapes[d2 + 2].batch * shapes[d2 + 2].in_ch *
+                                    shapes[d2 + 2].in_h * shapes[d2 + 2].in_w);
+    }
+    A->scratch = arena_take(ar, max_scratch);
+    if (!A->with_grads) return;
+    /* Everything from here on is gradient: activations_zero_grads clears it in one go. */
+    for (int a = 0; a < apps; a++) {
+        const ConvUnit *u = app_unit(net, a);
+        UnitActs *x = &A->apps[a];
+        size_t count = shape_out_count(&shapes[a]);
+        x->d_out = arena_take(ar, count);
+        x->d_conv_out = (u->has_bn || u->act != ACT_NONE) ? arena_take(ar, count) : x->d_out;
+    }
+    if (net->kind == NET_GENERATOR) {
+        int d2 = g_dec2(net);
+        A->d_up1 = arena_take(ar, (size_t)shapes[d2 + 1].batch * shapes[d2 + 1].in_ch *
+                                      shapes[d2 + 1].in_h * shapes[d2 + 1].in_w);
+        A->d_up0 = arena_take(ar, (size_t)shapes[d2 + 2].batch * shapes[d2 + 2].in_ch *
+                                      shapes[d2 + 2].in_h * shapes[d2 + 2].in_w);
+    } else {
+        A->d_input = arena_take(ar, (size_t)shapes[0].batch * shapes[0].in_ch * shapes[0].in_h *
+                                        shapes[0].in_w);
+    }
+    A->d_tmp = arena_take(ar, max_out);
+}
+
+/* Wires each application's input and input-gradient views. */
+static void wire_applications(Activations *A, const Network *net) {
+    UnitActs *x = A->apps;
+    if (net->kind == NET_DISCRIMINATOR) {
+        for (int a = 1; a < net->num_units; a++) x[a].d_in = x[a - 1].d_out;
+        x[0].d_in = A->d_input;
+        A->y[0] = x[net->num_units - 1].out;
+        A->d_y[0] = x[net->num_units - 1].d_out;
+        A->y_h[0] = x[net->num_units - 1].shape.out_h;
+        A->y_w[0] = x[net->num_units - 1].shape.out_w;
+        return;
+    }
+    int R = net->cfg.R, d2 = g_dec2(net), head = net->num_units - 1;
+    x[G_ENC1].d_in = x[G_ENC0].d_out;
+    x[G_ENC2].d_in = x[G_ENC1].d_out;
+    for (int i = 0; i < R; i++) {
+        UnitActs *c1 = &x[G_RES0 + 2 * i], *c2 = c1 + 1;
+        /* r_i = r_{i-1} + t_i: d r_i is t_i's output gradient. */
+        A->d_res_sum[i] = c2->d_out;
+        c1->d_in = i ? A->d_res_sum[i - 1] : x[G_ENC2].d_out;
+        c2->d_in = c1->d_out;
+    }
+    x[d2].d_in = R ? A->d_res_sum[R - 1] : x[G_ENC2].d_out;
+    x[d2 + 1].d_in = A->d_up1;
+    x[d2 + 2].d_in = A->d_up0;
+    /* the head on dec0 -> y1, on dec1 -> y2, on dec2 -> y3 */
+    int src[3] = {d2 + 2, d2 + 1, d2}, app[3] = {head, head + 1, head + 2};
+    for (int s = 0; s < 3; s++) {
+        x[app[s]].d_in = x[src[s]].d_out;
+        A->y[s] = x[app[s]].out;
+        A->d_y[s] = x[app[s]].d_out;
+        A->y_h[s] = x[app[s]].shape.out_h;
+        A->y_w[s] = x[app[s]].shape.out_w;
+    }
+}
+
+int activations_init(Activations *A, const Network *net, int batch, int h, int w, int with_grads,
+                     char *err, size_t n) {
+    memset(A, 0, sizeof *A);
+    if (net->kind == NET_GENERATOR && (h % 4 || w % 4 || h < 4 || w < 4)) {
+        snprintf(err, n, "generator input %dx%d: sides must be positive multiples of 4", w, h);
+        return -1;
+    }
+    A->batch = batch, A->h = h, A->w = w, A->with_grads = with_grads;
+    A->threads = omp_get_max_threads();
+    A->num_apps = num_applications(net);
+    ConvShape *shapes = calloc((size_t)A->num_apps, sizeof *shapes);
+    A->apps = calloc((size_t)A->num_apps, sizeof *A->apps);
+    int R = net->kind == NET_GENERATOR ? net->cfg.R : 0;
+    A->res_sum = calloc((size_t)R + 1, sizeof *A->res_sum);
+    A->d_res_sum = calloc((size_t)R + 1, sizeof *A->d_res_sum);
+    if (!shapes || !A->apps || !A->res_sum || !A->d_res_sum) goto oom;
+    app_shapes(net, shapes, batch, h, w);
+    if (net->kind == NET_DISCRIMINATOR) {
+        const ConvShape *last = &shapes[net->num_units - 1];
+        if (last->out_h < 1 || last->out_w < 1) {
+            snprintf(err, n, "discriminator input %dx%d is too small (at least 24x24)", w, h);
+            free(shapes);
+            activations_free(A);
+            return -1;
+        }
+    }
+    A->arena = arena_counter();
+    layout_activations(A, net, shapes);
+    if (arena_alloc(&A->arena)) goto oom;
+    layout_activations(A, net, shapes);
+    wire_applications(A, net);
+    free(shapes);
+    return 0;
+oom:
+    snprintf(err, n, "out of memory for activations of a %dx%dx%d batch", batch, h, w);
+    free(shapes);
+    activations_free(A);
+    return -1;
+}
+
+void activations_free(Activations *A) {
+    arena_free(&A->arena);
+    free(A->apps);
+    free(A->res_sum);
+    free(A->d_res_sum);
+    memset(A, 0, sizeof *A);
+}
+
+void activations_zero_grads(Activations *A) {
+    if (!A->with_grads) return;
+    float *start = A->apps[0].d_out;
+    float *end = A->arena.base + A->arena.used;
+    memset(start, 0, (size_t)(end - start) * sizeof(float));
+}
+
+/* ---- forward and backward ----------------------------------------------- */
+
+static void unit_forward(const ConvUnit *u, UnitActs *x, const float *in, float *scratch,
+                         int training) {
+    x->in = in;
+    const ConvShape *s = &x->shape;
+    size_t count = shape_out_count(s);
+    conv2d_forward(x->conv_out, in, u->weight, u->bias, s, scratch);
+    const float *pre = x->conv_out;
+    if (u->has_bn) {
+        batchnorm_forward(x->out, x->mean, x->rstd, u->running_mean, u->running_var, x->conv_out,
+                          u->bn_weight, u->bn_bias, s->batch, s->out_ch, s->out_h * s->out_w,
+                          training);
+        pre = x->out;
+    }
+    switch (u->act) {
+    case ACT_RELU: relu_forward(x->out, pre, count); break;
+    case ACT_LEAKY_RELU: leaky_relu_forward(x->out, pre, LEAKY_SLOPE, count); break;
+    case ACT_TANH: tanh_forward(x->out, pre, count); break;
+    case ACT_NONE: break;
+    }
+}
+
+static void unit_backward(const ConvUnit *u, UnitActs *x, float *d_tmp, float *scratch,
+                          int param_grads) {
+    const ConvShape *s = &x->shape;
+    size_t count = shape_out_count(s);
+    const float *d_pre = x->d_out; /* gradient before the activation */
+    if (u->act != ACT_NONE) {
+        float *target = u->has_bn ? d_tmp : x->d_conv_out;
+        if (u->has_bn) memset(d_tmp, 0, count * sizeof(float));
+        switch (u->act) {
+        case ACT_RELU: relu_backward(target, x->d_out, x->out, count); break;
+        case ACT_LEAKY_RELU: leaky_relu_backward(target, x->d_out, x->out, LEAKY_SLOPE, count); break;
+        case ACT_TANH: tanh_backward(target, x->d_out, x->out, count); break;
+        case ACT_NONE: break;
+        }
+        d_pre = target;
+    }
+    if (u->has_bn)
+        batchnorm_backward(x->d_conv_out, param_grads ? u->dbn_weight : NULL,
+                           param_grads ? u->dbn_bias : NULL, d_pre, x->conv_out, x->mean, x->rstd,
+                           u->bn_weight, s->batch, s->out_ch, s->out_h * s->out_w, 1);
+    conv2d_backward(x->d_in, param_grads ? u->dweight : NULL, param_grads ? u->dbias : NULL,
+                    x->d_conv_out, x->in, u->weight, s, scratch);
+}
+
+static size_t plane_count(const ConvShape *s) { return (size_t)s->batch * s->out_ch; }
+
+void generator_forward(Network *g, Activations *A, const float *gray, int training) {
+    UnitActs *x = A->apps;
+    ConvUnit *u = g->units;
+    int R = g->cfg.R, d2 = g_dec2(g), head = g->num_units - 1;
+    unit_forward(&u[G_ENC0], &x[G_ENC0], gray, A->scratch, training);
+    unit_forward(&u[G_ENC1], &x[G_ENC1], x[G_ENC0].out, A->scratch, training);
+    unit_forward(&u[G_ENC2], &x[G_ENC2], x[G_ENC1].out, A->scratch, training);
+    const float *r = x[G_ENC2].out;
+    size_t res_count = shape_out_count(&x[G_ENC2].shape);
+    for (int i = 0; i < R; i++) {
+        int c1 = G_RES0 + 2 * i;
+        unit_forward(&u[c1], &x[c1], r, A->scratch, training);
+        unit_forward(&u[c1 + 1], &x[c1 + 1], x[c1].out, A->scratch, training);
+        float *sum = A->res_sum[i];
+        const float *t = x[c1 + 1].out;
+#pragma omp parallel for if (res_count > 32768)
+        for (size_t k = 0; k < res_count; k++) sum[k] = r[k] + t[k];
+        r = sum;
+    }
+    unit_forward(&u[d2], &x[d2], r, A->scratch, training);
+    upsample2x_forward(A->up1, x[d2].out, (int)plane_count(&x[d2].shape), x[d2].shape.out_h,
+                       x[d2].shape.out_w);
+    unit_forward(&u[d2 + 1], &x[d2 + 1], A->up1, A->scratch, training);
+    upsample2x_forward(A->up0, x[d2 + 1].out, (int)plane_count(&x[d2 + 1].shape),
+                       x[d2 + 1].shape.out_h, x[d2 + 1].shape.out_w);
+    unit_forward(&u[d2 + 2], &x[d2 + 2], A->up0, A->scratch, training);
+    unit_forward(&u[head], &x[head], x[d2 + 2].out, A->scratch, training);
+    unit_forward(&u[head], &x[head + 1], x[d2 + 1].out, A->scratch, training);
+    unit_forward(&u[head], &x[head + 2], x[d2].out, A->scratch, training);
+}
+
+void generator_backward(Network *g, Activations *A) {
+    UnitActs *x = A->apps;
+    ConvUnit *u = g->units;
+    int R = g->cfg.R, d2 = g_dec2(g), head = g->num_units - 1;
+    for (int k = 2; k >= 0; k--) unit_backward(&u[head], &x[head + k], A->d_tmp, A->scratch, 1);
+    unit_backward(&u[d2 + 2], &x[d2 + 2], A->d_tmp, A->scratch, 1);
+    upsample2x_backward(x[d2 + 1].d_out, A->d_up0, (int)plane_count(&x[d2 + 1].shape),
+                        x[d2 + 1].shape.out_h, x[d2 + 1].shape.out_w);
+    unit_backward(&u[d2 + 1], &x[d2 + 1], A->d_tmp, A->scratch, 1);
+    upsample2x_backward(x[d2].d_out, A->d_up1, (int)plane_count(&x[d2].shape), x[d2].shape.out_h,
+                        x[d2].shape.out_w);
+    unit_backward(&u[d2], &x[d2], A->d_tmp, A->scratch, 1);
+    size_t res_count = shape_out_count(&x[G_ENC2].shape);
+    for (int i = R - 1; i >= 0; i--) {
+        int c1 = G_RES0 + 2 * i;
+        /* r_i = r_{i-1} + t_i: the skip passes d r_i straight to r_{i-1}. */
+        const float *d_sum = A->d_res_sum[i];
+        float *d_prev = x[c1].d_in;
+#pragma omp parallel for if (res_count > 32768)
+        for (size_t k = 0; k < res_count; k++) d_prev[k] += d_sum[k];
+        unit_backward(&u[c1 + 1], &x[c1 + 1], A->d_tmp, A->scratch, 1);
+        unit_backward(&u[c1], &x[c1], A->d_tmp, A->scratch, 1);
+    }
+    unit_backward(&u[G_ENC2], &x[G_ENC2], A->d_tmp, A->scratch, 1);
+    unit_backward(&u[G_ENC1], &x[G_ENC1], A->d_tmp, A->scratch, 1);
+    x[G_ENC0].d_in = NULL; /* the gray input needs no gradient */
+    unit_backward(&u[G_ENC0], &x[G_ENC0], A->d_tmp, A->scratch, 1);
+}
+
+void discriminator_forward(Network *d, Activations *A, const float *rgb, int training) {
+    const float *in = rgb;
+    for (int a = 0; a < d->num_units; a++) {
+        unit_forward(&d->units[a], &A->apps[a], in, A->scratch, training);
+        in = A->apps[a].out;
+    }
+}
+
+void discriminator_backward(Network *d, Activations *A, int param_grads) {
+    for (int a = d->num_units - 1; a >= 0; a--)
+        unit_backward(&d->units[a], &A->apps[a], A->d_tmp, A->scratch, param_grads);
+}

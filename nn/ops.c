@@ -1,0 +1,269 @@
+#include "nn/ops.h"
+
+#include <math.h>
+
+/* Element-wise loops are worth threading only when large. */
+#define PAR_MIN 32768
+
+void relu_forward(float *out, const float *in, size_t n) {
+#pragma omp parallel for if (n > PAR_MIN)
+    for (size_t i = 0; i < n; i++) out[i] = in[i] > 0.0f ? in[i] : 0.0f;
+}
+
+void relu_backward(float *din, const float *dout, const float *out, size_t n) {
+#pragma omp parallel for if (n > PAR_MIN)
+    for (size_t i = 0; i < n; i++)
+        if (out[i] > 0.0f) din[i] += dout[i];
+}
+
+void leaky_relu_forward(float *out, const float *in, float slope, size_t n) {
+#pragma omp parallel for if (n > PAR_MIN)
+    for (size_t i = 0; i < n; i++) out[i] = in[i] > 0.0f ? in[i] : slope * in[i];
+}
+
+void leaky_relu_backward(float *din, const float *dout, const float *out, float slope, size_t n) {
+#pragma omp parallel for if (n > PAR_MIN)
+    for (size_t i = 0; i < n; i++) din[i] += out[i] > 0.0f ? dout[i] : slope * dout[i];
+}
+
+void tanh_forward(float *out, const float *in, size_t n) {
+#pragma omp parallel for if (n > PAR_MIN)
+    for (size_t i = 0; i < n; i++) out[i] = tanhf(in[i]);
+}
+
+void tanh_backward(float *din, const float *dout, const float *out, size_t n) {
+#pragma omp parallel for if (n > PAR_MIN)
+    for (size_t i = 0; i < n; i++) din[i] += dout[i] * (1.0f - out[i] * out[i]);
+}
+
+void batchnorm_forward(float *out, float *mean, float *rstd, float *running_mean,
+                       float *running_var, const float *in, const float *gamma, const float *beta,
+                       int batch, int ch, int hw, int training) {
+    size_t count = (size_t)batch * hw;
+#pragma omp parallel for schedule(static)
+    for (int c = 0; c < ch; c++) {
+        if (training) {
+            double sum = 0.0;
+            for (int b = 0; b < batch; b++) {
+                const float *x = in + ((size_t)b * ch + c) * hw;
+                for (int i = 0; i < hw; i++) sum += x[i];
+            }
+            double mu = sum / (double)count;
+            double sq = 0.0;
+            for (int b = 0; b < batch; b++) {
+                const float *x = in + ((size_t)b * ch + c) * hw;
+                for (int i = 0; i < hw; i++) {
+                    double d = x[i] - mu;
+                    sq += d * d;
+                }
+            }
+            double var = sq / (double)count;
+            mean[c] = (float)mu;
+            rstd[c] = (float)(1.0 / sqrt(var + BN_EPS));
+            double unbiased = count > 1 ? sq / (double)(count - 1) : var;
+            running_mean[c] = (1.0f - BN_MOMENTUM) * running_mean[c] + BN_MOMENTUM * (float)mu;
+            running_var[c] = (1.0f - BN_MOMENTUM) * running_var[c] + BN_MOMENTUM * (float)unbiased;
+        } else {
+            mean[c] = running_mean[c];
+            rstd[c] = 1.0f / sqrtf(running_var[c] + BN_EPS);
+        }
+        float scale = gamma[c] * rstd[c];
+        float shift = beta[c] - mean[c] * scale;
+        for (int b = 0; b < batch; b++) {
+            size_t off = ((size_t)b * ch + c) * hw;
+            for (int i = 0; i < hw; i++) out[off + i] = in[off + i] * scale + shift;
+        }
+    }
+}
+
+void batchnorm_backward(float *din, float *dgamma, float *dbeta, const float *dout,
+                        const float *in, const float *mean, const float *rstd, const float *gamma,
+                        int batch, int ch, int hw, int training) {
+    double count = (double)batch * hw;
+#pragma omp parallel for schedule(static)
+    for (int c = 0; c < ch; c++) {
+        double sum_dy = 0.0, sum_dy_xhat = 0.0;
+        for (int b = 0; b < batch; b++) {
+            size_t off = ((size_t)b * ch + c) * hw;
+            for (int i = 0; i < hw; i++) {
+                double xhat = (in[off + i] - mean[c]) * rstd[c];
+                sum_dy += dout[off + i];
+                sum_dy_xhat += dout[off + i] * xhat;
+            }
+        }
+        if (dgamma) dgamma[c] += (float)sum_dy_xhat;
+        if (dbeta) dbeta[c] += (float)sum_dy;
+        if (!din) continue;
+        float g = gamma[c] * rstd[c];
+        /* Training: the batch statistics depend on the input too. */
+        float mean_dy = training ? (float)(sum_dy / count) : 0.0f;
+        float mean_dy_xhat = training ? (float)(sum_dy_xhat / count) : 0.0f;
+        for (int b = 0; b < batch; b++) {
+            size_t off = ((size_t)b * ch + c) * hw;
+            for (int i = 0; i < hw; i++) {
+                float xhat = (in[off + i] - mean[c]) * rstd[c];
+                din[off + i] += g * (dout[off + i] - mean_dy - xhat * mean_dy_xhat);
+            }
+        }
+    }
+}
+
+void upsample2x_forward(float *out, const float *in, int bc, int h, int w) {
+    int ow = 2 * w;
+#pragma omp parallel for schedule(static) if ((size_t)bc * h * w > PAR_MIN)
+    for (int p = 0; p < bc; p++) {
+        const float *x = in + (size_t)p * h * w;
+        float *y = out + (size_t)p * 4 * h * w;
+        for (int i = 0; i < h; i++) {
+            float *row = y + (size_t)2 * i * ow;
+            for (int j = 0; j < w; j++) row[2 * j] = row[2 * j + 1] = x[i * w + j];
+            for (int j = 0; j < ow; j++) row[ow + j] = row[j];
+        }
+    }
+}
+
+void upsample2x_backward(float *din, const float *dout, int bc, int h, int w) {
+    int ow = 2 * w;
+#pragma omp parallel for schedule(static) if ((size_t)bc * h * w > PAR_MIN)
+    for (int p = 0; p < bc; p++) {
+        float *dx = din + (size_t)p * h * w;
+        const float *dy = dout + (size_t)p * 4 * h * w;
+        for (int i = 0; i < h; i++) {
+            const float *r0 = dy + (size_t)2 * i * ow, *r1 = r0 + ow;
+            for (int j = 0; j < w; j++)
+                dx[i * w + j] += (r0[2 * j] + r0[2 * j + 1]) + (r1[2 * j] + r1[2 * j + 1]);
+        }
+    }
+}
+
+void avgpool_forward(float *out, const float *in, int bc, int h, int w, int factor) {
+    int oh = h / factor, ow = w / factor;
+    float inv = 1.0f / (float)(factor * factor);
+#pragma omp parallel for schedule(static) if ((size_t)bc * h * w > PAR_MIN)
+    for (int p = 0; p < bc; p++) {
+        const float *x = in + (size_t)p * h * w;
+        float *y = out + (size_t)p * oh * ow;
+        for (int i = 0; i < oh; i++)
+            for (int j = 0; j < ow; j++) {
+                float s = 0.0f;
+                for (int u = 0; u < factor; u++)
+                    for (int v = 0; v < factor; v++)
+                        s += x[(size_t)(i * factor + u) * w + j * factor + v];
+                y[i * ow + j] = s * inv;
+            }
+    }
+}
+
+void avgpool_backward(float *din, const float *dout, int bc, int h, int w, int factor) {
+    int oh = h / factor, ow = w / factor;
+    float inv = 1.0f / (float)(factor * factor);
+#pragma omp parallel for schedule(static) if ((size_t)bc * h * w > PAR_MIN)
+    for (int p = 0; p < bc; p++) {
+        float *dx = din + (size_t)p * h * w;
+        const float *dy = dout + (size_t)p * oh * ow;
+        for (int i = 0; i < oh * factor; i++)
+            for (int j = 0; j < ow * factor; j++)
+                dx[(size_t)i * w + j] += dy[(i / factor) * ow + j / factor] * inv;
+    }
+}
+
+void ht_forward(float *gray, const float *rgb, const float w[3], int batch, int hw) {
+    for (int b = 0; b < batch; b++) {
+        const float *r = rgb + (size_t)b * 3 * hw, *g = r + hw, *bl = g + hw;
+        float *y = gray + (size_t)b * hw;
+        for (int i = 0; i < hw; i++) y[i] = w[0] * r[i] + w[1] * g[i] + w[2] * bl[i];
+    }
+}
+
+void ht_backward(float *drgb, const float *dgray, const float w[3], int batch, int hw) {
+    for (int b = 0; b < batch; b++) {
+        float *dr = drgb + (size_t)b * 3 * hw, *dg = dr + hw, *db = dg + hw;
+        const float *dy = dgray + (size_t)b * hw;
+        for (int i = 0; i < hw; i++) {
+            dr[i] += w[0] * dy[i];
+            dg[i] += w[1] * dy[i];
+            db[i] += w[2] * dy[i];
+        }
+    }
+}
+
+/* gx = [[-1,0,1],[-2,0,2],[-1,0,1]], gy its transpose (cross-correlation, as conv2d). */
+static const float SOBEL_X[9] = {-1, 0, 1, -2, 0, 2, -1, 0, 1};
+static const float SOBEL_Y[9] = {-1, -2, -1, 0, 0, 0, 1, 2, 1};
+
+void sobel_forward(float *out, const float *in, int batch, int h, int w) {
+    int oh = h - 2, ow = w - 2;
+    for (int b = 0; b < batch; b++) {
+        const float *x = in + (size_t)b * h * w;
+        float *gx = out + (size_t)b * 2 * oh * ow, *gy = gx + (size_t)oh * ow;
+        for (int i = 0; i < oh; i++)
+            for (int j = 0; j < ow; j++) {
+                float sx = 0.0f, sy = 0.0f;
+                for (int u = 0; u < 3; u++)
+                    for (int v = 0; v < 3; v++) {
+                        float p = x[(size_t)(i + u) * w + j + v];
+                        sx += SOBEL_X[u * 3 + v] * p;
+                        sy += SOBEL_Y[u * 3 + v] * p;
+                    }
+                gx[i * ow + j] = sx;
+                gy[i * ow + j] = sy;
+            }
+    }
+}
+
+void sobel_backward(float *din, const float *dout, int batch, int h, int w) {
+    int oh = h - 2, ow = w - 2;
+    for (int b = 0; b < batch; b++) {
+        float *dx = din + (size_t)b * h * w;
+        const float *dgx = dout + (size_t)b * 2 * oh * ow, *dgy = dgx + (size_t)oh * ow;
+        for (int i = 0; i < oh; i++)
+            for (int j = 0; j < ow; j++)
+                for (int u = 0; u < 3; u++)
+                    for (int v = 0; v < 3; v++)
+                        dx[(size_t)(i + u) * w + j + v] +=
+                            SOBEL_X[u * 3 + v] * dgx[i * ow + j] + SOBEL_Y[u * 3 + v] * dgy[i * ow + j];
+    }
+}
+
+double l1_loss_forward(const float *a, const float *b, size_t n) {
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) s += fabs((double)a[i] - (double)b[i]);
+    return s / (double)n;
+}
+
+void l1_loss_backward(float *da, const float *a, const float *b, size_t n, float scale) {
+    float g = scale / (float)n;
+    for (size_t i = 0; i < n; i++) {
+        float d = a[i] - b[i];
+        da[i] += d > 0.0f ? g : (d < 0.0f ? -g : 0.0f);
+    }
+}
+
+double mse_const_forward(const float *x, float target, size_t n) {
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)x[i] - target;
+        s += d * d;
+    }
+    return s / (double)n;
+}
+
+void mse_const_backward(float *dx, const float *x, float target, size_t n, float scale) {
+    float g = 2.0f * scale / (float)n;
+    for (size_t i = 0; i < n; i++) dx[i] += g * (x[i] - target);
+}
+
+void adam_update(float *param, float *m, float *v, const float *grad, size_t n,
+                 const AdamConfig *cfg, long step) {
+    double bc1 = 1.0 - pow(cfg->beta1, (double)step);
+    double bc2 = 1.0 - pow(cfg->beta2, (double)step);
+    float step_size = (float)(cfg->lr / bc1);
+    float bc2_sqrt = (float)sqrt(bc2);
+#pragma omp parallel for if (n > PAR_MIN)
+    for (size_t i = 0; i < n; i++) {
+        m[i] = cfg->beta1 * m[i] + (1.0f - cfg->beta1) * grad[i];
+        v[i] = cfg->beta2 * v[i] + (1.0f - cfg->beta2) * grad[i] * grad[i];
+        float denom = sqrtf(v[i]) / bc2_sqrt + cfg->eps;
+        param[i] -= step_size * m[i] / denom;
+    }
+}

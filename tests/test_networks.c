@@ -1,0 +1,122 @@
+/* The networks' structure: parameter counts of the spec's default config,
+ * the tensor table (state_dict paths and shapes), the receptive field derived
+ * from the layer list, and the property that makes tiled inference exact. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn/networks.h"
+#include "testutil.h"
+
+static char err[256];
+
+static void test_default_counts(void) {
+    ModelConfig cfg = model_config_default();
+    Network g, d;
+    CHECK(network_init_generator(&g, &cfg, err, sizeof err) == 0, "init G: %s", err);
+    CHECK(network_init_discriminator(&d, &cfg, err, sizeof err) == 0, "init D: %s", err);
+    CHECK(g.num_params == 1951171, "G has %zu parameters, spec says 1,951,171", g.num_params);
+    CHECK(d.num_params == 695137, "D has %zu parameters, spec says 695,137", d.num_params);
+    const TensorInfo *t = network_find_tensor(&g, "enc0/conv/weight");
+    CHECK(t && t->ndim == 4 && t->shape[0] == 32 && t->shape[1] == 1 && t->shape[2] == 7,
+          "enc0/conv/weight [32,1,7,7]");
+    t = network_find_tensor(&g, "res5/bn2/running_var");
+    CHECK(t && t->grad == NULL && t->count == 128, "res5/bn2/running_var is a 128 buffer");
+    CHECK(t && t->data[0] == 1.0f, "fresh running_var is 1");
+    CHECK(network_find_tensor(&g, "head/conv/weight") != NULL, "head/conv/weight");
+    CHECK(network_find_tensor(&g, "head/bn/weight") == NULL, "the head has no BN");
+    CHECK(network_find_tensor(&d, "l4/conv/weight")->shape[1] == 256, "D l4 reads 8nd");
+    CHECK(network_find_tensor(&d, "l0/bn/weight") == NULL, "D l0 has no BN");
+    CHECK(g.num_tensors == 3 * 6 + 12 * 6 + 3 * 6 + 2, "G tensor count %d", g.num_tensors);
+
+    ReceptiveField rf = generator_receptive_field(&g);
+    printf("  default G: %zu parameters, D: %zu; receptive field %d px, radius %d, stride %d\n",
+           g.num_params, d.num_params, rf.size, rf.radius, rf.stride);
+    CHECK(rf.stride == 4, "total stride %d", rf.stride);
+    CHECK(rf.size >= 110 && rf.size <= 125, "receptive field %d, spec says about 115", rf.size);
+    CHECK(rf.radius >= 55 && rf.radius <= 62, "radius %d, spec says about 57", rf.radius);
+    network_free(&g);
+    network_free(&d);
+}
+
+static void test_config_json(void) {
+    ModelConfig cfg = model_config_default(), back;
+    cfg.ht[0] = 0.2f, cfg.ht[1] = 0.3f, cfg.ht[2] = 0.5f;
+    cfg.num_scales = 1;
+    char *json = model_config_to_json(&cfg);
+    CHECK(model_config_from_json(&back, json, err, sizeof err) == 0, "parse own JSON: %s", err);
+    CHECK(!memcmp(back.ht, cfg.ht, sizeof cfg.ht) && back.F == 32 && back.num_scales == 1 &&
+              !strcmp(back.name, "spynco-s"),
+          "config JSON round trip (%s)", json);
+    free(json);
+    const char *bad[] = {"{\"F\": 32}", "not json", "{\"name\":\"x\",\"F\":-1,\"K\":64,\"R\":6,"
+                         "\"nd\":32,\"ht_weights\":[0.299,0.587,0.114],\"scales\":[1,2,3]}",
+                         "{\"name\":\"x\",\"F\":32,\"K\":64,\"R\":6,\"nd\":32,"
+                         "\"ht_weights\":[0.5,0.5,0.5],\"scales\":[1]}"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err[0] = 0;
+        CHECK(model_config_from_json(&back, bad[i], err, sizeof err) == -1 && err[0],
+              "bad config %zu accepted", i);
+    }
+}
+
+/* In eval mode, an output pixel depends only on input pixels within the
+ * receptive field, when the crop's origin is a multiple of the total stride:
+ * so a crop's centre equals the full image's output bit for bit. */
+static void test_tiling_exact(void) {
+    ModelConfig cfg = model_config_default();
+    cfg.F = 8, cfg.K = 16, cfg.R = 2;
+    Network g;
+    CHECK(network_init_generator(&g, &cfg, err, sizeof err) == 0, "init: %s", err);
+    network_init_weights(&g, 7);
+    TestRng rng = {99};
+    for (int i = 0; i < g.num_units; i++)
+        if (g.units[i].has_bn)
+            for (int c = 0; c < g.units[i].out_ch; c++) {
+                g.units[i].running_mean[c] = test_uniform(&rng, -0.2f, 0.2f);
+                g.units[i].running_var[c] = test_uniform(&rng, 0.5f, 1.5f);
+            }
+    ReceptiveField rf = generator_receptive_field(&g);
+    int H = 200, W = 232, ch = 144, cw = 152, oy = 28, ox = 52; /* crop origin: multiples of 4 */
+    float *img = malloc(sizeof(float) * H * W), *crop = malloc(sizeof(float) * ch * cw);
+    for (int y = 0; y < H; y++)
+        for (int x = 0; x < W; x++) img[y * W + x] = sinf(0.05f * x) * cosf(0.07f * y) + test_uniform(&rng, -0.3f, 0.3f);
+    for (int y = 0; y < ch; y++) memcpy(crop + y * cw, img + (y + oy) * W + ox, sizeof(float) * cw);
+    Activations full, part;
+    CHECK(activations_init(&full, &g, 1, H, W, 0, err, sizeof err) == 0, "%s", err);
+    CHECK(activations_init(&part, &g, 1, ch, cw, 0, err, sizeof err) == 0, "%s", err);
+    generator_forward(&g, &full, img, 0);
+    generator_forward(&g, &part, crop, 0);
+    long differ = 0, compared = 0, differ_inside = 0;
+    for (int c = 0; c < 3; c++)
+        for (int y = 0; y < ch; y++)
+            for (int x = 0; x < cw; x++) {
+                float a = part.y[0][(c * ch + y) * cw + x];
+                float b = full.y[0][(c * H + y + oy) * W + x + ox];
+                int inside = y >= rf.radius && x >= rf.radius && y < ch - rf.radius && x < cw - rf.radius;
+                if (inside) {
+                    compared++;
+                    differ_inside += a != b;
+                } else {
+                    differ += a != b;
+                }
+            }
+    CHECK(compared > 0 && differ_inside == 0,
+          "%ld of %ld pixels within the receptive field's reach differ", differ_inside, compared);
+    /* The check must be able to fail: near the crop's border the outputs do differ. */
+    CHECK(differ > 0, "border pixels should see the zero padding");
+    printf("  tiling: %ld centre values identical, %ld border values differ (radius %d)\n", compared,
+           differ, rf.radius);
+    free(img), free(crop);
+    activations_free(&full);
+    activations_free(&part);
+    network_free(&g);
+}
+
+int main(void) {
+    test_default_counts();
+    test_config_json();
+    test_tiling_exact();
+    return test_summary("test_networks");
+}

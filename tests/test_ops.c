@@ -1,0 +1,335 @@
+/* Finite-difference gradient checks for every op in nn/ops.h and nn/conv.h,
+ * plus Adam against a double-precision transcription of PyTorch's update. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gradcheck.h"
+#include "nn/conv.h"
+#include "nn/ops.h"
+#include "testutil.h"
+
+/* Tolerance: central differences in float with eps 1e-2 on O(1) data; the
+ * worst element seen is about 1.4e-4 (BatchNorm in training mode). */
+#define EPS 1e-2f
+#define RTOL 2e-3
+#define SAMPLES 60
+
+static TestRng rng = {12345};
+
+static float *rand_buf(size_t n, float lo, float hi) {
+    float *x = malloc(n * sizeof(float));
+    test_fill_uniform(&rng, x, n, lo, hi);
+    return x;
+}
+
+/* Keeps values at least `gap` away from a kink at 0 so +-EPS never crosses it. */
+static void avoid_zero(float *x, size_t n, float gap) {
+    for (size_t i = 0; i < n; i++)
+        if (fabsf(x[i]) < gap) x[i] = x[i] < 0 ? x[i] - gap : x[i] + gap;
+}
+
+static double dot(const float *a, const float *b, size_t n) {
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) s += (double)a[i] * b[i];
+    return s;
+}
+
+static void report(const char *what, GradResult r) {
+    CHECK(r.failures == 0, "%s: %d of %d elements off, worst relative error %.3g", what, r.failures,
+          r.checked, r.worst);
+    printf("  %-40s worst %.2e over %d elements\n", what, r.worst, r.checked);
+}
+
+/* ---- conv2d ---------------------------------------------------------------- */
+typedef struct {
+    ConvShape s;
+    float *in, *w, *b, *out, *r, *scratch;
+} ConvCtx;
+
+static double conv_loss(void *p) {
+    ConvCtx *c = p;
+    conv2d_forward(c->out, c->in, c->w, c->b, &c->s, c->scratch);
+    return dot(c->out, c->r, (size_t)c->s.batch * c->s.out_ch * c->s.out_h * c->s.out_w);
+}
+
+static void test_conv(int batch, int cin, int h, int w, int cout, int k, int stride, int pad) {
+    ConvCtx c;
+    c.s = conv_shape(batch, cin, h, w, cout, k, stride, pad);
+    size_t nin = (size_t)batch * cin * h * w, nw = (size_t)cout * cin * k * k;
+    size_t nout = (size_t)batch * cout * c.s.out_h * c.s.out_w;
+    c.in = rand_buf(nin, -1, 1);
+    c.w = rand_buf(nw, -0.5f, 0.5f);
+    c.b = rand_buf(cout, -0.5f, 0.5f);
+    c.out = malloc(nout * sizeof(float));
+    c.r = rand_buf(nout, -1, 1);
+    c.scratch = malloc(conv_scratch_floats(&c.s, 4) * sizeof(float));
+    float *din = calloc(nin, sizeof(float)), *dw = calloc(nw, sizeof(float)),
+          *db = calloc(cout, sizeof(float));
+    conv2d_forward(c.out, c.in, c.w, c.b, &c.s, c.scratch);
+    conv2d_backward(din, dw, db, c.r, c.in, c.w, &c.s, c.scratch);
+    char name[96];
+    snprintf(name, sizeof name, "conv %dx%d s%d p%d %dx%d %d->%d in", k, k, stride, pad, w, h, cin,
+             cout);
+    report(name, gradcheck(conv_loss, &c, c.in, din, nin, SAMPLES, EPS, RTOL));
+    snprintf(name, sizeof name, "conv %dx%d s%d p%d weight", k, k, stride, pad);
+    report(name, gradcheck(conv_loss, &c, c.w, dw, nw, SAMPLES, EPS, RTOL));
+    report("  bias", gradcheck(conv_loss, &c, c.b, db, cout, SAMPLES, EPS, RTOL));
+
+    /* Accumulation: a second backward adds the same again. */
+    float *dw2 = malloc(nw * sizeof(float));
+    memcpy(dw2, dw, nw * sizeof(float));
+    conv2d_backward(NULL, dw2, NULL, c.r, c.in, c.w, &c.s, c.scratch);
+    double worst = 0;
+    for (size_t i = 0; i < nw; i++) worst = fmax(worst, fabs(dw2[i] - 2 * dw[i]));
+    CHECK(worst < 1e-4, "conv backward does not accumulate (off by %g)", worst);
+    free(dw2);
+    free(c.in), free(c.w), free(c.b), free(c.out), free(c.r), free(c.scratch);
+    free(din), free(dw), free(db);
+}
+
+/* Direct convolution in double: the forward's reference. */
+static void test_conv_forward_reference(void) {
+    ConvShape s = conv_shape(2, 3, 23, 29, 5, 3, 2, 1);
+    size_t nin = (size_t)2 * 3 * 23 * 29, nw = 5 * 3 * 9, nout = (size_t)2 * 5 * s.out_h * s.out_w;
+    float *in = rand_buf(nin, -1, 1), *w = rand_buf(nw, -1, 1), *b = rand_buf(5, -1, 1);
+    float *out = malloc(nout * sizeof(float));
+    float *scratch = malloc(conv_scratch_floats(&s, 4) * sizeof(float));
+    conv2d_forward(out, in, w, b, &s, scratch);
+    double worst = 0;
+    for (int n = 0; n < 2; n++)
+        for (int co = 0; co < 5; co++)
+            for (int y = 0; y < s.out_h; y++)
+                for (int x = 0; x < s.out_w; x++) {
+                    double acc = b[co];
+                    for (int ci = 0; ci < 3; ci++)
+                        for (int ky = 0; ky < 3; ky++)
+                            for (int kx = 0; kx < 3; kx++) {
+                                int iy = y * 2 - 1 + ky, ix = x * 2 - 1 + kx;
+                                if (iy < 0 || ix < 0 || iy >= 23 || ix >= 29) continue;
+                                acc += (double)w[((co * 3 + ci) * 3 + ky) * 3 + kx] *
+                                       in[((n * 3 + ci) * 23 + iy) * 29 + ix];
+                            }
+                    double got = out[((n * 5 + co) * s.out_h + y) * s.out_w + x];
+                    worst = fmax(worst, fabs(got - acc));
+                }
+    CHECK(s.out_h == 12 && s.out_w == 15, "conv output size %dx%d", s.out_w, s.out_h);
+    CHECK(worst < 1e-5, "conv forward differs from direct convolution by %g", worst);
+    printf("  %-40s max diff %.2e\n", "conv forward vs direct (double)", worst);
+    free(in), free(w), free(b), free(out), free(scratch);
+}
+
+/* ---- BatchNorm ---------------------------------------------------------------- */
+typedef struct {
+    int batch, ch, hw, training;
+    float *in, *gamma, *beta, *out, *mean, *rstd, *rm, *rv, *r;
+} BnCtx;
+
+static double bn_loss(void *p) {
+    BnCtx *c = p;
+    batchnorm_forward(c->out, c->mean, c->rstd, c->rm, c->rv, c->in, c->gamma, c->beta, c->batch,
+                      c->ch, c->hw, c->training);
+    return dot(c->out, c->r, (size_t)c->batch * c->ch * c->hw);
+}
+
+static void test_batchnorm(int training) {
+    BnCtx c = {.batch = 3, .ch = 4, .hw = 25, .training = training};
+    size_t n = (size_t)c.batch * c.ch * c.hw;
+    c.in = rand_buf(n, -2, 3);
+    c.gamma = rand_buf(c.ch, 0.5f, 1.5f);
+    c.beta = rand_buf(c.ch, -0.5f, 0.5f);
+    c.out = malloc(n * sizeof(float));
+    c.mean = malloc(c.ch * sizeof(float));
+    c.rstd = malloc(c.ch * sizeof(float));
+    c.rm = rand_buf(c.ch, -0.2f, 0.2f);
+    c.rv = rand_buf(c.ch, 0.5f, 1.5f);
+    c.r = rand_buf(n, -1, 1);
+    float *din = calloc(n, sizeof(float)), *dg = calloc(c.ch, sizeof(float)),
+          *dbt = calloc(c.ch, sizeof(float));
+    bn_loss(&c);
+    batchnorm_backward(din, dg, dbt, c.r, c.in, c.mean, c.rstd, c.gamma, c.batch, c.ch, c.hw,
+                       training);
+    const char *mode = training ? "batchnorm (train)" : "batchnorm (eval)";
+    char name[64];
+    snprintf(name, sizeof name, "%s in", mode);
+    report(name, gradcheck(bn_loss, &c, c.in, din, n, SAMPLES, EPS, RTOL));
+    snprintf(name, sizeof name, "%s gamma", mode);
+    report(name, gradcheck(bn_loss, &c, c.gamma, dg, c.ch, SAMPLES, EPS, RTOL));
+    snprintf(name, sizeof name, "%s beta", mode);
+    report(name, gradcheck(bn_loss, &c, c.beta, dbt, c.ch, SAMPLES, EPS, RTOL));
+    free(c.in), free(c.gamma), free(c.beta), free(c.out), free(c.mean), free(c.rstd);
+    free(c.rm), free(c.rv), free(c.r), free(din), free(dg), free(dbt);
+}
+
+/* PyTorch semantics of the statistics: biased variance to normalise,
+ * unbiased variance into the running estimate, momentum 0.1. */
+static void test_batchnorm_statistics(void) {
+    float in[8] = {1, 2, 3, 4, 5, 6, 7, 8}; /* batch 2, 1 channel, hw 4 */
+    float gamma = 1, beta = 0, out[8], mean, rstd, rm = 0.5f, rv = 2.0f;
+    batchnorm_forward(out, &mean, &rstd, &rm, &rv, in, &gamma, &beta, 2, 1, 4, 1);
+    double var_b = 5.25, var_u = 6.0;
+    CHECK(fabs(mean - 4.5) < 1e-6, "batch mean %g", mean);
+    CHECK(fabs(rstd - 1.0 / sqrt(var_b + 1e-5)) < 1e-6, "batch rstd %g", rstd);
+    CHECK(fabs(rm - (0.9 * 0.5 + 0.1 * 4.5)) < 1e-6, "running mean %g", rm);
+    CHECK(fabs(rv - (0.9 * 2.0 + 0.1 * var_u)) < 1e-6, "running var %g", rv);
+    CHECK(fabs(out[0] - (1 - 4.5) / sqrt(var_b + 1e-5)) < 1e-5, "normalised value %g", out[0]);
+}
+
+/* ---- element-wise and resampling ops ---------------------------------------- */
+typedef enum { OP_RELU, OP_LRELU, OP_TANH, OP_UP, OP_POOL2, OP_POOL4, OP_HT, OP_SOBEL } OpKind;
+typedef struct {
+    OpKind kind;
+    int batch, h, w;
+    size_t nin, nout;
+    float *in, *out, *r;
+} UnaryCtx;
+
+static const float HT[3] = {0.299f, 0.587f, 0.114f};
+
+static void unary_forward(UnaryCtx *c) {
+    int bc = c->batch;
+    switch (c->kind) {
+    case OP_RELU: relu_forward(c->out, c->in, c->nin); break;
+    case OP_LRELU: leaky_relu_forward(c->out, c->in, 0.2f, c->nin); break;
+    case OP_TANH: tanh_forward(c->out, c->in, c->nin); break;
+    case OP_UP: upsample2x_forward(c->out, c->in, bc, c->h, c->w); break;
+    case OP_POOL2: avgpool_forward(c->out, c->in, bc, c->h, c->w, 2); break;
+    case OP_POOL4: avgpool_forward(c->out, c->in, bc, c->h, c->w, 4); break;
+    case OP_HT: ht_forward(c->out, c->in, HT, c->batch, c->h * c->w); break;
+    case OP_SOBEL: sobel_forward(c->out, c->in, c->batch, c->h, c->w); break;
+    }
+}
+
+static void unary_backward(UnaryCtx *c, float *din) {
+    int bc = c->batch;
+    switch (c->kind) {
+    case OP_RELU: relu_backward(din, c->r, c->out, c->nin); break;
+    case OP_LRELU: leaky_relu_backward(din, c->r, c->out, 0.2f, c->nin); break;
+    case OP_TANH: tanh_backward(din, c->r, c->out, c->nin); break;
+    case OP_UP: upsample2x_backward(din, c->r, bc, c->h, c->w); break;
+    case OP_POOL2: avgpool_backward(din, c->r, bc, c->h, c->w, 2); break;
+    case OP_POOL4: avgpool_backward(din, c->r, bc, c->h, c->w, 4); break;
+    case OP_HT: ht_backward(din, c->r, HT, c->batch, c->h * c->w); break;
+    case OP_SOBEL: sobel_backward(din, c->r, c->batch, c->h, c->w); break;
+    }
+}
+
+static double unary_loss(void *p) {
+    UnaryCtx *c = p;
+    unary_forward(c);
+    return dot(c->out, c->r, c->nout);
+}
+
+static void test_unary(const char *name, OpKind kind) {
+    UnaryCtx c = {kind, 6, 12, 8, 0, 0, NULL, NULL, NULL};
+    size_t plane = (size_t)c.h * c.w;
+    c.nin = c.batch * plane;
+    c.nout = c.nin;
+    if (kind == OP_UP) c.nout = 4 * c.nin;
+    if (kind == OP_POOL2) c.nout = c.nin / 4;
+    if (kind == OP_POOL4) c.nout = c.nin / 16;
+    if (kind == OP_HT) c.batch = 2, c.nin = 3 * c.batch * plane, c.nout = c.batch * plane;
+    if (kind == OP_SOBEL) c.nout = (size_t)c.batch * 2 * (c.h - 2) * (c.w - 2);
+    c.in = rand_buf(c.nin, -2, 2);
+    if (kind == OP_RELU || kind == OP_LRELU) avoid_zero(c.in, c.nin, 2 * EPS);
+    c.out = malloc(c.nout * sizeof(float));
+    c.r = rand_buf(c.nout, -1, 1);
+    float *din = calloc(c.nin, sizeof(float));
+    unary_forward(&c);
+    unary_backward(&c, din);
+    report(name, gradcheck(unary_loss, &c, c.in, din, c.nin, SAMPLES, EPS, RTOL));
+    free(c.in), free(c.out), free(c.r), free(din);
+}
+
+/* ---- losses ------------------------------------------------------------------ */
+typedef struct {
+    int l1;
+    size_t n;
+    float *a, *b;
+} LossCtx;
+
+static double loss_value(void *p) {
+    LossCtx *c = p;
+    return c->l1 ? 3.0 * l1_loss_forward(c->a, c->b, c->n) : 3.0 * mse_const_forward(c->a, 1.0f, c->n);
+}
+
+static void test_loss(int l1) {
+    LossCtx c = {l1, 300, NULL, NULL};
+    c.a = rand_buf(c.n, -1, 1);
+    c.b = rand_buf(c.n, -1, 1);
+    for (size_t i = 0; i < c.n; i++) /* keep a - b away from the kink */
+        if (fabsf(c.a[i] - c.b[i]) < 2 * EPS) c.a[i] += 4 * EPS;
+    float *da = calloc(c.n, sizeof(float));
+    if (l1)
+        l1_loss_backward(da, c.a, c.b, c.n, 3.0f);
+    else
+        mse_const_backward(da, c.a, 1.0f, c.n, 3.0f);
+    report(l1 ? "l1 loss (x3)" : "lsgan mse loss (x3)",
+           gradcheck(loss_value, &c, c.a, da, c.n, SAMPLES, EPS, RTOL));
+    free(c.a), free(c.b), free(da);
+}
+
+static void test_loss_values(void) {
+    float a[4] = {1, -1, 0.5f, 0}, b[4] = {0, 0, 0.5f, 1};
+    CHECK(fabs(l1_loss_forward(a, b, 4) - 0.75) < 1e-12, "l1 value");
+    CHECK(fabs(mse_const_forward(a, 1.0f, 4) - (0 + 4 + 0.25 + 1) / 4.0) < 1e-12, "mse value");
+    float da[4] = {0};
+    l1_loss_backward(da, a, b, 4, 1.0f);
+    CHECK(da[2] == 0.0f && da[0] == 0.25f && da[1] == -0.25f, "l1 sign(0) = 0 as PyTorch");
+}
+
+/* ---- Adam ----------------------------------------------------------------------- */
+static void test_adam(void) {
+    enum { N = 5 };
+    float p[N] = {0.5f, -1, 2, 0, 1e-3f}, m[N] = {0}, v[N] = {0};
+    double pd[N], md[N] = {0}, vd[N] = {0};
+    for (int i = 0; i < N; i++) pd[i] = p[i];
+    AdamConfig cfg = {2e-4f, 0.5f, 0.999f, 1e-8f};
+    for (long step = 1; step <= 3; step++) {
+        float g[N];
+        for (int i = 0; i < N; i++) g[i] = (float)(0.3 * (i - 2) + 0.1 * step);
+        adam_update(p, m, v, g, N, &cfg, step);
+        for (int i = 0; i < N; i++) {
+            md[i] = 0.5 * md[i] + 0.5 * g[i];
+            vd[i] = 0.999 * vd[i] + 0.001 * (double)g[i] * g[i];
+            double denom = sqrt(vd[i]) / sqrt(1 - pow(0.999, step)) + 1e-8;
+            pd[i] -= 2e-4 / (1 - pow(0.5, step)) * md[i] / denom;
+        }
+    }
+    double worst = 0;
+    for (int i = 0; i < N; i++) worst = fmax(worst, fabs(p[i] - pd[i]));
+    CHECK(worst < 1e-6, "adam differs from PyTorch's update by %g", worst);
+    printf("  %-40s max diff %.2e\n", "adam vs double reference (3 steps)", worst);
+}
+
+int main(void) {
+    printf("conv2d\n");
+    test_conv_forward_reference();
+    test_conv(2, 1, 13, 11, 4, 7, 1, 3);   /* enc0 */
+    test_conv(2, 3, 12, 10, 5, 3, 2, 1);   /* enc1/enc2 */
+    test_conv(1, 6, 9, 9, 4, 3, 1, 1);     /* res, dec */
+    test_conv(2, 5, 7, 6, 3, 1, 1, 0);     /* dec2, head: pointwise */
+    test_conv(2, 3, 16, 14, 4, 4, 2, 1);   /* D l0..l2 */
+    test_conv(1, 4, 9, 8, 2, 4, 1, 1);     /* D l3, l4 */
+    test_conv(1, 2, 40, 33, 3, 3, 1, 1);   /* several pixel blocks */
+    printf("batchnorm\n");
+    test_batchnorm(1);
+    test_batchnorm(0);
+    test_batchnorm_statistics();
+    printf("element-wise and resampling\n");
+    test_unary("relu", OP_RELU);
+    test_unary("leaky relu 0.2", OP_LRELU);
+    test_unary("tanh", OP_TANH);
+    test_unary("nearest upsample x2", OP_UP);
+    test_unary("average pool /2", OP_POOL2);
+    test_unary("average pool /4", OP_POOL4);
+    test_unary("H_t", OP_HT);
+    test_unary("sobel", OP_SOBEL);
+    printf("losses and optimizer\n");
+    test_loss(1);
+    test_loss(0);
+    test_loss_values();
+    test_adam();
+    return test_summary("test_ops");
+}

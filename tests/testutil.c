@@ -1,0 +1,54 @@
+#include "testutil.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+
+int test_passed = 0, test_failed = 0;
+
+void test_fail_at(const char *file, int line, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "FAIL %s:%d: ", file, line);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+int test_summary(const char *name) {
+    printf("%s: %d passed, %d failed\n", name, test_passed, test_failed);
+    return test_failed ? 1 : 0;
+}
+
+static uint64_t next(TestRng *r) {
+    uint64_t x = r->s ? r->s : 0x9E3779B97F4A7C15ull;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    r->s = x;
+    return x;
+}
+
+float test_uniform(TestRng *r, float lo, float hi) {
+    return lo + (hi - lo) * (float)((next(r) >> 40) * (1.0 / 16777216.0));
+}
+
+float test_normal(TestRng *r) {
+    double u1 = ((next(r) >> 11) + 1.0) * (1.0 / 9007199254740993.0);
+    double u2 = (next(r) >> 11) * (1.0 / 9007199254740992.0);
+    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+}
+
+void test_fill_uniform(TestRng *r, float *x, size_t n, float lo, float hi) {
+    for (size_t i = 0; i < n; i++) x[i] = test_uniform(r, lo, hi);
+}
+
+double test_rel_error(const float *a, const float *b, size_t n, double floor) {
+    double max_diff = 0.0, max_ref = floor;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (d > max_diff || isnan(d)) max_diff = isnan(d) ? INFINITY : d;
+        if (fabs((double)b[i]) > max_ref) max_ref = fabs((double)b[i]);
+    }
+    return max_diff / max_ref;
+}
