@@ -1,18 +1,13 @@
 #include "nn/conv.h"
 
-#include <cblas.h>
 #include <omp.h>
-#include <pthread.h>
 #include <string.h>
 
-/* Spynco threads with OpenMP over independent blocks; each SGEMM runs on the
- * thread that calls it. OpenBLAS's own threads would oversubscribe the cores. */
-static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
-static void blas_single_threaded(void) { openblas_set_num_threads(1); }
+#include "nn/gemm.h"
 
 ConvShape conv_shape(int batch, int in_ch, int in_h, int in_w, int out_ch, int kernel, int stride,
                      int pad) {
-    ConvShape s = {batch, in_ch, in_h, in_w, out_ch, 0, 0, kernel, stride, pad};
+    ConvShape s = {batch, in_ch, in_h, in_w, out_ch, 0, 0, kernel, stride, pad, 0};
     s.out_h = (in_h + 2 * pad - kernel) / stride + 1;
     s.out_w = (in_w + 2 * pad - kernel) / stride + 1;
     return s;
@@ -42,11 +37,11 @@ static float *thread_columns(const ConvShape *s, float *scratch) {
            (size_t)omp_get_thread_num() * column_rows(s) * CONV_BLOCK;
 }
 
-/* col[r, j] for r = (c, ki, kj) and output pixels p0 .. p0+n-1 of one image. */
-static void im2col_block(float *col, const float *in, const ConvShape *s, int p0, int n) {
-    int k = s->kernel;
+void conv_im2col_block(float *col, const float *in, const ConvShape *s, int p0, int n) {
+    int k = s->kernel, up = s->upsampled;
+    int src_w = s->in_w >> up; /* row length of the stored input */
     for (int c = 0; c < s->in_ch; c++) {
-        const float *x = in + (size_t)c * s->in_h * s->in_w;
+        const float *x = in + (size_t)c * (s->in_h >> up) * src_w;
         for (int ki = 0; ki < k; ki++)
             for (int kj = 0; kj < k; kj++) {
                 float *row = col + ((size_t)(c * k + ki) * k + kj) * n;
@@ -54,7 +49,7 @@ static void im2col_block(float *col, const float *in, const ConvShape *s, int p0
                 for (int j = 0; j < n; j++) {
                     int iy = oy * s->stride - s->pad + ki, ix = ox * s->stride - s->pad + kj;
                     row[j] = (iy >= 0 && iy < s->in_h && ix >= 0 && ix < s->in_w)
-                                 ? x[(size_t)iy * s->in_w + ix]
+                                 ? x[(size_t)(iy >> up) * src_w + (ix >> up)]
                                  : 0.0f;
                     if (++ox == s->out_w) ox = 0, oy++;
                 }
@@ -93,7 +88,6 @@ void conv2d_forward(float *out, const float *in, const float *weight, const floa
     int kk = s->in_ch * s->kernel * s->kernel;
     int blocks = (hw + CONV_BLOCK - 1) / CONV_BLOCK;
     size_t in_size = (size_t)s->in_ch * s->in_h * s->in_w, out_size = (size_t)s->out_ch * hw;
-    pthread_once(&blas_once, blas_single_threaded);
 #pragma omp parallel for schedule(dynamic)
     for (int job = 0; job < s->batch * blocks; job++) {
         int b = job / blocks, p0 = (job % blocks) * CONV_BLOCK;
@@ -107,14 +101,13 @@ void conv2d_forward(float *out, const float *in, const float *weight, const floa
             ld = hw;
         } else {
             float *col = thread_columns(s, scratch);
-            im2col_block(col, x, s, p0, n);
+            conv_im2col_block(col, x, s, p0, n);
             cols = col;
             ld = n;
         }
         for (int co = 0; co < s->out_ch; co++)
             for (int j = 0; j < n; j++) y[(size_t)co * hw + j] = bias ? bias[co] : 0.0f;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->out_ch, n, kk, 1.0f, weight, kk,
-                    cols, ld, 1.0f, y, hw);
+        gemm_nn(s->out_ch, n, kk, weight, kk, cols, ld, 1.0f, y, hw);
     }
 }
 
@@ -138,13 +131,11 @@ static void conv_backward_input(float *din, const float *dout, const float *weig
         const float *dy = dout + b * out_size;
         float *dx = din + b * in_size + q0;
         if (is_pointwise(s)) {
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, s->in_ch, n, s->out_ch, 1.0f,
-                        weight, s->in_ch, dy + q0, out_hw, 1.0f, dx, in_hw);
+            gemm_tn(s->in_ch, n, s->out_ch, weight, s->in_ch, dy + q0, out_hw, 1.0f, dx, in_hw);
         } else {
             float *g = thread_columns(s, scratch);
             gather_block(g, dy, s, q0, n);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->in_ch, n, rows, 1.0f, wt,
-                        rows, g, n, 1.0f, dx, in_hw);
+            gemm_nn(s->in_ch, n, rows, wt, rows, g, n, 1.0f, dx, in_hw);
         }
     }
 }
@@ -174,12 +165,11 @@ static void conv_backward_weight(float *dweight, const float *dout, const float 
                 ld = hw;
             } else {
                 float *col = thread_columns(s, scratch);
-                im2col_block(col, x, s, p0, n);
+                conv_im2col_block(col, x, s, p0, n);
                 cols = col;
                 ld = n;
             }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s->out_ch, kk, n, 1.0f,
-                        dout + b * out_size + p0, hw, cols, ld, 1.0f, partial, kk);
+            gemm_nt(s->out_ch, kk, n, dout + b * out_size + p0, hw, cols, ld, 1.0f, partial, kk);
         }
     }
     for (int slot = 0; slot < used; slot++) {
@@ -192,7 +182,6 @@ static void conv_backward_weight(float *dweight, const float *dout, const float 
 void conv2d_backward(float *din, float *dweight, float *dbias, const float *dout, const float *in,
                      const float *weight, const ConvShape *s, float *scratch) {
     int hw = s->out_h * s->out_w;
-    pthread_once(&blas_once, blas_single_threaded);
     if (dbias) {
 #pragma omp parallel for
         for (int co = 0; co < s->out_ch; co++) {

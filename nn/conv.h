@@ -1,4 +1,4 @@
-/* conv.h: 2-D convolution (NCHW, float32) as blocked im2col + GEMM (CBLAS).
+/* conv.h: 2-D convolution (NCHW, float32) as blocked im2col + GEMM (nn/gemm.h).
  *
  * Any square kernel, stride and zero padding, with bias. The output's columns
  * (pixels) are cut into blocks of CONV_BLOCK; each block is one job: im2col of
@@ -34,12 +34,19 @@ typedef struct {
     int in_ch, in_h, in_w;
     int out_ch, out_h, out_w;
     int kernel, stride, pad;
+    int upsampled; /* inference only: the input is stored at half size and read
+                      through nearest x2 upsampling; in_h, in_w are the upsampled size */
 } ConvShape;
 
 /* Output size follows PyTorch: (in + 2*pad - kernel) / stride + 1. */
 ConvShape conv_shape(int batch, int in_ch, int in_h, int in_w, int out_ch, int kernel, int stride,
                      int pad);
 size_t conv_scratch_floats(const ConvShape *s, int threads);
+
+/* col[r, j] = the input value under kernel tap r = (c, ki, kj) for output
+ * pixels p0 .. p0+n-1 of one image (0 outside the input): the B operand of
+ * the forward GEMM. */
+void conv_im2col_block(float *col, const float *in, const ConvShape *s, int p0, int n);
 
 void conv2d_forward(float *out, const float *in, const float *weight, const float *bias,
                     const ConvShape *s, float *scratch);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nn/infer.h"
 #include "nn/networks.h"
 #include "testutil.h"
 
@@ -114,8 +115,47 @@ static void test_tiling_exact(void) {
     network_free(&g);
 }
 
+/* The lean inference path (BN folded, fused epilogues, no stored dec0)
+ * computes the same y1 as the training code's eval-mode forward. */
+static void test_infer_matches_forward(void) {
+    ModelConfig cfg = model_config_default();
+    cfg.F = 8, cfg.K = 16, cfg.R = 2;
+    Network g;
+    CHECK(network_init_generator(&g, &cfg, err, sizeof err) == 0, "init: %s", err);
+    network_init_weights(&g, 11);
+    TestRng rng = {3};
+    for (int i = 0; i < g.num_units; i++)
+        if (g.units[i].has_bn)
+            for (int c = 0; c < g.units[i].out_ch; c++) {
+                g.units[i].bn_weight[c] = test_uniform(&rng, 0.5f, 1.5f);
+                g.units[i].bn_bias[c] = test_uniform(&rng, -0.3f, 0.3f);
+                g.units[i].running_mean[c] = test_uniform(&rng, -0.2f, 0.2f);
+                g.units[i].running_var[c] = test_uniform(&rng, 0.5f, 1.5f);
+            }
+    int H = 76, W = 100;
+    float *img = malloc(sizeof(float) * H * W), *rgb = malloc(sizeof(float) * 3 * H * W);
+    test_fill_uniform(&rng, img, (size_t)H * W, -1, 1);
+    Activations acts;
+    InferModel m;
+    InferWork work;
+    CHECK(activations_init(&acts, &g, 1, H, W, 0, err, sizeof err) == 0, "%s", err);
+    CHECK(infer_model_init(&m, &g, err, sizeof err) == 0, "%s", err);
+    CHECK(infer_work_init(&work, &m, H, W, err, sizeof err) == 0, "%s", err);
+    generator_forward(&g, &acts, img, 0);
+    generator_infer(&m, &work, img, rgb);
+    double e = test_rel_error(rgb, acts.y[0], (size_t)3 * H * W, 1.0);
+    CHECK(e < 1e-5, "fused inference differs from the eval forward by %.3g", e);
+    printf("  fused inference vs eval forward: max difference %.2e\n", e);
+    free(img), free(rgb);
+    activations_free(&acts);
+    infer_work_free(&work);
+    infer_model_free(&m);
+    network_free(&g);
+}
+
 int main(void) {
     test_default_counts();
+    test_infer_matches_forward();
     test_config_json();
     test_tiling_exact();
     return test_summary("test_networks");

@@ -1,8 +1,13 @@
 #include "testutil.h"
 
+#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 int test_passed = 0, test_failed = 0;
 
@@ -51,4 +56,62 @@ double test_rel_error(const float *a, const float *b, size_t n, double floor) {
         if (fabs((double)b[i]) > max_ref) max_ref = fabs((double)b[i]);
     }
     return max_diff / max_ref;
+}
+
+pid_t test_spawn(char *const argv[], char *const env[], const char *log) {
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid != 0) return pid;
+    for (int i = 0; env && env[i]; i++) putenv(env[i]);
+    if (log) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+            close(fd);
+        }
+    }
+    execv(argv[0], argv);
+    _exit(127);
+}
+
+int test_wait(pid_t pid) {
+    int status;
+    if (pid < 0 || waitpid(pid, &status, 0) != pid) return -1;
+    if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+    return WEXITSTATUS(status) == 127 ? -1 : WEXITSTATUS(status);
+}
+
+int test_run(char *const argv[], char *const env[], const char *log) {
+    return test_wait(test_spawn(argv, env, log));
+}
+
+char *test_read_file(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)size + 1);
+    if (buf && fread(buf, 1, (size_t)size, f) != (size_t)size) size = 0;
+    if (buf) buf[size] = 0;
+    fclose(f);
+    return buf;
+}
+
+const char *test_tmpdir(const char *name) {
+    static char dir[256];
+    snprintf(dir, sizeof dir, "/tmp/spynco-%s-XXXXXX", name);
+    if (!mkdtemp(dir)) {
+        perror("mkdtemp");
+        exit(1);
+    }
+    return dir;
+}
+
+void test_remove_tree(const char *dir) {
+    if (strncmp(dir, "/tmp/spynco-", 12) != 0) return; /* never anything else */
+    char *argv[] = {"/bin/rm", "-rf", (char *)dir, NULL};
+    test_run(argv, NULL, NULL);
 }

@@ -34,4 +34,20 @@ void test_fill_uniform(TestRng *r, float *x, size_t n, float lo, float hi);
 /* max|a-b| / max(max|b|, floor): the norm-wise relative error used by the golden tests. */
 double test_rel_error(const float *a, const float *b, size_t n, double floor);
 
+/* Real processes. test_spawn starts argv (argv[0] a path), with extra
+ * environment entries env (NAME=VALUE, NULL-terminated; may be NULL) and
+ * stdout and stderr appended to log (may be NULL: inherited). test_wait
+ * returns the exit status 0..255, 128+N if killed by signal N, -1 if the
+ * program could not start. test_run does both. */
+#include <sys/types.h>
+pid_t test_spawn(char *const argv[], char *const env[], const char *log);
+int test_wait(pid_t pid);
+int test_run(char *const argv[], char *const env[], const char *log);
+/* The whole file as a NUL-terminated string (caller frees); NULL if unreadable. */
+char *test_read_file(const char *path);
+/* A fresh temporary folder "/tmp/spynco-<name>-XXXXXX" (static storage),
+ * removed with everything in it by test_remove_tree. */
+const char *test_tmpdir(const char *name);
+void test_remove_tree(const char *dir);
+
 #endif

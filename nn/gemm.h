@@ -1,0 +1,52 @@
+/* gemm.h: single-threaded SGEMM for the convolutions (row-major, float32).
+ *
+ * Design (Goto/BLIS style): k is cut into blocks of GEMM_KC, m into blocks of
+ * about GEMM_MC rows. Per block, the rows of A are packed into MR-row strips
+ * and the columns of B into NR-column strips, both contiguous in the order
+ * the microkernel reads them, zero-padded at the edges; the microkernel keeps
+ * an MR x NR tile of C in registers, broadcasting one A value per row and
+ * loading NR B values per k step. The packing buffers are thread-local
+ * statics (about 160 KB per thread), so calls allocate nothing, share no
+ * mutable state and may run in parallel from OpenMP threads; each call uses
+ * only its own thread.
+ *
+ * Dispatch: the microkernel is chosen once at run time, so the portable build
+ * (no -march) still uses AVX-512 where the CPU has it: AVX-512F 8 x 32,
+ * AVX2+FMA 6 x 16, or plain C 4 x 8 (the SIMD kernels are compiled with GCC
+ * target attributes).
+ *
+ * Determinism: k is cut at fixed multiples of GEMM_KC. For each k block the
+ * microkernel sums A[i,p]*B[p,j] from zero, p in increasing order (an FMA per
+ * step in the SIMD kernels, a multiply and an add in plain C), then adds the
+ * block's sum to C (or stores it, for beta 0 on the first block). Edge tiles
+ * run the same kernel on a zero-padded copy. So each C element gets the same
+ * operations on its own row of A and column of B whatever m, n or its place
+ * in C: a pixel gets the same bits in any column block (tiled inference is
+ * exact). Summing each block from zero also keeps the error independent of
+ * C's magnitude (the weight gradient accumulates many blocks into C).
+ *
+ * beta must be 0 (C is overwritten, never read) or 1 (C is accumulated into).
+ * Not named sgemm_nn etc.: libopenblas exports those names internally, and
+ * ours would interpose on them and break cblas_sgemm in the same process.
+ */
+#ifndef SPYNCO_GEMM_H
+#define SPYNCO_GEMM_H
+
+/* C[m x n] = beta*C + A[m x k] * B[k x n] */
+void gemm_nn(int m, int n, int k, const float *A, int lda, const float *B, int ldb, float beta,
+             float *C, int ldc);
+/* C[m x n] = beta*C + A^T * B[k x n], A stored as k x m */
+void gemm_tn(int m, int n, int k, const float *A, int lda, const float *B, int ldb, float beta,
+             float *C, int ldc);
+/* C[m x n] = beta*C + A[m x k] * B^T, B stored as n x k */
+void gemm_nt(int m, int n, int k, const float *A, int lda, const float *B, int ldb, float beta,
+             float *C, int ldc);
+
+/* For tests and benchmarks: selects the microkernel used by later calls (the
+ * best one the CPU supports is the default). Returns 0, or -1 if this CPU
+ * cannot run it (the selection is then unchanged). Set it before parallel
+ * work starts: products from different kernels differ in the last bits. */
+typedef enum { GEMM_KERNEL_SCALAR, GEMM_KERNEL_AVX2, GEMM_KERNEL_AVX512 } GemmKernel;
+int gemm_set_kernel(GemmKernel kernel);
+
+#endif

@@ -1,0 +1,147 @@
+/* spynco colorize: a georeferenced gray raster in, a georeferenced color raster out. */
+#include <cpl_conv.h>
+#include <cpl_string.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pipeline/colorize.h"
+#include "pipeline/commands.h"
+
+static volatile sig_atomic_t interrupted = 0;
+static void on_signal(int sig) {
+    (void)sig;
+    interrupted = 1;
+}
+
+static void usage(FILE *out) {
+    fprintf(out,
+        "usage: spynco colorize [-q] [--model FILE] [--tile N] [--threads N] [-b BAND]\n"
+        "                       [--scale MIN MAX] [-of FORMAT] [-co NAME=VALUE]...\n"
+        "                       [--overviews] [--config KEY VALUE]... INPUT OUTPUT\n"
+        "\n"
+        "Colorizes INPUT (any raster GDAL reads: GeoTIFF, JPEG, PNG, VRT, /vsizip/...) into\n"
+        "OUTPUT, a 3-band RGB (4-band RGBA where INPUT has no-data) Byte raster with INPUT's\n"
+        "size, geotransform and CRS.\n"
+        "\n"
+        "  -q               quiet: no log, no progress bar\n"
+        "  --model FILE     model checkpoint (default: $SPYNCO_MODEL, else the bundled\n"
+        "                   models/spynco-default.h5)\n"
+        "  --tile N         output tile size, a multiple of 4 (default %d); the result\n"
+        "                   does not depend on it, memory does (about 250 MB at 1024)\n"
+        "  --threads N      compute threads (default: all cores)\n"
+        "  -b BAND          use this band as the gray input (default: band 1 of a 1-2 band\n"
+        "                   raster; R,G,B through the model's H_t weights for 3+ bands)\n"
+        "  --scale MIN MAX  map input values MIN..MAX to 0..255 (default for non-Byte data:\n"
+        "                   the 2nd and 98th percentiles)\n"
+        "  -of FORMAT       GDAL output format (default GTiff; COG writes a Cloud Optimized\n"
+        "                   GeoTIFF with overviews)\n"
+        "  -co NAME=VALUE   creation option, overrides the defaults (GTiff: TILED=YES,\n"
+        "                   BLOCKXSIZE=512, BLOCKYSIZE=512, COMPRESS=DEFLATE, PREDICTOR=2,\n"
+        "                   BIGTIFF=IF_SAFER)\n"
+        "  --overviews      build overviews (GeoTIFF)\n"
+        "  --config K V     set a GDAL configuration option\n"
+        "\n"
+        "OUTPUT appears only when complete; on failure or interruption nothing is left there.\n",
+        COLORIZE_DEFAULT_TILE);
+}
+
+static int parse_int(const char *s, int *out) {
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (*s == 0 || *end || v < -1000000000L || v > 1000000000L) return -1;
+    *out = (int)v;
+    return 0;
+}
+
+static int parse_double(const char *s, double *out) {
+    char *end;
+    *out = strtod(s, &end);
+    return *s == 0 || *end ? -1 : 0;
+}
+
+int cmd_colorize(int argc, char **argv) {
+    ColorizeOptions opt = {0};
+    const char *pos[2] = {NULL, NULL};
+    int npos = 0, rc = 2;
+    char **create_options = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int left = argc - i - 1;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            CSLDestroy(create_options);
+            return 0;
+        } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
+            opt.quiet = 1;
+        } else if (!strcmp(a, "--overviews")) {
+            opt.overviews = 1;
+        } else if (!strcmp(a, "--model") && left >= 1) {
+            opt.model_path = argv[++i];
+        } else if (!strcmp(a, "--tile") && left >= 1) {
+            if (parse_int(argv[++i], &opt.tile) || opt.tile < 4 || opt.tile % 4) {
+                fprintf(stderr, "spynco colorize: --tile takes a positive multiple of 4, not '%s'\n", argv[i]);
+                goto out;
+            }
+        } else if (!strcmp(a, "--threads") && left >= 1) {
+            if (parse_int(argv[++i], &opt.threads) || opt.threads < 1) {
+                fprintf(stderr, "spynco colorize: --threads takes a positive number, not '%s'\n", argv[i]);
+                goto out;
+            }
+        } else if (!strcmp(a, "-b") && left >= 1) {
+            if (parse_int(argv[++i], &opt.band) || opt.band < 1) {
+                fprintf(stderr, "spynco colorize: -b takes a band number (1, 2, ...), not '%s'\n", argv[i]);
+                goto out;
+            }
+        } else if (!strcmp(a, "--scale") && left >= 2) {
+            if (parse_double(argv[i + 1], &opt.scale_min) || parse_double(argv[i + 2], &opt.scale_max) ||
+                !(opt.scale_max > opt.scale_min)) {
+                fprintf(stderr, "spynco colorize: --scale takes two numbers MIN < MAX\n");
+                goto out;
+            }
+            opt.has_scale = 1;
+            i += 2;
+        } else if (!strcmp(a, "-of") && left >= 1) {
+            opt.format = argv[++i];
+        } else if (!strcmp(a, "-co") && left >= 1) {
+            if (!strchr(argv[++i], '=')) {
+                fprintf(stderr, "spynco colorize: -co takes NAME=VALUE, not '%s'\n", argv[i]);
+                goto out;
+            }
+            create_options = CSLAddString(create_options, argv[i]);
+        } else if (!strcmp(a, "--config") && left >= 2) {
+            CPLSetConfigOption(argv[i + 1], argv[i + 2]);
+            i += 2;
+        } else if (a[0] == '-' && a[1] != 0) {
+            fprintf(stderr, "spynco colorize: unknown or incomplete option '%s'\n\n", a);
+            usage(stderr);
+            goto out;
+        } else if (npos < 2) {
+            pos[npos++] = a;
+        } else {
+            fprintf(stderr, "spynco colorize: one INPUT and one OUTPUT, not more ('%s')\n", a);
+            goto out;
+        }
+    }
+    if (npos != 2) {
+        usage(stderr);
+        goto out;
+    }
+    /* Bounded memory whatever the raster: GDAL's block cache would otherwise
+     * grow to 5% of RAM. The user's --config or environment wins. */
+    if (!CPLGetConfigOption("GDAL_CACHEMAX", NULL)) GDALSetCacheMax64(256LL << 20);
+    opt.create_options = create_options;
+    opt.cancel = &interrupted;
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    char err[1024];
+    CPLPushErrorHandler(CPLQuietErrorHandler);
+    rc = colorize_file(pos[0], pos[1], &opt, err, sizeof err) ? 1 : 0;
+    CPLPopErrorHandler();
+    if (rc) fprintf(stderr, "spynco colorize: %s\n", interrupted ? "interrupted; nothing written" : err);
+out:
+    CSLDestroy(create_options);
+    GDALDestroyDriverManager();
+    return rc;
+}

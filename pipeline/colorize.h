@@ -1,0 +1,75 @@
+/* colorize.h: colorize a raster of any size, tile by tile, seamlessly.
+ *
+ * Tiles: output tiles of tile x tile pixels whose origins are multiples of
+ * the tile size (itself a multiple of the network's total stride, 4), each
+ * computed on a window extended by a halo of the receptive-field radius
+ * (rounded up to the stride). Outside the raster the window is mirror-padded
+ * (reflection without repeating the edge pixel). Every output pixel thus sees
+ * exactly the same input whatever the tile size, and the network's results
+ * do not depend on position: the output is bit-identical for any tile size.
+ * No-data pixels enter the network as mid-gray and leave with alpha 0 and
+ * color 0.
+ *
+ * Threads: the calling (main) thread does all reading, writing and progress
+ * reporting; one compute thread runs the generator on a tile with OpenMP
+ * inside every layer, while the main thread reads the next tile and writes
+ * the previous one. Memory: two tiles' buffers plus the network's working
+ * set for one window, independent of the raster's size.
+ *
+ * colorize_tiles is the engine, fed by callbacks (a GDAL raster in
+ * colorize_file; images in memory for `eval`).
+ */
+#ifndef SPYNCO_COLORIZE_H
+#define SPYNCO_COLORIZE_H
+
+#include <gdal.h>
+#include <signal.h>
+#include <stdint.h>
+
+#include "io/raster.h"
+#include "nn/infer.h"
+
+#define COLORIZE_DEFAULT_TILE 1024
+
+/* Reads gray (0..255) and validity of a window inside the raster. */
+typedef int (*TileReader)(void *ctx, int x0, int y0, int w, int h, float *gray, uint8_t *valid,
+                          char *err, size_t err_size);
+/* Receives `bands` band-sequential planes (RGB or RGBA) of a finished window. */
+typedef int (*TileWriter)(void *ctx, int x0, int y0, int w, int h, const uint8_t *pixels,
+                          char *err, size_t err_size);
+
+typedef struct {
+    int tile;         /* output tile size, multiple of 4 */
+    int threads;      /* OpenMP threads of the compute thread; 0: all cores */
+    int bands;        /* 3 (RGB) or 4 (RGBA: alpha from validity) */
+    GDALProgressFunc progress; /* called from the calling thread; may be NULL */
+    void *progress_arg;
+    const volatile sig_atomic_t *cancel; /* set (by a signal handler) to stop early; may be NULL */
+} TileOptions;
+
+int colorize_tiles(const InferModel *model, int width, int height, TileReader read, void *read_ctx,
+                   TileWriter write, void *write_ctx, const TileOptions *opt, char *err,
+                   size_t err_size);
+
+typedef struct {
+    const char *model_path;
+    int tile, threads, quiet;
+    int band;
+    int has_scale;
+    double scale_min, scale_max;
+    const char *format;
+    char **create_options;
+    int overviews;
+    const volatile sig_atomic_t *cancel;
+} ColorizeOptions;
+
+/* Colorizes INPUT into OUTPUT (nothing is left at OUTPUT on failure). */
+int colorize_file(const char *input, const char *output, const ColorizeOptions *opt, char *err,
+                  size_t err_size);
+
+/* The model `colorize` uses without --model: $SPYNCO_MODEL, else
+ * models/spynco-default.h5 beside the program (../models or ../share/spynco),
+ * else in the source tree it was built from. NULL if none exists. */
+const char *default_model_path(void);
+
+#endif

@@ -1,0 +1,299 @@
+/* spynco train, for real: the process on real imagery (tests/data crops),
+ * checkpoint contents, bit-identical resume, a kill during a checkpoint
+ * write, export, and the errors a user meets with bad data. Small model
+ * (F=8, K=16, R=1, nd=8) and 96-pixel crops keep it quick. */
+#include <dirent.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "io/checkpoint.h"
+#include "io/h5io.h"
+#include "testutil.h"
+
+#define DATA SPYNCO_TEST_DATA
+static const char *dir;
+static char err[1024];
+
+static char *path_in(const char *sub, const char *name) {
+    static char buf[8][1024];
+    static int k;
+    char *p = buf[k++ % 8];
+    snprintf(p, 1024, "%s/%s%s%s", dir, sub, *name ? "/" : "", name);
+    return p;
+}
+
+/* spynco train with the common small settings plus extra arguments. */
+static int train(const char *out, const char *extra, char *const env[], const char *log) {
+    char cmd[4096];
+    /* exec: signals reach spynco itself, not the shell */
+    snprintf(cmd, sizeof cmd,
+             "exec %s train -q --F 8 --K 16 --R 1 --nd 8 --crop 96 --batch 2 --threads 2 --seed 7 "
+             "--gray-from-color --gray %s/cogeo_rgb_384x320.tif %s/naip_plain.jpg "
+             "--color %s/naip_rgbn_266x204.tif %s/landsat_rgba_240x200.tif --out %s %s",
+             SPYNCO_BIN, DATA, DATA, DATA, DATA, out, extra);
+    char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+    return test_run(argv, env, log);
+}
+
+/* Compares every dataset of two HDF5 files bit for bit. */
+typedef struct {
+    H5Reader *other;
+    const char *self_path;
+    H5Reader *self;
+    int differ, compared;
+} CompareCtx;
+
+static int compare_dataset(const char *path, void *p) {
+    CompareCtx *c = p;
+    int nd, shape[H5IO_MAX_DIMS], nd2, shape2[H5IO_MAX_DIMS];
+    if (h5r_shape(c->self, path, &nd, shape) || h5r_shape(c->other, path, &nd2, shape2) || nd != nd2) {
+        c->differ++;
+        return 0;
+    }
+    size_t n = 1;
+    for (int i = 0; i < nd; i++) n *= (size_t)shape[i];
+    H5ioType type = strstr(path, "/rng") ? H5IO_UINT64 : H5IO_FLOAT32;
+    size_t bytes = n * (type == H5IO_UINT64 ? 8 : 4);
+    void *a = malloc(bytes), *b = malloc(bytes);
+    if (h5r_read(c->self, path, type, nd, shape, a) || h5r_read(c->other, path, type, nd, shape, b) ||
+        memcmp(a, b, bytes)) {
+        c->differ++;
+        fprintf(stderr, "  differs: %s\n", path);
+    }
+    c->compared++;
+    free(a), free(b);
+    return 0;
+}
+
+static int files_identical(const char *x, const char *y, int *compared) {
+    CompareCtx c = {0};
+    c.self = h5r_open(x, err, sizeof err);
+    c.other = c.self ? h5r_open(y, err, sizeof err) : NULL;
+    if (!c.self || !c.other) {
+        fprintf(stderr, "%s\n", err);
+        if (c.self) h5r_close(c.self);
+        return 0;
+    }
+    h5r_visit_datasets(c.self, "/", compare_dataset, &c);
+    h5r_close(c.self);
+    h5r_close(c.other);
+    *compared = c.compared;
+    return c.differ == 0 && c.compared > 0;
+}
+
+static long checkpoint_step(const char *path) {
+    CheckpointMeta meta;
+    ModelConfig cfg;
+    if (checkpoint_read_config(path, &cfg, &meta, err, sizeof err)) return -1;
+    return meta.step;
+}
+
+/* Mean of a losses.csv column over rows [from, to). */
+static double csv_mean(const char *csv_path, int column, int from, int to) {
+    char *text = test_read_file(csv_path);
+    double sum = 0;
+    int row = -1, used = 0;
+    for (char *line = text ? strtok(text, "\n") : NULL; line; line = strtok(NULL, "\n"), row++) {
+        if (row < from || row >= to) continue;
+        char *field = line;
+        for (int k = 0; k < column && field; k++) field = strchr(field, ',') ? strchr(field, ',') + 1 : NULL;
+        if (field) sum += atof(field), used++;
+    }
+    free(text);
+    return used ? sum / used : -1;
+}
+
+static void test_learns_and_checkpoint_layout(void) {
+    const char *out = path_in("learn", "");
+    char log[1100];
+    snprintf(log, sizeof log, "%s.log", out);
+    int rc = train(out, "--steps 60 --lr 1e-3", NULL, log);
+    CHECK(rc == 0, "training exited with %d (log %s)", rc, log);
+    char csv[1100];
+    snprintf(csv, sizeof csv, "%s/losses.csv", out);
+    /* columns: step,epoch,lr,total_g,cons_a,cons_b,... -- the pseudo-cycle terms must fall */
+    double a0 = csv_mean(csv, 4, 0, 10), a1 = csv_mean(csv, 4, 50, 60);
+    double b0 = csv_mean(csv, 5, 0, 10), b1 = csv_mean(csv, 5, 50, 60);
+    printf("  consistency A %.3f -> %.3f, consistency B %.3f -> %.3f over 60 steps\n", a0, a1, b0, b1);
+    CHECK(a0 > 0 && a1 < 0.8 * a0, "consistency A did not decrease: %.3f -> %.3f", a0, a1);
+    CHECK(b0 > 0 && b1 < 0.8 * b0, "consistency B did not decrease: %.3f -> %.3f", b0, b1);
+
+    char last[1100];
+    snprintf(last, sizeof last, "%s/last.h5", out);
+    H5Reader *r = h5r_open(last, err, sizeof err);
+    CHECK(r != NULL, "%s", err);
+    if (!r) return;
+    const char *must[] = {"/G/enc0/conv/weight", "/G/enc0/bn/running_var", "/G/res0/conv2/bias",
+                          "/G/res0/bn1/weight", "/G/dec1/bn/running_mean", "/G/head/conv/weight",
+                          "/D/l0/conv/weight", "/D/l3/bn/running_var", "/D/l4/conv/bias",
+                          "/opt/G/exp_avg/enc0/conv/weight", "/opt/G/exp_avg_sq/head/conv/bias",
+                          "/opt/D/exp_avg/l2/bn/weight", "/opt/D/exp_avg_sq/l4/conv/weight",
+                          "/train/rng", "/train/pool/s1", "/train/pool/s2", "/train/pool/s3"};
+    for (size_t i = 0; i < sizeof must / sizeof must[0]; i++)
+        CHECK(h5r_exists(r, must[i]), "checkpoint lacks %s", must[i]);
+    const char *attrs[] = {"format", "format_version", "config", "epoch", "step"};
+    for (size_t i = 0; i < 5; i++) CHECK(h5r_has_attr(r, "/", attrs[i]), "no root attribute %s", attrs[i]);
+    long long pool = 0;
+    CHECK(h5r_attr_int(r, "/train", "pool_count", &pool) == 0 && pool == 50, "pool holds %lld", pool);
+    h5r_close(r);
+    CHECK(checkpoint_step(last) == 60, "last.h5 at step %ld", checkpoint_step(last));
+    char file[1100];
+    snprintf(file, sizeof file, "%s/losses.svg", out);
+    CHECK(access(file, F_OK) == 0, "no losses.svg");
+    /* 4 images per set, batch 2: an epoch is 2 steps, so the grids exist */
+    snprintf(file, sizeof file, "%s/samples_epoch_0001.png", out);
+    CHECK(access(file, F_OK) == 0, "no sample grid %s", file);
+
+    /* export, then colorize with the release model */
+    char model[1100], cmd[4096];
+    snprintf(model, sizeof model, "%s/model.h5", dir);
+    char *exp[] = {SPYNCO_BIN, "export", last, model, NULL};
+    CHECK(test_run(exp, NULL, NULL) == 0, "export failed");
+    r = h5r_open(model, err, sizeof err);
+    CHECK(r && h5r_exists(r, "/G") && !h5r_exists(r, "/D") && !h5r_exists(r, "/opt") &&
+              !h5r_exists(r, "/train"),
+          "the exported model must hold G only");
+    if (r) h5r_close(r);
+    snprintf(cmd, sizeof cmd, "%s/colorized.tif", dir);
+    char *col[] = {SPYNCO_BIN, "colorize", "-q", "--model", model, DATA "/rasterio_byte_20x20.tif", cmd, NULL};
+    CHECK(test_run(col, NULL, NULL) == 0, "colorize with the exported model failed");
+}
+
+static void test_resume_is_exact(void) {
+    const char *one = path_in("one", ""), *two = path_in("two", "");
+    CHECK(train(one, "--steps 9 --checkpoint-every 4", NULL, NULL) == 0, "the one-go run failed");
+    CHECK(train(two, "--steps 9 --checkpoint-every 4 --stop-after 5", NULL, NULL) == 0,
+          "the first part failed");
+    char last_one[1100], last_two[1100];
+    snprintf(last_one, sizeof last_one, "%s/last.h5", one);
+    snprintf(last_two, sizeof last_two, "%s/last.h5", two);
+    CHECK(checkpoint_step(last_two) == 5, "stopped at step %ld, expected 5", checkpoint_step(last_two));
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "exec %s train -q --threads 2 --out %s --resume", SPYNCO_BIN, two);
+    char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+    CHECK(test_run(argv, NULL, NULL) == 0, "resume failed");
+    int compared = 0;
+    CHECK(files_identical(last_one, last_two, &compared),
+          "5 steps + resume to 9 differs from 9 steps in one run");
+    printf("  resume: %d datasets bit-identical (weights, BN statistics, Adam, RNG, pool)\n", compared);
+}
+
+static void sleep_ms(long ms) {
+    struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&t, NULL);
+}
+
+static int find_temp(const char *folder) {
+    DIR *d = opendir(folder);
+    struct dirent *e;
+    int found = 0;
+    while (d && (e = readdir(d)))
+        if (strstr(e->d_name, ".tmp-")) found = 1;
+    if (d) closedir(d);
+    return found;
+}
+
+static void test_kill_during_checkpoint(void) {
+    const char *out = path_in("killed", ""), *ref = path_in("ref", "");
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd,
+             "exec %s train -q --F 8 --K 16 --R 1 --nd 8 --crop 96 --batch 2 --threads 2 --seed 7 "
+             "--gray-from-color --gray %s/cogeo_rgb_384x320.tif %s/naip_plain.jpg "
+             "--color %s/naip_rgbn_266x204.tif %s/landsat_rgba_240x200.tif --out %s "
+             "--steps 12 --checkpoint-every 3",
+             SPYNCO_BIN, DATA, DATA, DATA, DATA, out);
+    char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+    char *env[] = {"SPYNCO_CHECKPOINT_DELAY_MS=1500", NULL};
+    pid_t pid = test_spawn(argv, env, NULL);
+    char last[1100];
+    snprintf(last, sizeof last, "%s/last.h5", out);
+    /* wait for one finished checkpoint, then for the next one to be under way
+     * (an epoch is one step here: 2 images per set, batch 2) */
+    int waited = 0;
+    while (waited < 600 && access(last, F_OK) != 0) sleep_ms(50), waited++;
+    while (waited < 600 && !find_temp(out)) sleep_ms(20), waited++;
+    int writing = find_temp(out);
+    kill(pid, SIGKILL);
+    int status = test_wait(pid);
+    CHECK(writing, "never saw a checkpoint being written");
+    CHECK(status == 128 + SIGKILL, "the run was not killed (%d)", status);
+    long step = checkpoint_step(last);
+    CHECK(step > 0 && step < 12, "after the kill last.h5 is at step %ld (%s)", step, err);
+    snprintf(cmd, sizeof cmd, "exec %s train -q --threads 2 --out %s --resume", SPYNCO_BIN, out);
+    CHECK(test_run(argv, NULL, NULL) == 0, "resume after the kill failed");
+    CHECK(!find_temp(out), "a temporary file was left behind");
+    CHECK(train(ref, "--steps 12 --checkpoint-every 3", NULL, NULL) == 0, "reference run failed");
+    char last_ref[1100];
+    snprintf(last_ref, sizeof last_ref, "%s/last.h5", ref);
+    int compared = 0;
+    CHECK(files_identical(last, last_ref, &compared), "killed+resumed run differs from one run");
+    printf("  killed during the checkpoint after step %ld: resumed to the same weights\n", step);
+}
+
+static int expect_failure(const char *what, const char *args, const char *keyword) {
+    char cmd[4096], log[1100];
+    snprintf(log, sizeof log, "%s/fail.log", dir);
+    unlink(log);
+    snprintf(cmd, sizeof cmd, "exec %s train --F 8 --K 16 --R 1 --nd 8 --batch 2 --steps 2 --out %s %s",
+             SPYNCO_BIN, path_in("bad", ""), args);
+    char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+    int rc = test_run(argv, NULL, log);
+    char *text = test_read_file(log);
+    CHECK(rc == 1 || rc == 2, "%s: exit status %d", what, rc);
+    CHECK(text && strstr(text, keyword), "%s: message lacks '%s': %s", what, keyword, text ? text : "");
+    free(text);
+    return rc;
+}
+
+static void test_bad_data(void) {
+    char empty[1100], small[1200], mixed[1100], cmd[4096];
+    snprintf(empty, sizeof empty, "%s/empty", dir);
+    mkdir(empty, 0755);
+    snprintf(cmd, sizeof cmd, "--crop 96 --gray %s --color %s/cogeo_rgb_384x320.tif", empty, DATA);
+    expect_failure("empty folder", cmd, "no images");
+    snprintf(cmd, sizeof cmd, "--crop 96 --gray %s/rasterio_byte_20x20.tif --color %s/cogeo_rgb_384x320.tif",
+             DATA, DATA);
+    expect_failure("images smaller than the crop", cmd, "96");
+    snprintf(cmd, sizeof cmd, "--crop 96 --gray %s/cogeo_rgb_384x320.tif --color %s/naip_rgbn_266x204.tif",
+             DATA, DATA);
+    expect_failure("3-band gray without conversion", cmd, "cogeo_rgb_384x320.tif");
+    snprintf(cmd, sizeof cmd, "--crop 100 --gray %s/missing-folder --color %s/cogeo_rgb_384x320.tif", dir, DATA);
+    expect_failure("missing source", cmd, "missing-folder");
+    expect_failure("crop not a multiple of 4", "--crop 98 --gray x --color y", "--crop");
+    /* an unreadable file among good ones: skipped with a warning, training goes on */
+    snprintf(mixed, sizeof mixed, "%s/mixed", dir);
+    mkdir(mixed, 0755);
+    snprintf(small, sizeof small, "%s/broken.tif", mixed);
+    FILE *f = fopen(small, "w");
+    fputs("not a tiff", f);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "cp %s/naip_rgbn_266x204.tif %s/cogeo_rgb_384x320.tif %s/", DATA, DATA, mixed);
+    char *cp[] = {"/bin/sh", "-c", cmd, NULL};
+    test_run(cp, NULL, NULL);
+    char log[1100];
+    snprintf(log, sizeof log, "%s/mixed.log", dir);
+    snprintf(cmd, sizeof cmd, "exec %s train --F 8 --K 16 --R 1 --nd 8 --crop 96 --batch 2 --steps 2 "
+                              "--gray-from-color --gray %s --color %s --out %s",
+             SPYNCO_BIN, mixed, mixed, path_in("mixed-out", ""));
+    char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+    int rc = test_run(argv, NULL, log);
+    char *text = test_read_file(log);
+    CHECK(rc == 0, "a broken file among good ones stopped training (%d): %s", rc, text ? text : "");
+    CHECK(text && strstr(text, "broken.tif"), "no warning naming broken.tif: %s", text ? text : "");
+    free(text);
+}
+
+int main(void) {
+    dir = test_tmpdir("train");
+    test_learns_and_checkpoint_layout();
+    test_resume_is_exact();
+    test_kill_during_checkpoint();
+    test_bad_data();
+    test_remove_tree(dir);
+    return test_summary("test_train");
+}
