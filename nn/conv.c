@@ -57,6 +57,20 @@ void conv_im2col_block(float *col, const float *in, const ConvShape *s, int p0, 
     }
 }
 
+/* The GEMM's B operand for output pixels p0 .. p0+n-1 of image x: the input
+ * itself for a pointwise conv, else its im2col block in this thread's buffer. */
+static const float *block_columns(const ConvShape *s, const float *x, float *scratch, int p0, int n,
+                                  int *ld) {
+    if (is_pointwise(s)) {
+        *ld = s->out_h * s->out_w;
+        return x + p0;
+    }
+    float *col = thread_columns(s, scratch);
+    conv_im2col_block(col, x, s, p0, n);
+    *ld = n;
+    return col;
+}
+
 /* The transpose of im2col, gathered per INPUT pixel: g[r, j] for r = (co, ki, kj)
  * holds dout[co, oy, ox] for the output pixel that saw input pixel q0+j
  * through kernel tap (ki, kj), or 0 if there is none. */
@@ -92,19 +106,9 @@ void conv2d_forward(float *out, const float *in, const float *weight, const floa
     for (int job = 0; job < s->batch * blocks; job++) {
         int b = job / blocks, p0 = (job % blocks) * CONV_BLOCK;
         int n = hw - p0 < CONV_BLOCK ? hw - p0 : CONV_BLOCK;
-        const float *x = in + b * in_size;
         float *y = out + b * out_size + p0;
-        const float *cols;
         int ld;
-        if (is_pointwise(s)) {
-            cols = x + p0;
-            ld = hw;
-        } else {
-            float *col = thread_columns(s, scratch);
-            conv_im2col_block(col, x, s, p0, n);
-            cols = col;
-            ld = n;
-        }
+        const float *cols = block_columns(s, in + b * in_size, scratch, p0, n, &ld);
         for (int co = 0; co < s->out_ch; co++)
             for (int j = 0; j < n; j++) y[(size_t)co * hw + j] = bias ? bias[co] : 0.0f;
         gemm_nn(s->out_ch, n, kk, weight, kk, cols, ld, 1.0f, y, hw);
@@ -157,18 +161,8 @@ static void conv_backward_weight(float *dweight, const float *dout, const float 
         for (int job = slot; job < jobs; job += CONV_GRAD_SLOTS) {
             int b = job / blocks, p0 = (job % blocks) * CONV_BLOCK;
             int n = hw - p0 < CONV_BLOCK ? hw - p0 : CONV_BLOCK;
-            const float *x = in + b * in_size;
-            const float *cols;
             int ld;
-            if (is_pointwise(s)) {
-                cols = x + p0;
-                ld = hw;
-            } else {
-                float *col = thread_columns(s, scratch);
-                conv_im2col_block(col, x, s, p0, n);
-                cols = col;
-                ld = n;
-            }
+            const float *cols = block_columns(s, in + b * in_size, scratch, p0, n, &ld);
             gemm_nt(s->out_ch, kk, n, dout + b * out_size + p0, hw, cols, ld, 1.0f, partial, kk);
         }
     }
