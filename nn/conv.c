@@ -122,12 +122,20 @@ static void conv_backward_input(float *din, const float *dout, const float *weig
     int rows = s->out_ch * k2;
     int blocks = (in_hw + CONV_BLOCK - 1) / CONV_BLOCK;
     size_t in_size = (size_t)s->in_ch * in_hw, out_size = (size_t)s->out_ch * out_hw;
-    /* wt[ci, (co, ki, kj)] = weight[co, ci, ki, kj] */
+    /* Stride 1: d(input) is a plain convolution of d(output) with the flipped,
+     * transposed kernel and padding k-1-pad, so the (fast) im2col builds its
+     * operand. Otherwise the general gather. */
+    int flip = s->stride == 1 && s->pad <= s->kernel - 1;
+    ConvShape ts = conv_shape(1, s->out_ch, s->out_h, s->out_w, s->in_ch, s->kernel, 1,
+                              s->kernel - 1 - s->pad);
+    /* wt[ci, (co, ki, kj)] = weight[co, ci, ki, kj], or with (ki, kj) flipped */
     float *wt = scratch;
     for (int co = 0; co < s->out_ch; co++)
-        for (int ci = 0; ci < s->in_ch; ci++)
-            memcpy(wt + ((size_t)ci * s->out_ch + co) * k2, weight + ((size_t)co * s->in_ch + ci) * k2,
-                   (size_t)k2 * sizeof(float));
+        for (int ci = 0; ci < s->in_ch; ci++) {
+            const float *src = weight + ((size_t)co * s->in_ch + ci) * k2;
+            float *dst = wt + ((size_t)ci * s->out_ch + co) * k2;
+            for (int t = 0; t < k2; t++) dst[t] = src[flip ? k2 - 1 - t : t];
+        }
 #pragma omp parallel for schedule(dynamic)
     for (int job = 0; job < s->batch * blocks; job++) {
         int b = job / blocks, q0 = (job % blocks) * CONV_BLOCK;
@@ -138,7 +146,10 @@ static void conv_backward_input(float *din, const float *dout, const float *weig
             gemm_tn(s->in_ch, n, s->out_ch, weight, s->in_ch, dy + q0, out_hw, 1.0f, dx, in_hw);
         } else {
             float *g = thread_columns(s, scratch);
-            gather_block(g, dy, s, q0, n);
+            if (flip)
+                conv_im2col_block(g, dy, &ts, q0, n);
+            else
+                gather_block(g, dy, s, q0, n);
             gemm_nn(s->in_ch, n, rows, wt, rows, g, n, 1.0f, dx, in_hw);
         }
     }
