@@ -37,21 +37,40 @@ static float *thread_columns(const ConvShape *s, float *scratch) {
            (size_t)omp_get_thread_num() * column_rows(s) * CONV_BLOCK;
 }
 
+/* Fills col row by row in runs of one output row: each run is zeros where
+ * the kernel tap falls into the padding and a (strided) copy of one input
+ * row in between -- no per-pixel bounds checks. */
 void conv_im2col_block(float *col, const float *in, const ConvShape *s, int p0, int n) {
-    int k = s->kernel, up = s->upsampled;
+    int k = s->kernel, up = s->upsampled, st = s->stride;
     int src_w = s->in_w >> up; /* row length of the stored input */
     for (int c = 0; c < s->in_ch; c++) {
         const float *x = in + (size_t)c * (s->in_h >> up) * src_w;
         for (int ki = 0; ki < k; ki++)
             for (int kj = 0; kj < k; kj++) {
                 float *row = col + ((size_t)(c * k + ki) * k + kj) * n;
-                int oy = p0 / s->out_w, ox = p0 % s->out_w;
-                for (int j = 0; j < n; j++) {
-                    int iy = oy * s->stride - s->pad + ki, ix = ox * s->stride - s->pad + kj;
-                    row[j] = (iy >= 0 && iy < s->in_h && ix >= 0 && ix < s->in_w)
-                                 ? x[(size_t)(iy >> up) * src_w + (ix >> up)]
-                                 : 0.0f;
-                    if (++ox == s->out_w) ox = 0, oy++;
+                for (int j = 0, p = p0; j < n;) {
+                    int oy = p / s->out_w, ox = p % s->out_w;
+                    int len = s->out_w - ox < n - j ? s->out_w - ox : n - j;
+                    int iy = oy * st - s->pad + ki;
+                    float *dst = row + j;
+                    if (iy < 0 || iy >= s->in_h) {
+                        memset(dst, 0, (size_t)len * sizeof(float));
+                    } else {
+                        const float *src = x + (size_t)(iy >> up) * src_w;
+                        int ix0 = ox * st - s->pad + kj; /* input column of the run's first tap */
+                        int lo = ix0 >= 0 ? 0 : (-ix0 + st - 1) / st;
+                        int hi = ix0 <= s->in_w - 1 ? (s->in_w - 1 - ix0) / st + 1 : 0;
+                        if (lo > len) lo = len;
+                        if (hi > len) hi = len;
+                        if (hi < lo) hi = lo;
+                        memset(dst, 0, (size_t)lo * sizeof(float));
+                        if (st == 1 && !up)
+                            memcpy(dst + lo, src + ix0 + lo, (size_t)(hi - lo) * sizeof(float));
+                        else
+                            for (int t = lo; t < hi; t++) dst[t] = src[(ix0 + t * st) >> up];
+                        memset(dst + hi, 0, (size_t)(len - hi) * sizeof(float));
+                    }
+                    j += len, p += len;
                 }
             }
     }
