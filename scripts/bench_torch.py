@@ -59,7 +59,7 @@ def main():
             loss_g.backward()
             ref.set_requires_grad(D, True)
             D.zero_grad()
-            ref.discriminator_loss(D, b, [t.detach() for t in y]).backward()
+            ref.discriminator_loss(D, b, [t.detach() for t in y])[0].backward()
             if r:
                 times.append(time.perf_counter() - t0)
         med = statistics.median(times)
