@@ -62,22 +62,31 @@ static void test_config_json(void) {
     }
 }
 
+/* A small G (F=8, K=16, R=2) with random weights and non-trivial BatchNorm:
+ * random gamma, beta and running statistics, so eval mode is not an identity. */
+static void small_generator(Network *g, unsigned long long seed) {
+    ModelConfig cfg = model_config_default();
+    cfg.F = 8, cfg.K = 16, cfg.R = 2;
+    CHECK(network_init_generator(g, &cfg, err, sizeof err) == 0, "init: %s", err);
+    network_init_weights(g, seed);
+    TestRng rng = {seed};
+    for (int i = 0; i < g->num_units; i++)
+        if (g->units[i].has_bn)
+            for (int c = 0; c < g->units[i].out_ch; c++) {
+                g->units[i].bn_weight[c] = test_uniform(&rng, 0.5f, 1.5f);
+                g->units[i].bn_bias[c] = test_uniform(&rng, -0.3f, 0.3f);
+                g->units[i].running_mean[c] = test_uniform(&rng, -0.2f, 0.2f);
+                g->units[i].running_var[c] = test_uniform(&rng, 0.5f, 1.5f);
+            }
+}
+
 /* In eval mode, an output pixel depends only on input pixels within the
  * receptive field, when the crop's origin is a multiple of the total stride:
  * so a crop's centre equals the full image's output bit for bit. */
 static void test_tiling_exact(void) {
-    ModelConfig cfg = model_config_default();
-    cfg.F = 8, cfg.K = 16, cfg.R = 2;
     Network g;
-    CHECK(network_init_generator(&g, &cfg, err, sizeof err) == 0, "init: %s", err);
-    network_init_weights(&g, 7);
+    small_generator(&g, 7);
     TestRng rng = {99};
-    for (int i = 0; i < g.num_units; i++)
-        if (g.units[i].has_bn)
-            for (int c = 0; c < g.units[i].out_ch; c++) {
-                g.units[i].running_mean[c] = test_uniform(&rng, -0.2f, 0.2f);
-                g.units[i].running_var[c] = test_uniform(&rng, 0.5f, 1.5f);
-            }
     ReceptiveField rf = generator_receptive_field(&g);
     int H = 200, W = 232, ch = 144, cw = 152, oy = 28, ox = 52; /* crop origin: multiples of 4 */
     float *img = malloc(sizeof(float) * H * W), *crop = malloc(sizeof(float) * ch * cw);
@@ -118,20 +127,9 @@ static void test_tiling_exact(void) {
 /* The lean inference path (BN folded, fused epilogues, no stored dec0)
  * computes the same y1 as the training code's eval-mode forward. */
 static void test_infer_matches_forward(void) {
-    ModelConfig cfg = model_config_default();
-    cfg.F = 8, cfg.K = 16, cfg.R = 2;
     Network g;
-    CHECK(network_init_generator(&g, &cfg, err, sizeof err) == 0, "init: %s", err);
-    network_init_weights(&g, 11);
+    small_generator(&g, 11);
     TestRng rng = {3};
-    for (int i = 0; i < g.num_units; i++)
-        if (g.units[i].has_bn)
-            for (int c = 0; c < g.units[i].out_ch; c++) {
-                g.units[i].bn_weight[c] = test_uniform(&rng, 0.5f, 1.5f);
-                g.units[i].bn_bias[c] = test_uniform(&rng, -0.3f, 0.3f);
-                g.units[i].running_mean[c] = test_uniform(&rng, -0.2f, 0.2f);
-                g.units[i].running_var[c] = test_uniform(&rng, 0.5f, 1.5f);
-            }
     int H = 76, W = 100;
     float *img = malloc(sizeof(float) * H * W), *rgb = malloc(sizeof(float) * 3 * H * W);
     test_fill_uniform(&rng, img, (size_t)H * W, -1, 1);
