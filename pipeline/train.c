@@ -124,11 +124,12 @@ static int options_from_json(TrainOptions *o, long *steps_per_epoch, const char 
                              StringPool *strings) {
     cJSON *j = cJSON_Parse(text);
     int rc = -1;
-    double v[12];
-    const char *keys[12] = {"crop", "batch", "steps", "steps_per_epoch", "lambda_a", "lambda_b",
-                            "lambda_c", "lr", "beta1", "beta2", "checkpoint_every", "keep_epochs"};
+    enum { NUMBERS = 11 };
+    double v[NUMBERS];
+    const char *keys[NUMBERS] = {"crop", "batch", "steps", "steps_per_epoch", "lambda_a", "lambda_b",
+                                 "lambda_c", "lr", "beta1", "beta2", "checkpoint_every"};
     if (!cJSON_IsObject(j)) goto done;
-    for (int i = 0; i < 11; i++)
+    for (int i = 0; i < NUMBERS; i++)
         if (json_number(j, keys[i], &v[i])) goto done;
     const char *lists[2] = {"gray", "color"};
     for (int l = 0; l < 2; l++) {
