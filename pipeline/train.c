@@ -361,6 +361,38 @@ static void format_duration(char *buf, size_t n, double seconds) {
     else snprintf(buf, n, "%.1fh", seconds / 3600);
 }
 
+/* A new run starting from the weights of a checkpoint or release model
+ * (fine-tuning): G (and D when the file has one; otherwise a fresh D) with
+ * their BatchNorm statistics; the architecture and H_t come from the file,
+ * the objective (scales, lambdas) and everything else from the options.
+ * Adam, the step count and the history pool start afresh. */
+static int init_from_checkpoint(TrainState *st, TrainOptions *o, char *err, size_t n) {
+    ModelConfig file_cfg;
+    if (checkpoint_read_config(o->init_from, &file_cfg, NULL, err, n)) return -1;
+    H5Reader *r = h5r_open(o->init_from, err, n);
+    if (!r) return -1;
+    int has_d = h5r_exists(r, "/D");
+    int rc = checkpoint_read_model(r, &st->g, has_d ? &st->d : NULL, NULL);
+    h5r_close(r);
+    if (rc) return -1;
+    int scales = o->model.num_scales, list[MODEL_MAX_SCALES];
+    memcpy(list, o->model.scales, sizeof list);
+    o->model = file_cfg;
+    o->model.num_scales = scales;
+    memcpy(o->model.scales, list, sizeof list);
+    st->g.cfg = o->model;
+    if (has_d) {
+        st->d.cfg = o->model;
+    } else {
+        if (network_init_discriminator(&st->d, &o->model, err, n)) return -1;
+        network_init_weights(&st->d, o->seed * 2 + 2);
+    }
+    if (!o->quiet)
+        fprintf(stderr, "starting from the weights of %s (G%s)\n", o->init_from,
+                has_d ? " and D" : "; D fresh");
+    return 0;
+}
+
 int train_run(const TrainOptions *opt_in, const char *out_dir, int resume, char *err, size_t n) {
     TrainOptions o = *opt_in;
     TrainState st;
@@ -426,11 +458,15 @@ int train_run(const TrainOptions *opt_in, const char *out_dir, int resume, char 
                          ? sample_set_count(gray_set) : sample_set_count(color_set);
         steps_per_epoch = (larger + o.batch - 1) / o.batch;
         if (!o.steps) o.steps = (long)o.epochs * steps_per_epoch;
-        if (network_init_generator(&st.g, &o.model, err, n) ||
-            network_init_discriminator(&st.d, &o.model, err, n))
-            goto done;
-        network_init_weights(&st.g, o.seed * 2 + 1);
-        network_init_weights(&st.d, o.seed * 2 + 2);
+        if (o.init_from) {
+            if (init_from_checkpoint(&st, &o, err, n)) goto done;
+        } else {
+            if (network_init_generator(&st.g, &o.model, err, n) ||
+                network_init_discriminator(&st.d, &o.model, err, n))
+                goto done;
+            network_init_weights(&st.g, o.seed * 2 + 1);
+            network_init_weights(&st.d, o.seed * 2 + 2);
+        }
         rng_seed(&st.rng, o.seed);
         if (state_alloc(&st, o.crop)) {
             snprintf(err, n, "out of memory for the training state");
