@@ -41,6 +41,9 @@ static void train_usage(FILE *out) {
         "  --lambda-a X          pseudo-cycle A weight (default %g)\n"
         "  --lambda-b X          pseudo-cycle B weight (default %g)\n"
         "  --contours [X]        add the contours loss, weight X (default %g)\n"
+        "  --keep-luminance      train the outputs with the input's luminance put back\n"
+        "                        (what colorize --keep-luminance emits): G learns the\n"
+        "                        chroma only; beyond the spec, off by default\n"
         "  --ht R,G,B            H_t weights (default 0.299,0.587,0.114); they sum to 1\n"
         "  --lr X                Adam learning rate (default %g), beta (0.5, 0.999)\n"
         "model:\n"
@@ -199,6 +202,8 @@ int cmd_train(int argc, char **argv) {
             o.keep_epochs = 1;
         } else if (!strcmp(a, "--resume")) {
             resume = 1;
+        } else if (!strcmp(a, "--keep-luminance")) {
+            o.lambdas.luminance_lock = 1;
         } else if (!strcmp(a, "--init")) {
             NEED(1);
             o.init_from = argv[++i];

@@ -89,6 +89,7 @@ static char *options_to_json(const TrainOptions *o, long steps_per_epoch) {
     cJSON_AddNumberToObject(j, "lambda_a", o->lambdas.lambda_a);
     cJSON_AddNumberToObject(j, "lambda_b", o->lambdas.lambda_b);
     cJSON_AddNumberToObject(j, "lambda_c", o->lambdas.lambda_c);
+    cJSON_AddBoolToObject(j, "luminance_lock", o->lambdas.luminance_lock);
     cJSON_AddNumberToObject(j, "lr", o->lr);
     cJSON_AddNumberToObject(j, "beta1", o->beta1);
     cJSON_AddNumberToObject(j, "beta2", o->beta2);
@@ -157,7 +158,9 @@ static int options_from_json(TrainOptions *o, long *steps_per_epoch, const char 
     o->keep_epochs = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "keep_epochs"));
     o->crop = (int)v[0], o->batch = (int)v[1], o->steps = (long)v[2];
     *steps_per_epoch = (long)v[3];
-    o->lambdas = (LossWeights){(float)v[4], (float)v[5], (float)v[6]};
+    /* absent in checkpoints from before the option: off */
+    int lock = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "luminance_lock"));
+    o->lambdas = (LossWeights){(float)v[4], (float)v[5], (float)v[6], lock};
     o->lr = (float)v[7], o->beta1 = (float)v[8], o->beta2 = (float)v[9];
     o->checkpoint_every = (int)v[10];
     rc = 0;
