@@ -3,6 +3,7 @@
 #include <assert.h>
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -194,15 +195,20 @@ INLINE void blocked(int m, int n, int k, Mat A, const float *packed, Mat B, int 
                 pack_a(buf.a, A, i0, p0, mc, kc, MR);
             for (int j0 = 0; j0 < n; j0 += NR) {
                 int nr = min_int(NR, n - j0);
-                pack_b(buf.b, B, p0, j0, kc, nr, NR, t8);
+                /* B rows of exactly NR contiguous, aligned columns are already packed */
+                const float *b_strip = B.p + (size_t)p0 * NR;
+                if (!(n == NR && B.cs == 1 && B.rs == NR && (uintptr_t)B.p % 64 == 0)) {
+                    pack_b(buf.b, B, p0, j0, kc, nr, NR, t8);
+                    b_strip = buf.b;
+                }
                 for (int i = 0; i < mc; i += MR) {
                     const float *a = a_block + (size_t)i * kc;
                     float *c = C + (size_t)(i0 + i) * ldc + j0;
                     int mr = min_int(MR, mc - i);
                     if (mr == MR && nr == NR)
-                        micro(kc, a, buf.b, c, ldc, add_block);
+                        micro(kc, a, b_strip, c, ldc, add_block);
                     else
-                        edge_tile(micro, NR, kc, a, buf.b, c, ldc, mr, nr, add_block);
+                        edge_tile(micro, NR, kc, a, b_strip, c, ldc, mr, nr, add_block);
                 }
             }
         }

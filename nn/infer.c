@@ -171,7 +171,7 @@ static size_t thread_scratch(const InferModel *m) {
         size_t need = unit_scratch(&m->units[i]);
         if (need > most) most = need;
     }
-    return most;
+    return (most + 15) / 16 * 16; /* each thread's part 64-byte aligned */
 }
 
 static void layout_work(InferWork *w, const InferModel *m) {
