@@ -187,3 +187,12 @@ void generator_infer(const InferModel *m, InferWork *work, const float *gray, fl
     fused_conv(a, b, &u[d2 + 1], H / 4, W / 4, NULL, 0, work, per_thread); /* dec1 (up) -> A */
     fused_conv(rgb, a, &u[d2 + 2], H / 2, W / 2, &u[d2 + 3], 0, work, per_thread); /* dec0+head */
 }
+
+void keep_luminance(float *rgb, const float *gray, const float w[3], size_t count) {
+    float *r = rgb, *g = rgb + count, *b = rgb + 2 * count;
+    float sum = w[0] + w[1] + w[2];
+    for (size_t i = 0; i < count; i++) {
+        float d = (gray[i] - (w[0] * r[i] + w[1] * g[i] + w[2] * b[i])) / sum;
+        r[i] += d, g[i] += d, b[i] += d;
+    }
+}

@@ -52,4 +52,12 @@ void infer_work_free(InferWork *work);
 /* gray [1, h, w] in [-1, 1] -> rgb [3, h, w] in [-1, 1] (y1). */
 void generator_infer(const InferModel *m, InferWork *work, const float *gray, float *rgb);
 
+/* The luminance-preserving option: makes H_t(rgb) equal the input gray by
+ * adding (gray - H_t(rgb)) / (wR + wG + wB) to all three channels (the
+ * weights sum to 1, so in effect the difference; the division keeps it exact
+ * for weights that sum to 1 only within rounding). Both in the network's
+ * [-1, 1] space, count pixels; the 8-bit conversion clamps afterwards, so
+ * saturated pixels keep their luminance only up to the clamp. */
+void keep_luminance(float *rgb, const float *gray, const float w[3], size_t count);
+
 #endif
