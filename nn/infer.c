@@ -551,3 +551,4 @@ void generator_infer(const InferModel *m, InferWork *work, const float *gray, fl
     phase_conv(a, b, &u[d2 + 1], H / 4, W / 4, NULL, work, per_thread);       /* dec1 (up) -> A */
     phase_conv(rgb, a, &u[d2 + 2], H / 2, W / 2, &u[d2 + 3], work, per_thread); /* dec0+head */
 }
+

@@ -72,4 +72,5 @@ void infer_work_free(InferWork *work);
 void generator_infer(const InferModel *m, InferWork *work, const float *gray, float *rgb, int x0,
                      int y0);
 
+
 #endif
