@@ -4,12 +4,14 @@
 # Every variant is trained from scratch on the same training split (docs/data.md)
 # with the same budget, exported, and evaluated with `spynco eval` on the held-out
 # test lists; the gray-copy row comes from the same eval runs; the default model
-# row evaluates models/spynco-default.h5 as shipped. Resumable: a finished
+# row evaluates models/spynco-default.h5 as shipped, with the default
+# --keep-luminance and without it. Every variant is evaluated as `colorize` runs
+# by default (--keep-luminance). Resumable: a finished
 # variant (its model.h5 exists) is not retrained, a stopped one resumes.
 #
 #   bash scripts/results.sh                 # all variants, then docs/results.md
 #   STEPS=400 CROP=96 BATCH=4 bash scripts/results.sh
-#   VARIANTS="l1 l123" bash scripts/results.sh
+#   VARIANTS="l1 l123" SKIP_DEFAULT=1 bash scripts/results.sh   # some rows only
 #
 # Needs ../shared/data (the splits' paths point there). Takes a while on 2 cores:
 # about STEPS x 1-2 s per variant, twice that for the learned-F variant.
@@ -75,10 +77,13 @@ for v in $VARIANTS; do
   train_variant "$v"
   eval_model "$OUT/$v/model.h5" "$OUT/$v"
 done
-echo "== default model" >&2
-mkdir -p "$OUT/default"
-eval_model models/spynco-default.h5 "$OUT/default"
-"$BIN" info models/spynco-default.h5 > "$OUT/default/info.txt"
+if [ "${SKIP_DEFAULT:-0}" != 1 ]; then
+  echo "== default model" >&2
+  mkdir -p "$OUT/default" "$OUT/default-raw"
+  eval_model models/spynco-default.h5 "$OUT/default"
+  eval_model models/spynco-default.h5 "$OUT/default-raw" --no-keep-luminance
+  "$BIN" info models/spynco-default.h5 > "$OUT/default/info.txt"
+fi
 
 /usr/bin/env python3 scripts/results_tables.py "$OUT" $SETS > docs/results.md.tmp
 mv docs/results.md.tmp docs/results.md

@@ -53,7 +53,8 @@ def main():
         print("| model | Avg MSE | SSIM % | PSNR dB | images |")
         print("|---|---|---|---|---|")
         base = None
-        for key, label in ROWS + [("default", "default model (models/spynco-default.h5)")]:
+        for key, label in ROWS + [("default-raw", "default model, --no-keep-luminance"),
+                                  ("default", "**default model** (models/spynco-default.h5)")]:
             r = load(os.path.join(out, key, s + ".json"))
             if not r:
                 continue

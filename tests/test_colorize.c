@@ -200,8 +200,9 @@ static int exited_ok(int status) { return WIFEXITED(status) && WEXITSTATUS(statu
 static int exited_failed(int status) { return WIFEXITED(status) && WEXITSTATUS(status) != 0; }
 
 static int vcolorize(const char *env, const char *first, va_list ap) {
-    char *argv[64] = {SPYNCO_BIN, "colorize", "--threads", "2"};
-    int n = 4;
+    /* G's own colours: the parity fixture is the network's output */
+    char *argv[64] = {SPYNCO_BIN, "colorize", "--threads", "2", "--no-keep-luminance"};
+    int n = 5;
     for (const char *a = first; a && n < 63; a = va_arg(ap, const char *)) argv[n++] = (char *)a;
     argv[n] = NULL;
     return run_env(argv, env, NULL);

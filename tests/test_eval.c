@@ -379,10 +379,11 @@ static int expect_image(int i, int keep, Expected *e, Raster *real_out, uint8_t 
     snprintf(gray_path, sizeof gray_path, "%s/gray_%d.tif", tmp, i);
     snprintf(out_path, sizeof out_path, "%s/color_%d_%d.tif", tmp, i, keep);
     write_gray(gray_path, gray, real.valid, w, h);
+    /* keep-luminance is colorize's default (KEEP_LUMINANCE_DEFAULT) */
     int st = keep ? SPYNCO(in_tmp("colorize.log"), "colorize", "-q", "--threads", "2", "--model",
-                           MODEL, "--keep-luminance", gray_path, out_path)
+                           MODEL, gray_path, out_path)
                   : SPYNCO(in_tmp("colorize.log"), "colorize", "-q", "--threads", "2", "--model",
-                           MODEL, gray_path, out_path);
+                           MODEL, "--no-keep-luminance", gray_path, out_path);
     CHECK(st == 0, "colorize %s: status %d: %s", gray_path, st, log_text(in_tmp("colorize.log")));
     int rc = st == 0 ? load(out_path, &color) : -1;
     if (rc == 0) {
@@ -553,7 +554,7 @@ static void test_program(void) {
     char log[1024];
     snprintf(log, sizeof log, "%s", in_tmp("eval.log"));
     Expected keep[SET_SIZE];
-    int st = SPYNCO(log, "eval", "--threads", "2", "--model", MODEL, "--json", in_tmp("a.json"),
+    int st = SPYNCO(log, "eval", "--threads", "2", "--no-keep-luminance", "--model", MODEL, "--json", in_tmp("a.json"),
                     "--csv", in_tmp("a.csv"), "--samples", in_tmp("samples"), EVAL_SET);
     CHECK(st == 0, "spynco eval: status %d: %s", st, log_text(log));
     CHECK(strstr(log_text(log), "gray copy") && strstr(log_text(log), "SSIM"),
@@ -589,7 +590,7 @@ static void test_program(void) {
     cJSON_Delete(k);
 
     /* tile size and the list file do not change a figure; nor does the library call */
-    st = SPYNCO(log, "eval", "-q", "--threads", "2", "--tile", "64", "--model", MODEL, "--json",
+    st = SPYNCO(log, "eval", "-q", "--threads", "2", "--no-keep-luminance", "--tile", "64", "--model", MODEL, "--json",
                 in_tmp("tiles.json"), DATA("eval_set/list.txt"));
     CHECK(st == 0, "eval --tile 64: status %d: %s", st, log_text(log));
     cJSON *t = load_json(in_tmp("tiles.json"));
@@ -628,7 +629,7 @@ static void test_bad_input(void) {
     if (ds) GDALClose(ds);
     char good[2048];
     snprintf(good, sizeof good, "%s/%s", EVAL_SET, SET_FILES[2]);
-    st = SPYNCO(log, "eval", "-q", "--threads", "2", "--model", MODEL, "--json",
+    st = SPYNCO(log, "eval", "-q", "--threads", "2", "--no-keep-luminance", "--model", MODEL, "--json",
                 in_tmp("bad.json"), in_tmp("bad/text.png"), DATA("rasterio_byte_20x20.tif"),
                 good, in_tmp("bad/tiny.tif"));
     const char *text = log_text(log);
