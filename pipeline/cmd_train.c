@@ -41,11 +41,18 @@ static void train_usage(FILE *out) {
         "  --lambda-a X          pseudo-cycle A weight (default %g)\n"
         "  --lambda-b X          pseudo-cycle B weight (default %g)\n"
         "  --contours [X]        add the contours loss, weight X (default %g)\n"
+        "  --keep-luminance      train the outputs with the input's luminance put back\n"
+        "                        (what colorize --keep-luminance emits): G learns the\n"
+        "                        chroma only; beyond the spec, off by default\n"
         "  --ht R,G,B            H_t weights (default 0.299,0.587,0.114); they sum to 1\n"
         "  --lr X                Adam learning rate (default %g), beta (0.5, 0.999)\n"
         "model:\n"
         "  --F N --K N --R N --nd N   widths and residual blocks (default 32 64 6 32)\n"
         "  --name NAME           model name stored in the checkpoint (default spynco-s)\n"
+        "  --init FILE           start from the weights of FILE (a checkpoint or a release\n"
+        "                        model such as models/spynco-default.h5: fine-tuning for\n"
+        "                        a region); its architecture and H_t are used, D is fresh\n"
+        "                        if FILE has none, Adam and the pool start afresh\n"
         "run:\n"
         "  --out DIR             output folder: last.h5, losses.csv/.svg, sample grids\n"
         "  --seed N              random seed (default %llu)\n"
@@ -195,6 +202,11 @@ int cmd_train(int argc, char **argv) {
             o.keep_epochs = 1;
         } else if (!strcmp(a, "--resume")) {
             resume = 1;
+        } else if (!strcmp(a, "--keep-luminance")) {
+            o.lambdas.luminance_lock = 1;
+        } else if (!strcmp(a, "--init")) {
+            NEED(1);
+            o.init_from = argv[++i];
         } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
             o.quiet = 1;
         } else {
@@ -207,6 +219,10 @@ int cmd_train(int argc, char **argv) {
     }
     if (!out) {
         fprintf(stderr, "spynco train: --out DIR is required\n");
+        return 2;
+    }
+    if (resume && o.init_from) {
+        fprintf(stderr, "spynco train: --init starts a new run; it cannot go with --resume\n");
         return 2;
     }
     if (resume && !explicit_length) o.steps = 0, o.epochs = 0; /* keep the stored total */
