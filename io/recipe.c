@@ -14,7 +14,6 @@
 #define MAX_DEPTH 32               /* deeper nesting is no recipe */
 #define MAX_RECIPE_BYTES (1 << 20) /* likewise */
 #define MAX_KEYS 256               /* per mapping; a recipe has a few dozen */
-#define DEFAULT_NAME "{stem}_color.tif"
 
 /* ---- memory: every allocation of a parse in one list ---------------------------- */
 
@@ -620,8 +619,6 @@ static int parse_colorize(Parse *p, const Node *map, RecipeMark at) {
     }
     if (!c->inputs.count) return missing_key(p, at, "colorize", "inputs");
     if (!c->output.path) return missing_key(p, at, "colorize", "output");
-    if (!c->name && !(c->name = pool_strndup(&p->r->pool, DEFAULT_NAME, strlen(DEFAULT_NAME))))
-        return out_of_memory(p);
     if (!c->resampling && !(c->resampling = pool_strndup(&p->r->pool, "bilinear", 8)))
         return out_of_memory(p);
     return 0;
@@ -650,7 +647,8 @@ static const TrainInteger TRAIN_INTEGERS[] = {
 static const char *const TRAIN_KEYS[] = {
     "gray", "color", "gray_from_color", "color_bands", "crop", "batch", "steps", "epochs",
     "stop_after", "scales", "lambda_a", "lambda_b", "contours", "ht", "lr", "F", "K", "R", "nd",
-    "name", "out", "seed", "threads", "checkpoint_every", "keep_epochs", "export", NULL};
+    "name", "out", "seed", "threads", "checkpoint_every", "keep_epochs", "export", "init",
+    "keep_luminance", NULL};
 
 static int parse_train(Parse *p, const Node *map, RecipeMark at) {
     RecipeTrain *t = &p->r->train;
@@ -674,6 +672,10 @@ static int parse_train(Parse *p, const Node *map, RecipeMark at) {
             rc = get_path(p, v, key, &t->out);
         } else if (!strcmp(name, "export")) {
             rc = get_path(p, v, key, &t->export_model);
+        } else if (!strcmp(name, "init")) {
+            rc = get_path(p, v, key, &t->init);
+        } else if (!strcmp(name, "keep_luminance")) {
+            rc = get_bool(p, v, key, &t->keep_luminance);
         } else if (!strcmp(name, "gray_from_color")) {
             rc = get_bool(p, v, key, &t->gray_from_color);
         } else if (!strcmp(name, "keep_epochs")) {
@@ -684,7 +686,8 @@ static int parse_train(Parse *p, const Node *map, RecipeMark at) {
             for (int i = 0; !rc && i < 3; i++) {
                 if (b[i] != floor(b[i]) || b[i] < 1 || b[i] > 65535)
                     rc = fail(p, v->at, "%s: band numbers are 1, 2, ... (got %g)", key, b[i]);
-                t->color_bands[i] = (int)b[i];
+                else
+                    t->color_bands[i] = (int)b[i];
             }
         } else if (integer) {
             int is_length = !strcmp(name, "steps") || !strcmp(name, "epochs");

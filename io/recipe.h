@@ -43,7 +43,8 @@ typedef struct {
     RecipePath model;          /* NULL: the default model */
     RecipePaths inputs;        /* required: files, globs, folders, list files, archives */
     RecipePath output;         /* required: the output folder */
-    char *name;                /* output file name pattern, "{stem}_color.tif" if not given */
+    char *name;                /* output file name pattern; NULL: "{stem}_color.EXT", EXT the
+                                  format's extension (tif for GTiff and COG) */
     RecipeMark name_at;
     char *format;              /* GDAL driver; NULL: GTiff */
     RecipeMark format_at;
@@ -68,7 +69,8 @@ typedef struct {
     RecipePaths gray, color;   /* required */
     RecipePath out;            /* required: the training folder */
     RecipePath export_model;   /* release model written after training; NULL: none */
-    int gray_from_color, keep_epochs; /* bools */
+    RecipePath init;           /* start a new run from these weights; NULL: fresh */
+    int gray_from_color, keep_epochs, keep_luminance; /* bools */
     int color_bands[3];        /* 0: not given */
     long crop, batch, steps, epochs, stop_after, checkpoint_every, threads; /* -1: not given */
     long F, K, R, nd;          /* -1: not given */

@@ -537,12 +537,21 @@ static int cmp_item_names(const void *a, const void *b) {
 /* Output names: from the pattern, unique, none overwriting an input. */
 static int name_outputs(BatchPlan *plan, char *err, size_t n) {
     const RecipeColorize *job = plan->job;
+    char pattern[256];
+    if (job->name) {
+        snprintf(pattern, sizeof pattern, "%s", job->name);
+    } else { /* {stem}_color with the format's extension */
+        GDALDriverH d = GDALGetDriverByName(job->format ? job->format : "GTiff");
+        const char *ext = d ? GDALGetMetadataItem(d, GDAL_DMD_EXTENSION, NULL) : NULL;
+        snprintf(pattern, sizeof pattern, "{stem}_color.%s", ext && *ext ? ext : "tif");
+    }
+    RecipeMark name_at = job->name ? job->name_at : job->at;
     for (int i = 0; i < plan->count; i++) {
         BatchItem *it = &plan->items[i];
         char name[1024];
-        if (recipe_output_name(name, sizeof name, job->name, it->input, i + 1, plan->count)) {
-            recipe_error(plan->recipe, job->name_at, err, n, "colorize.name: no file name for "
-                         "'%s' from '%s'", it->input, job->name);
+        if (recipe_output_name(name, sizeof name, pattern, it->input, i + 1, plan->count)) {
+            recipe_error(plan->recipe, name_at, err, n, "colorize.name: no file name for "
+                         "'%s' from '%s'", it->input, pattern);
             return -1;
         }
         it->output_name = strdup(name);
@@ -553,7 +562,7 @@ static int name_outputs(BatchPlan *plan, char *err, size_t n) {
             return -1;
         }
         if (!strcmp(it->output, it->input)) {
-            recipe_error(plan->recipe, job->name_at, err, n, "colorize.name: the output of '%s' "
+            recipe_error(plan->recipe, name_at, err, n, "colorize.name: the output of '%s' "
                          "would overwrite it", it->display);
             return -1;
         }
@@ -568,7 +577,7 @@ static int name_outputs(BatchPlan *plan, char *err, size_t n) {
     int rc = 0;
     for (int i = 1; i < plan->count && rc == 0; i++)
         if (!strcmp(sorted[i - 1]->output_name, sorted[i]->output_name)) {
-            recipe_error(plan->recipe, job->name_at, err, n, "colorize.name: '%s' and '%s' would "
+            recipe_error(plan->recipe, name_at, err, n, "colorize.name: '%s' and '%s' would "
                          "both be written to '%s'; use {parent} or {index} in the pattern",
                          sorted[i - 1]->display, sorted[i]->display, sorted[i]->output_name);
             rc = -1;

@@ -81,6 +81,14 @@ static int train_options(TrainOptions *o, const Recipe *r, int threads, char *er
     for (int i = 0; i < t->color.count; i++) o->color[i] = t->color.items[i].path;
     o->num_gray = t->gray.count, o->num_color = t->color.count;
     o->gray_from_color = t->gray_from_color, o->keep_epochs = t->keep_epochs;
+    o->lambdas.luminance_lock = t->keep_luminance;
+    if (t->init.path) {
+        if (!path_exists(t->init.path)) {
+            recipe_error(r, t->init.at, err, n, "train.init: '%s' does not exist", t->init.path);
+            return -1;
+        }
+        o->init_from = t->init.path;
+    }
     memcpy(o->color_bands, t->color_bands, sizeof o->color_bands);
     if (t->crop >= 0) o->crop = (int)t->crop;
     if (t->batch >= 0) o->batch = (int)t->batch;
@@ -129,6 +137,7 @@ static int run_train(const Recipe *r, TrainOptions *o, int quiet, char *err, siz
     int resume = access(last, F_OK) == 0;
     /* resuming without a length in the recipe: the checkpoint's total */
     if (resume && t->steps < 0 && t->epochs < 0) o->steps = 0, o->epochs = 0;
+    if (resume) o->init_from = NULL; /* the run started from it already */
     o->quiet = quiet;
     o->stop = &interrupted;
     if (!quiet) fprintf(stderr, "train: %s %s\n", resume ? "continuing" : "starting", t->out.path);

@@ -6,6 +6,7 @@
  *                geotransform, and the fingerprint of the settings that made it
  *   failed       with the message
  *   interrupted  stopped by a signal
+ * An output without an entry is pending.
  * Every entry is written whole to NAME.json.tmp-PID, flushed and renamed over
  * NAME.json: a reader sees the old entry or the new one, never a mix, and
  * processes that write entries of different outputs (the ranks of a

@@ -20,10 +20,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         /* what a run reads of a parsed recipe */
         char name[256];
         const RecipeColorize *c = &r.colorize;
+        const char *pattern = c->name ? c->name : "{parent}_{stem}_{name}_{index}.tif";
         for (int i = 0; c->present && i < c->inputs.count; i++)
-            recipe_output_name(name, sizeof name, c->name, c->inputs.items[i].path, i + 1,
+            recipe_output_name(name, sizeof name, pattern, c->inputs.items[i].path, i + 1,
                                c->inputs.count);
-        if (c->present && (!c->output.path || !c->name || !c->resampling)) abort();
+        if (c->present && (!c->output.path || !c->resampling)) abort();
         if (r.train.present && (!r.train.out.path || !r.train.gray.count || !r.train.color.count))
             abort();
     }

@@ -46,6 +46,8 @@ static void test_full_recipe(void) {
         "  checkpoint_every: 50\n"
         "  keep_epochs: false\n"
         "  export: models/x.h5\n"
+        "  init: ../models/spynco-default.h5\n"
+        "  keep_luminance: true\n"
         "colorize:\n"
         "  model: models/x.h5\n"
         "  inputs:\n"
@@ -92,7 +94,8 @@ static void test_full_recipe(void) {
           t->gray.items[0].at.line, t->gray.items[0].at.column);
     CHECK(t->color.count == 1 && !strcmp(t->color.items[0].path, BASE "/splits/c.txt"),
           "a single path is a list of one");
-    CHECK(t->gray_from_color == 1 && t->keep_epochs == 0, "bools");
+    CHECK(t->gray_from_color == 1 && t->keep_epochs == 0 && t->keep_luminance == 1, "bools");
+    CHECK(t->init.path && !strcmp(t->init.path, BASE "/../models/spynco-default.h5"), "init");
     CHECK(t->color_bands[0] == 1 && t->color_bands[1] == 2 && t->color_bands[2] == 3, "color_bands");
     CHECK(t->crop == 128 && t->batch == 8 && t->steps == 1000 && t->epochs == -1 &&
               t->stop_after == 10 && t->checkpoint_every == 50 && t->threads == 2,
@@ -115,7 +118,7 @@ static void test_full_recipe(void) {
         for (int i = 0; i < 5; i++)
             CHECK(!strcmp(c->inputs.items[i].path, want[i]), "inputs[%d] = '%s', not '%s'", i,
                   c->inputs.items[i].path, want[i]);
-        CHECK(c->inputs.items[2].at.line == 33 && c->inputs.items[2].at.column == 7,
+        CHECK(c->inputs.items[2].at.line == 35 && c->inputs.items[2].at.column == 7,
               "inputs[2] at %d:%d", c->inputs.items[2].at.line, c->inputs.items[2].at.column);
     }
     CHECK(!strcmp(c->output.path, BASE "/out") && !strcmp(c->name, "{parent}_{stem}_{index}.tif"),
@@ -148,7 +151,7 @@ static void test_defaults(void) {
                    err, sizeof err);
     CHECK(rc == 0, "minimal colorize: %s", err);
     const RecipeColorize *c = &r.colorize;
-    CHECK(rc || (!c->model.path && !strcmp(c->name, "{stem}_color.tif") && !c->format &&
+    CHECK(rc || (!c->model.path && !c->name && !c->format &&
                  c->tile == 0 && c->threads == 0 && c->band == 0 && !c->has_scale &&
                  !c->overviews && !c->t_srs && !strcmp(c->resampling, "bilinear") && !c->has_aoi &&
                  !strcmp(c->mosaic, "mosaic.vrt")),
@@ -259,6 +262,9 @@ static const Bad BAD[] = {
      "r.yaml:6:3: train: give steps or epochs, not both ('steps' at line 5)"},
     {"train:\n  gray: g\n  color: c\n  out: o\n  scales: [1, 4]\n", "r.yaml:5:15: train.scales: 4 is out of range (1 to 3)"},
     {"train:\n  gray: g\n  color: c\n  out: o\n  color_bands: [1, 2, 0]\n", "r.yaml:5:16: train.color_bands: band numbers"},
+    /* found by the fuzzer: a huge band number was cast to int (undefined) */
+    {"train:\n  gray: g\n  color: c\n  out: o\n  color_bands: [2, 3e112, 2]\n",
+     "r.yaml:5:16: train.color_bands: band numbers are 1, 2, ... (got 3e+112)"},
     {"train:\n  gray: g\n  color: c\n  out: o\n  lr: 0\n", "r.yaml:5:7: train.lr: 0 is out of range"},
     {"train:\n  gray: g\n  color: c\n  out: o\n  batch: 99999999999999999999\n", "r.yaml:5:10: train.batch: expected an integer"},
     {"version: 2\ncolorize: {inputs: a, output: o}\n", "r.yaml:1:10: version: 2 is out of range (1 to 1)"},

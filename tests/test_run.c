@@ -730,6 +730,46 @@ static void test_dry_run(void) {
           after.count);
 }
 
+/* Every kind of input entry, listed by a dry run: a folder (searched
+ * recursively, an archive inside opened, hidden and non-image files left
+ * out), a list file (a comment, a relative path, a pattern inside an archive,
+ * an entry named twice), a pattern after an archive's name in the recipe. */
+static void test_input_kinds(void) {
+    mkdir(tp("kinds"), 0777);
+    mkdir(tp("kinds/a"), 0777);
+    mkdir(tp("lists"), 0777);
+    vsi_copy(NAIP, tp("kinds/a/naip.tif"));
+    vsi_copy(NAIP, tp("kinds/.hidden.tif"));
+    write_text(tp("kinds/notes.md"), "not an image\n");
+    char member[PATH_MAX + 64];
+    snprintf(member, sizeof member, "/vsizip/%s/x.tif", tp("kinds/inner.zip"));
+    vsi_copy(LANDSAT, member);
+    char list[2 * PATH_MAX];
+    snprintf(list, sizeof list, "# inputs of the week\n../bigs/big1.tif\n\n/vsizip/%s/sub/*.tif\n"
+             "../bigs/big1.tif\n", tp("tiles.zip"));
+    write_text(tp("lists/week.txt"), list);
+    char recipe[2 * PATH_MAX];
+    snprintf(recipe, sizeof recipe,
+             "colorize:\n  model: %s\n  inputs:\n    - kinds\n    - lists/week.txt\n"
+             "    - /vsizip/tiles.zip/t0*.tif\n  output: out_kinds\n  name: \"{parent}_{stem}.tif\"\n",
+             model);
+    write_text(tp("kinds.yaml"), recipe);
+    int rc = spynco_run(tp("kinds.yaml"), "--dry-run", NULL);
+    CHECK(rc == 0 && log_has("colorize: 7 inputs"), "7 inputs from the folder, the list and the "
+          "archive pattern (exit %d)", rc);
+    const char *expect[7] = {"kinds/a/naip.tif  ", "kinds/inner.zip/x.tif  ", "bigs/big1.tif  ",
+                             "tiles.zip/sub/t10.tif  ", "tiles.zip/sub/t11.tif  ",
+                             "tiles.zip/t00.tif  ", "tiles.zip/t01.tif  "};
+    const char *outputs[7] = {"-> a_naip.tif", "-> inner_x.tif", "-> bigs_big1.tif",
+                              "-> sub_t10.tif", "-> sub_t11.tif", "-> tiles_t00.tif",
+                              "-> tiles_t01.tif"};
+    for (int i = 0; i < 7; i++)
+        CHECK(log_has(expect[i]) && log_has(outputs[i]), "the dry run lists %s %s", expect[i],
+              outputs[i]);
+    CHECK(!log_has("hidden") && !log_has("notes.md"), "hidden files and documents are no inputs");
+    if (rc || !log_has("colorize: 7 inputs")) dump_log();
+}
+
 /* ---- a train job whose model the colorize job uses --------------------------------------------- */
 
 static void test_train_then_colorize(void) {
@@ -770,6 +810,7 @@ int main(void) {
     test_malformed();
     test_bad_input();
     test_dry_run();
+    test_input_kinds();
     test_train_then_colorize();
     CPLPopErrorHandler();
     if (!test_failed) test_remove_tree(tmp);
