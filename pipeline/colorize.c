@@ -24,6 +24,7 @@ typedef struct {
     InferWork *work;
     const float *in;
     float *out;
+    int x0, y0; /* the window's raster position */
 } ComputeThread;
 
 static void *compute_main(void *arg) {
@@ -34,7 +35,7 @@ static void *compute_main(void *arg) {
         while (!c->pending && !c->quit) pthread_cond_wait(&c->cv, &c->mu);
         if (c->quit) break;
         pthread_mutex_unlock(&c->mu);
-        generator_infer(c->model, c->work, c->in, c->out);
+        generator_infer(c->model, c->work, c->in, c->out, c->x0, c->y0);
         pthread_mutex_lock(&c->mu);
         c->pending = 0;
         pthread_cond_broadcast(&c->cv);
@@ -43,9 +44,9 @@ static void *compute_main(void *arg) {
     return NULL;
 }
 
-static void compute_submit(ComputeThread *c, const float *in, float *out) {
+static void compute_submit(ComputeThread *c, const float *in, float *out, int x0, int y0) {
     pthread_mutex_lock(&c->mu);
-    c->in = in, c->out = out, c->pending = 1;
+    c->in = in, c->out = out, c->x0 = x0, c->y0 = y0, c->pending = 1;
     pthread_cond_broadcast(&c->cv);
     pthread_mutex_unlock(&c->mu);
 }
@@ -206,7 +207,7 @@ int colorize_tiles(const InferModel *model, int width, int height, TileReader re
         if (rc) break;
         /* interrupted: start no new tile (the check below ends the loop), so
          * the signal waits for one tile, not two */
-        if (i < total && !(opt->cancel && *opt->cancel)) compute_submit(&c, cur->in, cur->out);
+        if (i < total && !(opt->cancel && *opt->cancel)) compute_submit(&c, cur->in, cur->out, cur->x0 - t.halo, cur->y0 - t.halo);
         if (i > 0) {
             if (store_window(&t, prev, opt->bands, write, write_ctx, err, n)) rc = -1;
             else if (opt->progress && !opt->progress((double)i / total, NULL, opt->progress_arg)) {

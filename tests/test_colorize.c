@@ -418,7 +418,7 @@ static void test_parity(void) {
         CHECK(ok, "infer_model_init: %s", err);
         if (ok && infer_work_init(&work, &m, H, W, err, sizeof err) == 0) {
             for (int i = 0; i < H * W; i++) x[i] = gray8[i] / 127.5f - 1.0f;
-            generator_infer(&m, &work, x, y);
+            generator_infer(&m, &work, x, y, 0, 0);
             double inner = 0, all = 0;
             int wc = 0, wy = 0, wx = 0;
             for (int c = 0; c < 3; c++)

@@ -326,6 +326,9 @@ int main(void) {
     test_conv(2, 3, 16, 14, 4, 4, 2, 1);   /* D l0..l2 */
     test_conv(1, 4, 9, 8, 2, 4, 1, 1);     /* D l3, l4 */
     test_conv(1, 2, 40, 33, 3, 3, 1, 1);   /* several pixel blocks */
+    test_conv(1, 2, 47, 45, 3, 3, 2, 1);   /* strided d(input): odd sides, several blocks per phase */
+    test_conv(1, 2, 11, 10, 3, 2, 3, 0);   /* stride > kernel: input phases no tap reaches */
+    test_conv(1, 2, 9, 8, 3, 3, 1, 3);     /* pad > kernel - 1: the phase path at stride 1 */
     printf("batchnorm\n");
     test_batchnorm(1);
     test_batchnorm(0);
