@@ -54,9 +54,12 @@ static double conv_loss(void *p) {
     return dot(c->out, c->r, (size_t)c->s.batch * c->s.out_ch * c->s.out_h * c->s.out_w);
 }
 
-static void test_conv(int batch, int cin, int h, int w, int cout, int k, int stride, int pad) {
+/* up: the input (h x w as stored) is read through nearest x2 upsampling. */
+static void test_conv_up(int up, int batch, int cin, int h, int w, int cout, int k, int stride,
+                         int pad) {
     ConvCtx c;
-    c.s = conv_shape(batch, cin, h, w, cout, k, stride, pad);
+    c.s = conv_shape(batch, cin, h << up, w << up, cout, k, stride, pad);
+    c.s.upsampled = up;
     size_t nin = (size_t)batch * cin * h * w, nw = (size_t)cout * cin * k * k;
     size_t nout = (size_t)batch * cout * c.s.out_h * c.s.out_w;
     c.in = rand_buf(nin, -1, 1);
@@ -70,8 +73,8 @@ static void test_conv(int batch, int cin, int h, int w, int cout, int k, int str
     conv2d_forward(c.out, c.in, c.w, c.b, &c.s, c.scratch);
     conv2d_backward(din, dw, db, c.r, c.in, c.w, &c.s, c.scratch);
     char name[96];
-    snprintf(name, sizeof name, "conv %dx%d s%d p%d %dx%d %d->%d in", k, k, stride, pad, w, h, cin,
-             cout);
+    snprintf(name, sizeof name, "conv %s%dx%d s%d p%d %dx%d %d->%d in", up ? "up2 " : "", k, k,
+             stride, pad, w, h, cin, cout);
     report(name, gradcheck(conv_loss, &c, c.in, din, nin, SAMPLES, EPS, RTOL));
     snprintf(name, sizeof name, "conv %dx%d s%d p%d weight", k, k, stride, pad);
     report(name, gradcheck(conv_loss, &c, c.w, dw, nw, SAMPLES, EPS, RTOL));
@@ -87,6 +90,30 @@ static void test_conv(int batch, int cin, int h, int w, int cout, int k, int str
     free(dw2);
     free(c.in), free(c.w), free(c.b), free(c.out), free(c.r), free(c.scratch);
     free(din), free(dw), free(db);
+}
+
+static void test_conv(int batch, int cin, int h, int w, int cout, int k, int stride, int pad) {
+    test_conv_up(0, batch, cin, h, w, cout, k, stride, pad);
+}
+
+/* The upsampling conv's phase split against an upsampled copy and the plain conv. */
+static void test_conv_upsampled_forward(void) {
+    int h = 7, w = 9, cin = 3, cout = 4;
+    ConvShape up = conv_shape(2, cin, 2 * h, 2 * w, cout, 3, 1, 1), plain = up;
+    up.upsampled = 1;
+    size_t nin = (size_t)2 * cin * h * w, nout = (size_t)2 * cout * 4 * h * w;
+    float *in = rand_buf(nin, -1, 1), *wt = rand_buf((size_t)cout * cin * 9, -1, 1);
+    float *b = rand_buf(cout, -1, 1), *big = malloc(4 * nin * sizeof(float));
+    float *out = malloc(nout * sizeof(float)), *ref = malloc(nout * sizeof(float));
+    float *scratch = malloc(conv_scratch_floats(&up, 4) * sizeof(float));
+    upsample2x_forward(big, in, 2 * cin, h, w);
+    conv2d_forward(ref, big, wt, b, &plain, scratch);
+    conv2d_forward(out, in, wt, b, &up, scratch);
+    double worst = 0;
+    for (size_t i = 0; i < nout; i++) worst = fmax(worst, fabs((double)out[i] - ref[i]));
+    CHECK(worst < 1e-5, "upsampling conv's phases differ from upsample + conv by %g", worst);
+    printf("  %-40s max diff %.2e\n", "up2 conv phases vs upsample + conv", worst);
+    free(in), free(wt), free(b), free(big), free(out), free(ref), free(scratch);
 }
 
 /* Direct convolution in double: the forward's reference. */
@@ -329,6 +356,9 @@ int main(void) {
     test_conv(1, 2, 47, 45, 3, 3, 2, 1);   /* strided d(input): odd sides, several blocks per phase */
     test_conv(1, 2, 11, 10, 3, 2, 3, 0);   /* stride > kernel: input phases no tap reaches */
     test_conv(1, 2, 9, 8, 3, 3, 1, 3);     /* pad > kernel - 1: the phase path at stride 1 */
+    test_conv_upsampled_forward();
+    test_conv_up(1, 2, 3, 5, 6, 4, 3, 1, 1);  /* dec1, dec0: upsampling conv as 4 phase convs */
+    test_conv_up(1, 1, 2, 23, 25, 3, 3, 1, 1); /* several blocks, odd sides */
     printf("batchnorm\n");
     test_batchnorm(1);
     test_batchnorm(0);
