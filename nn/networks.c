@@ -262,6 +262,7 @@ static void app_shapes(const Network *net, ConvShape *shapes, int batch, int h, 
         const ConvUnit *u = app_unit(net, a);
         if (u->upsample_before) h *= 2, w *= 2;
         shapes[a] = conv_shape(batch, ch, h, w, u->out_ch, u->kernel, u->stride, u->pad);
+        shapes[a].upsampled = u->upsample_before; /* reads the stored half-size input */
         h = shapes[a].out_h;
         w = shapes[a].out_w;
         ch = u->out_ch;
@@ -297,13 +298,8 @@ static void layout_activations(Activations *A, const Network *net, const ConvSha
     }
     int R = net->kind == NET_GENERATOR ? net->cfg.R : 0;
     if (net->kind == NET_GENERATOR) {
-        int d2 = g_dec2(net);
         size_t res_count = shape_out_count(&shapes[G_ENC2]);
         for (int i = 0; i < R; i++) A->res_sum[i] = arena_take(ar, res_count);
-        A->up1 = arena_take(ar, (size_t)shapes[d2 + 1].batch * shapes[d2 + 1].in_ch *
-                                    shapes[d2 + 1].in_h * shapes[d2 + 1].in_w);
-        A->up0 = arena_take(ar, (size_t)shapes[d2 + 2].batch * shapes[d2 + 2].in_ch *
-                                    shapes[d2 + 2].in_h * shapes[d2 + 2].in_w);
     }
     A->scratch = arena_take(ar, max_scratch);
     if (!A->with_grads) return;
@@ -315,13 +311,7 @@ static void layout_activations(Activations *A, const Network *net, const ConvSha
         x->d_out = arena_take(ar, count);
         x->d_conv_out = (u->has_bn || u->act != ACT_NONE) ? arena_take(ar, count) : x->d_out;
     }
-    if (net->kind == NET_GENERATOR) {
-        int d2 = g_dec2(net);
-        A->d_up1 = arena_take(ar, (size_t)shapes[d2 + 1].batch * shapes[d2 + 1].in_ch *
-                                      shapes[d2 + 1].in_h * shapes[d2 + 1].in_w);
-        A->d_up0 = arena_take(ar, (size_t)shapes[d2 + 2].batch * shapes[d2 + 2].in_ch *
-                                      shapes[d2 + 2].in_h * shapes[d2 + 2].in_w);
-    } else {
+    if (net->kind == NET_DISCRIMINATOR) {
         A->d_input = arena_take(ar, (size_t)shapes[0].batch * shapes[0].in_ch * shapes[0].in_h *
                                         shapes[0].in_w);
     }
@@ -351,8 +341,8 @@ static void wire_applications(Activations *A, const Network *net) {
         c2->d_in = c1->d_out;
     }
     x[d2].d_in = R ? A->d_res_sum[R - 1] : x[G_ENC2].d_out;
-    x[d2 + 1].d_in = A->d_up1;
-    x[d2 + 2].d_in = A->d_up0;
+    x[d2 + 1].d_in = x[d2].d_out; /* dec1 and dec0 read their input at half size */
+    x[d2 + 2].d_in = x[d2 + 1].d_out;
     /* the head on dec0 -> y1, on dec1 -> y2, on dec2 -> y3 */
     int src[3] = {d2 + 2, d2 + 1, d2}, app[3] = {head, head + 1, head + 2};
     for (int s = 0; s < 3; s++) {
@@ -466,8 +456,6 @@ static void unit_backward(const ConvUnit *u, UnitActs *x, float *d_tmp, float *s
                     x->d_conv_out, x->in, u->weight, s, scratch);
 }
 
-static size_t plane_count(const ConvShape *s) { return (size_t)s->batch * s->out_ch; }
-
 void generator_forward(Network *g, Activations *A, const float *gray, int training) {
     UnitActs *x = A->apps;
     ConvUnit *u = g->units;
@@ -488,12 +476,8 @@ void generator_forward(Network *g, Activations *A, const float *gray, int traini
         r = sum;
     }
     unit_forward(&u[d2], &x[d2], r, A->scratch, training);
-    upsample2x_forward(A->up1, x[d2].out, (int)plane_count(&x[d2].shape), x[d2].shape.out_h,
-                       x[d2].shape.out_w);
-    unit_forward(&u[d2 + 1], &x[d2 + 1], A->up1, A->scratch, training);
-    upsample2x_forward(A->up0, x[d2 + 1].out, (int)plane_count(&x[d2 + 1].shape),
-                       x[d2 + 1].shape.out_h, x[d2 + 1].shape.out_w);
-    unit_forward(&u[d2 + 2], &x[d2 + 2], A->up0, A->scratch, training);
+    unit_forward(&u[d2 + 1], &x[d2 + 1], x[d2].out, A->scratch, training);
+    unit_forward(&u[d2 + 2], &x[d2 + 2], x[d2 + 1].out, A->scratch, training);
     unit_forward(&u[head], &x[head], x[d2 + 2].out, A->scratch, training);
     unit_forward(&u[head], &x[head + 1], x[d2 + 1].out, A->scratch, training);
     unit_forward(&u[head], &x[head + 2], x[d2].out, A->scratch, training);
@@ -505,11 +489,7 @@ void generator_backward(Network *g, Activations *A) {
     int R = g->cfg.R, d2 = g_dec2(g), head = g->num_units - 1;
     for (int k = 2; k >= 0; k--) unit_backward(&u[head], &x[head + k], A->d_tmp, A->scratch, 1);
     unit_backward(&u[d2 + 2], &x[d2 + 2], A->d_tmp, A->scratch, 1);
-    upsample2x_backward(x[d2 + 1].d_out, A->d_up0, (int)plane_count(&x[d2 + 1].shape),
-                        x[d2 + 1].shape.out_h, x[d2 + 1].shape.out_w);
     unit_backward(&u[d2 + 1], &x[d2 + 1], A->d_tmp, A->scratch, 1);
-    upsample2x_backward(x[d2].d_out, A->d_up1, (int)plane_count(&x[d2].shape), x[d2].shape.out_h,
-                        x[d2].shape.out_w);
     unit_backward(&u[d2], &x[d2], A->d_tmp, A->scratch, 1);
     size_t res_count = shape_out_count(&x[G_ENC2].shape);
     for (int i = R - 1; i >= 0; i--) {

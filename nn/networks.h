@@ -123,7 +123,6 @@ typedef struct {
     float *d_tmp;          /* gradient before BN when a unit has BN and an activation */
     /* generator */
     float **res_sum, **d_res_sum; /* r_i = r_{i-1} + t_i, i < R */
-    float *up1, *d_up1, *up0, *d_up0;
     float *y[3];                  /* G: y1 (H), y2 (H/2), y3 (H/4); D: y[0] = scores */
     int y_h[3], y_w[3];
     float *d_y[3];

@@ -7,6 +7,7 @@
 
 #include "gradcheck.h"
 #include "nn/conv.h"
+#include "nn/gemm.h"
 #include "nn/ops.h"
 #include "testutil.h"
 
@@ -54,9 +55,12 @@ static double conv_loss(void *p) {
     return dot(c->out, c->r, (size_t)c->s.batch * c->s.out_ch * c->s.out_h * c->s.out_w);
 }
 
-static void test_conv(int batch, int cin, int h, int w, int cout, int k, int stride, int pad) {
+/* up: the input (h x w as stored) is read through nearest x2 upsampling. */
+static void test_conv_up(int up, int batch, int cin, int h, int w, int cout, int k, int stride,
+                         int pad) {
     ConvCtx c;
-    c.s = conv_shape(batch, cin, h, w, cout, k, stride, pad);
+    c.s = conv_shape(batch, cin, h << up, w << up, cout, k, stride, pad);
+    c.s.upsampled = up;
     size_t nin = (size_t)batch * cin * h * w, nw = (size_t)cout * cin * k * k;
     size_t nout = (size_t)batch * cout * c.s.out_h * c.s.out_w;
     c.in = rand_buf(nin, -1, 1);
@@ -70,8 +74,8 @@ static void test_conv(int batch, int cin, int h, int w, int cout, int k, int str
     conv2d_forward(c.out, c.in, c.w, c.b, &c.s, c.scratch);
     conv2d_backward(din, dw, db, c.r, c.in, c.w, &c.s, c.scratch);
     char name[96];
-    snprintf(name, sizeof name, "conv %dx%d s%d p%d %dx%d %d->%d in", k, k, stride, pad, w, h, cin,
-             cout);
+    snprintf(name, sizeof name, "conv %s%dx%d s%d p%d %dx%d %d->%d in", up ? "up2 " : "", k, k,
+             stride, pad, w, h, cin, cout);
     report(name, gradcheck(conv_loss, &c, c.in, din, nin, SAMPLES, EPS, RTOL));
     snprintf(name, sizeof name, "conv %dx%d s%d p%d weight", k, k, stride, pad);
     report(name, gradcheck(conv_loss, &c, c.w, dw, nw, SAMPLES, EPS, RTOL));
@@ -89,35 +93,63 @@ static void test_conv(int batch, int cin, int h, int w, int cout, int k, int str
     free(din), free(dw), free(db);
 }
 
+static void test_conv(int batch, int cin, int h, int w, int cout, int k, int stride, int pad) {
+    test_conv_up(0, batch, cin, h, w, cout, k, stride, pad);
+}
+
+/* The upsampling conv's phase split against an upsampled copy and the plain conv. */
+static void test_conv_upsampled_forward(void) {
+    int h = 7, w = 9, cin = 3, cout = 4;
+    ConvShape up = conv_shape(2, cin, 2 * h, 2 * w, cout, 3, 1, 1), plain = up;
+    up.upsampled = 1;
+    size_t nin = (size_t)2 * cin * h * w, nout = (size_t)2 * cout * 4 * h * w;
+    float *in = rand_buf(nin, -1, 1), *wt = rand_buf((size_t)cout * cin * 9, -1, 1);
+    float *b = rand_buf(cout, -1, 1), *big = malloc(4 * nin * sizeof(float));
+    float *out = malloc(nout * sizeof(float)), *ref = malloc(nout * sizeof(float));
+    float *scratch = malloc(conv_scratch_floats(&up, 4) * sizeof(float));
+    upsample2x_forward(big, in, 2 * cin, h, w);
+    conv2d_forward(ref, big, wt, b, &plain, scratch);
+    conv2d_forward(out, in, wt, b, &up, scratch);
+    double worst = 0;
+    for (size_t i = 0; i < nout; i++) worst = fmax(worst, fabs((double)out[i] - ref[i]));
+    CHECK(worst < 1e-5, "upsampling conv's phases differ from upsample + conv by %g", worst);
+    printf("  %-40s max diff %.2e\n", "up2 conv phases vs upsample + conv", worst);
+    free(in), free(wt), free(b), free(big), free(out), free(ref), free(scratch);
+}
+
 /* Direct convolution in double: the forward's reference. */
-static void test_conv_forward_reference(void) {
-    ConvShape s = conv_shape(2, 3, 23, 29, 5, 3, 2, 1);
-    size_t nin = (size_t)2 * 3 * 23 * 29, nw = 5 * 3 * 9, nout = (size_t)2 * 5 * s.out_h * s.out_w;
-    float *in = rand_buf(nin, -1, 1), *w = rand_buf(nw, -1, 1), *b = rand_buf(5, -1, 1);
+static void test_conv_forward_reference(int batch, int cin, int h, int w, int cout, int k,
+                                        int stride, int pad) {
+    ConvShape s = conv_shape(batch, cin, h, w, cout, k, stride, pad);
+    size_t nin = (size_t)batch * cin * h * w, nw = (size_t)cout * cin * k * k;
+    size_t nout = (size_t)batch * cout * s.out_h * s.out_w;
+    float *in = rand_buf(nin, -1, 1), *wt = rand_buf(nw, -1, 1), *b = rand_buf(cout, -1, 1);
     float *out = malloc(nout * sizeof(float));
     float *scratch = malloc(conv_scratch_floats(&s, 4) * sizeof(float));
-    conv2d_forward(out, in, w, b, &s, scratch);
+    conv2d_forward(out, in, wt, b, &s, scratch);
     double worst = 0;
-    for (int n = 0; n < 2; n++)
-        for (int co = 0; co < 5; co++)
+    for (int n = 0; n < batch; n++)
+        for (int co = 0; co < cout; co++)
             for (int y = 0; y < s.out_h; y++)
                 for (int x = 0; x < s.out_w; x++) {
                     double acc = b[co];
-                    for (int ci = 0; ci < 3; ci++)
-                        for (int ky = 0; ky < 3; ky++)
-                            for (int kx = 0; kx < 3; kx++) {
-                                int iy = y * 2 - 1 + ky, ix = x * 2 - 1 + kx;
-                                if (iy < 0 || ix < 0 || iy >= 23 || ix >= 29) continue;
-                                acc += (double)w[((co * 3 + ci) * 3 + ky) * 3 + kx] *
-                                       in[((n * 3 + ci) * 23 + iy) * 29 + ix];
+                    for (int ci = 0; ci < cin; ci++)
+                        for (int ky = 0; ky < k; ky++)
+                            for (int kx = 0; kx < k; kx++) {
+                                int iy = y * stride - pad + ky, ix = x * stride - pad + kx;
+                                if (iy < 0 || ix < 0 || iy >= h || ix >= w) continue;
+                                acc += (double)wt[((co * cin + ci) * k + ky) * k + kx] *
+                                       in[((n * cin + ci) * h + iy) * w + ix];
                             }
-                    double got = out[((n * 5 + co) * s.out_h + y) * s.out_w + x];
+                    double got = out[((n * cout + co) * s.out_h + y) * s.out_w + x];
                     worst = fmax(worst, fabs(got - acc));
                 }
-    CHECK(s.out_h == 12 && s.out_w == 15, "conv output size %dx%d", s.out_w, s.out_h);
-    CHECK(worst < 1e-5, "conv forward differs from direct convolution by %g", worst);
-    printf("  %-40s max diff %.2e\n", "conv forward vs direct (double)", worst);
-    free(in), free(w), free(b), free(out), free(scratch);
+    CHECK(worst < 1e-5 * sqrt((double)cin * k * k), "conv %dx%d s%d forward differs from direct convolution by %g", k, k,
+          stride, worst);
+    char name[64];
+    snprintf(name, sizeof name, "conv %dx%d s%d %dx%d forward vs direct", k, k, stride, w, h);
+    printf("  %-40s max diff %.2e\n", name, worst);
+    free(in), free(wt), free(b), free(out), free(scratch);
 }
 
 /* ---- BatchNorm ---------------------------------------------------------------- */
@@ -318,7 +350,8 @@ static void test_adam(void) {
 
 int main(void) {
     printf("conv2d\n");
-    test_conv_forward_reference();
+    test_conv_forward_reference(2, 3, 23, 29, 5, 3, 2, 1);
+    test_conv_forward_reference(2, 7, 11, 70, 5, 3, 1, 1);
     test_conv(2, 1, 13, 11, 4, 7, 1, 3);   /* enc0 */
     test_conv(2, 3, 12, 10, 5, 3, 2, 1);   /* enc1/enc2 */
     test_conv(1, 6, 9, 9, 4, 3, 1, 1);     /* res, dec */
@@ -329,6 +362,17 @@ int main(void) {
     test_conv(1, 2, 47, 45, 3, 3, 2, 1);   /* strided d(input): odd sides, several blocks per phase */
     test_conv(1, 2, 11, 10, 3, 2, 3, 0);   /* stride > kernel: input phases no tap reaches */
     test_conv(1, 2, 9, 8, 3, 3, 1, 3);     /* pad > kernel - 1: the phase path at stride 1 */
+    test_conv_upsampled_forward();
+    test_conv_up(1, 2, 3, 5, 6, 4, 3, 1, 1);  /* dec1, dec0: upsampling conv as 4 phase convs */
+    test_conv_up(1, 1, 2, 23, 25, 3, 3, 1, 1); /* several blocks, odd sides */
+    test_conv(2, 3, 7, 67, 4, 3, 1, 1);    /* Winograd backward: batch, two segments per tile row */
+    /* the portable path: the plain C GEMM kernel selects the plain C transforms */
+    GemmKernel best = gemm_current_kernel();
+    CHECK(gemm_set_kernel(GEMM_KERNEL_SCALAR) == 0, "the plain C kernel must be available");
+    test_conv_forward_reference(1, 4, 9, 11, 3, 3, 1, 1);
+    test_conv(1, 6, 9, 9, 4, 3, 1, 1);
+    test_conv_up(1, 2, 3, 5, 6, 4, 3, 1, 1);
+    gemm_set_kernel(best);
     printf("batchnorm\n");
     test_batchnorm(1);
     test_batchnorm(0);
