@@ -8,6 +8,7 @@ PACKAGES=(
   libgdal-dev gdal-bin libproj-dev
   libhdf5-dev hdf5-tools
   libopenblas-dev libcjson-dev
+  libopenmpi-dev openmpi-bin   # distributed training and runs (mpirun); optional at build time
   python3-h5py python3-numpy   # tests: checkpoints written/read by h5py
   time                         # benchmarks: /usr/bin/time -v for peak memory
 )
