@@ -28,7 +28,9 @@ static long launcher_size(void) {
 int dist_init(int *argc, char ***argv, char *err, size_t n) {
     long launched = launcher_size();
 #ifdef SPYNCO_HAVE_MPI
-    if (launched < 1) return 0;
+    int started = 0;
+    MPI_Initialized(&started);
+    if (launched < 1 || started) return 0; /* a single process, or joined already */
     int provided = 0;
     if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
         snprintf(err, n, "MPI could not start (MPI_Init_thread failed)");

@@ -20,8 +20,9 @@
 
 #include <stddef.h>
 
-/* Joins the run. MPI starts only when a launcher (mpirun, srun) started the
- * process; a plain `spynco ...` stays a single process without touching MPI.
+/* Joins the run (a second call does nothing). MPI starts only when a
+ * launcher (mpirun, srun) started the process; a plain `spynco ...` stays a
+ * single process without touching MPI.
  * -1 with a message if MPI cannot start, or if a launcher asks for several
  * ranks from a build without MPI (they would all write the same files). */
 int dist_init(int *argc, char ***argv, char *err, size_t err_size);
