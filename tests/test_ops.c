@@ -1,6 +1,7 @@
 /* Finite-difference gradient checks for every op in nn/ops.h and nn/conv.h,
  * plus Adam against a double-precision transcription of PyTorch's update. */
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -160,8 +161,9 @@ typedef struct {
 
 static double bn_loss(void *p) {
     BnCtx *c = p;
+    double stats[BN_STATS_DOUBLES(4)];
     batchnorm_forward(c->out, c->mean, c->rstd, c->rm, c->rv, c->in, c->gamma, c->beta, c->batch,
-                      c->ch, c->hw, c->training);
+                      c->ch, c->hw, c->training, NULL, stats);
     return dot(c->out, c->r, (size_t)c->batch * c->ch * c->hw);
 }
 
@@ -180,8 +182,9 @@ static void test_batchnorm(int training) {
     float *din = calloc(n, sizeof(float)), *dg = calloc(c.ch, sizeof(float)),
           *dbt = calloc(c.ch, sizeof(float));
     bn_loss(&c);
+    double stats[BN_STATS_DOUBLES(4)];
     batchnorm_backward(din, dg, dbt, c.r, c.in, c.mean, c.rstd, c.gamma, c.batch, c.ch, c.hw,
-                       training);
+                       training, NULL, stats);
     const char *mode = training ? "batchnorm (train)" : "batchnorm (eval)";
     char name[64];
     snprintf(name, sizeof name, "%s in", mode);
@@ -199,13 +202,107 @@ static void test_batchnorm(int training) {
 static void test_batchnorm_statistics(void) {
     float in[8] = {1, 2, 3, 4, 5, 6, 7, 8}; /* batch 2, 1 channel, hw 4 */
     float gamma = 1, beta = 0, out[8], mean, rstd, rm = 0.5f, rv = 2.0f;
-    batchnorm_forward(out, &mean, &rstd, &rm, &rv, in, &gamma, &beta, 2, 1, 4, 1);
+    double stats[BN_STATS_DOUBLES(1)];
+    batchnorm_forward(out, &mean, &rstd, &rm, &rv, in, &gamma, &beta, 2, 1, 4, 1, NULL, stats);
     double var_b = 5.25, var_u = 6.0;
     CHECK(fabs(mean - 4.5) < 1e-6, "batch mean %g", mean);
     CHECK(fabs(rstd - 1.0 / sqrt(var_b + 1e-5)) < 1e-6, "batch rstd %g", rstd);
     CHECK(fabs(rm - (0.9 * 0.5 + 0.1 * 4.5)) < 1e-6, "running mean %g", rm);
     CHECK(fabs(rv - (0.9 * 2.0 + 0.1 * var_u)) < 1e-6, "running var %g", rv);
     CHECK(fabs(out[0] - (1 - 4.5) / sqrt(var_b + 1e-5)) < 1e-5, "normalised value %g", out[0]);
+}
+
+/* Synchronised BatchNorm: two replicas (threads), each with half of the batch
+ * and its statistics summed through BnSync, must compute what one replica
+ * computes on the whole batch: outputs, running statistics, input gradients,
+ * and gamma/beta gradients that add up to the whole batch's. */
+enum { SB_BATCH = 4, SB_CH = 3, SB_HW = 30 };
+typedef struct {
+    pthread_barrier_t *barrier;
+    double **slots; /* shared: each replica's values, exchanged through the barrier */
+    int id;
+} PairSum;
+
+static void pair_sum(double *values, int count, void *ctx) {
+    PairSum *p = ctx;
+    memcpy(p->slots[p->id], values, (size_t)count * sizeof(double));
+    pthread_barrier_wait(p->barrier);
+    for (int i = 0; i < count; i++) values[i] = p->slots[0][i] + p->slots[1][i];
+    pthread_barrier_wait(p->barrier); /* both have read before the slots are reused */
+}
+
+typedef struct {
+    PairSum ctx;
+    BnSync sync;
+    int batch;
+    const float *in, *dout, *gamma, *beta;
+    float out[SB_BATCH * SB_CH * SB_HW], din[SB_BATCH * SB_CH * SB_HW];
+    float mean[SB_CH], rstd[SB_CH], rm[SB_CH], rv[SB_CH], dg[SB_CH], db[SB_CH];
+    double stats[BN_STATS_DOUBLES(SB_CH)];
+} BnReplica;
+
+static void *bn_replica_run(void *p) {
+    BnReplica *r = p;
+    const BnSync *sync = r->ctx.slots ? &r->sync : NULL;
+    batchnorm_forward(r->out, r->mean, r->rstd, r->rm, r->rv, r->in, r->gamma, r->beta, r->batch,
+                      SB_CH, SB_HW, 1, sync, r->stats);
+    batchnorm_backward(r->din, r->dg, r->db, r->dout, r->in, r->mean, r->rstd, r->gamma, r->batch,
+                       SB_CH, SB_HW, 1, sync, r->stats);
+    return NULL;
+}
+
+static void bn_replica_setup(BnReplica *r, int batch, const float *in, const float *dout,
+                             const float *gamma, const float *beta) {
+    memset(r, 0, sizeof *r);
+    r->batch = batch, r->in = in, r->dout = dout, r->gamma = gamma, r->beta = beta;
+    for (int c = 0; c < SB_CH; c++) r->rm[c] = 0.1f * c, r->rv[c] = 1.0f + 0.2f * c;
+}
+
+static void test_batchnorm_synchronised(void) {
+    size_t n = (size_t)SB_BATCH * SB_CH * SB_HW, half = n / 2;
+    float *in = rand_buf(n, -2, 3), *dout = rand_buf(n, -1, 1);
+    float *gamma = rand_buf(SB_CH, 0.5f, 1.5f), *beta = rand_buf(SB_CH, -0.5f, 0.5f);
+    static BnReplica whole, part[2];
+    bn_replica_setup(&whole, SB_BATCH, in, dout, gamma, beta);
+    bn_replica_run(&whole);
+    pthread_barrier_t barrier;
+    pthread_barrier_init(&barrier, NULL, 2);
+    double slot0[BN_STATS_DOUBLES(SB_CH)], slot1[BN_STATS_DOUBLES(SB_CH)];
+    double *slots[2] = {slot0, slot1};
+    pthread_t threads[2];
+    for (int k = 0; k < 2; k++) {
+        bn_replica_setup(&part[k], SB_BATCH / 2, in + k * half, dout + k * half, gamma, beta);
+        part[k].ctx = (PairSum){&barrier, slots, k};
+        part[k].sync = (BnSync){pair_sum, &part[k].ctx};
+        pthread_create(&threads[k], NULL, bn_replica_run, &part[k]);
+    }
+    for (int k = 0; k < 2; k++) pthread_join(threads[k], NULL);
+    pthread_barrier_destroy(&barrier);
+    double worst = 0;
+    for (int k = 0; k < 2; k++) {
+        for (size_t i = 0; i < half; i++) {
+            worst = fmax(worst, fabs(part[k].out[i] - whole.out[k * half + i]));
+            worst = fmax(worst, fabs(part[k].din[i] - whole.din[k * half + i]));
+        }
+        for (int c = 0; c < SB_CH; c++) {
+            worst = fmax(worst, fabs(part[k].rm[c] - whole.rm[c]));
+            worst = fmax(worst, fabs(part[k].rv[c] - whole.rv[c]));
+        }
+    }
+    for (int c = 0; c < SB_CH; c++) {
+        worst = fmax(worst, fabs(part[0].dg[c] + part[1].dg[c] - whole.dg[c]));
+        worst = fmax(worst, fabs(part[0].db[c] + part[1].db[c] - whole.db[c]));
+    }
+    /* the statistics are double sums in another order; the rest is the same float code */
+    CHECK(worst < 1e-5, "two synchronised half batches differ from the whole batch by %g", worst);
+    printf("  %-40s max diff %.2e\n", "synchronised BN, 2 x half batch", worst);
+    /* without the sync each half normalises by its own statistics: visibly different */
+    bn_replica_setup(&part[0], SB_BATCH / 2, in, dout, gamma, beta);
+    bn_replica_run(&part[0]);
+    double apart = 0;
+    for (size_t i = 0; i < half; i++) apart = fmax(apart, fabs(part[0].out[i] - whole.out[i]));
+    CHECK(apart > 1e-3, "a half batch alone normalises like the whole batch (%g)", apart);
+    free(in), free(dout), free(gamma), free(beta);
 }
 
 /* ---- element-wise and resampling ops ---------------------------------------- */
@@ -377,6 +474,7 @@ int main(void) {
     test_batchnorm(1);
     test_batchnorm(0);
     test_batchnorm_statistics();
+    test_batchnorm_synchronised();
     printf("element-wise and resampling\n");
     test_unary("relu", OP_RELU);
     test_unary("leaky relu 0.2", OP_LRELU);
