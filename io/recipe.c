@@ -536,7 +536,7 @@ int recipe_output_name(char *out, size_t n, const char *pattern, const char *inp
 
 static const char *const COLORIZE_KEYS[] = {
     "model", "inputs", "output", "name", "format", "creation_options", "tile", "threads", "band",
-    "scale", "overviews", "t_srs", "resampling", "aoi", "mosaic", NULL};
+    "scale", "overviews", "keep_luminance", "t_srs", "resampling", "aoi", "mosaic", NULL};
 static const char *const RESAMPLING[] = {"near", "bilinear", "cubic", "cubicspline", "lanczos",
                                          "average", "mode", NULL};
 
@@ -578,6 +578,8 @@ static int parse_colorize(Parse *p, const Node *map, RecipeMark at) {
             c->has_scale = 1;
         } else if (!strcmp(name, "overviews")) {
             rc = get_bool(p, v, key, &c->overviews);
+        } else if (!strcmp(name, "keep_luminance")) {
+            rc = get_bool(p, v, key, &c->keep_luminance);
         } else if (!strcmp(name, "t_srs")) {
             rc = get_string(p, v, key, &c->t_srs);
             c->t_srs_at = v->at;
@@ -736,7 +738,7 @@ static int parse_train(Parse *p, const Node *map, RecipeMark at) {
 }
 
 static const char *const EVAL_KEYS[] = {"model", "inputs", "json", "csv", "samples",
-                                        "keep_luminance", NULL};
+                                        "keep_luminance", "threads", NULL};
 
 static int parse_eval(Parse *p, const Node *map, RecipeMark at) {
     RecipeEval *e = &p->r->eval;
@@ -754,6 +756,7 @@ static int parse_eval(Parse *p, const Node *map, RecipeMark at) {
         else if (!strcmp(name, "csv")) rc = get_path(p, v, key, &e->csv);
         else if (!strcmp(name, "samples")) rc = get_path(p, v, key, &e->samples);
         else if (!strcmp(name, "keep_luminance")) rc = get_bool(p, v, key, &e->keep_luminance);
+        else if (!strcmp(name, "threads")) rc = get_int(p, v, key, 1, 4096, &e->threads);
         else rc = unknown_key(p, k, "eval", EVAL_KEYS);
         if (rc) return -1;
     }
@@ -798,7 +801,7 @@ static void recipe_init(Recipe *r) {
     t->threads = t->F = t->K = t->R = t->nd = -1;
     t->seed = -1;
     t->lambda_a = t->lambda_b = t->contours = t->lr = NAN;
-    r->eval.keep_luminance = -1;
+    r->colorize.keep_luminance = r->eval.keep_luminance = -1;
 }
 
 int recipe_parse(Recipe *r, const char *file, const char *dir, const char *text, size_t len,

@@ -51,6 +51,7 @@ typedef struct {
     char **creation_options;   /* NULL-terminated NAME=VALUE list; NULL: none */
     int tile, threads, band;   /* 0: not given */
     int overviews;             /* bool */
+    int keep_luminance;        /* bool; -1: not given (KEEP_LUMINANCE_DEFAULT) */
     int has_scale;
     double scale[2];           /* min, max */
     char *t_srs;               /* NULL: keep each input's CRS */
@@ -90,7 +91,8 @@ typedef struct {
     RecipePath model;          /* NULL: the default model */
     RecipePaths inputs;        /* required: real color images (files, folders, list files) */
     RecipePath json, csv, samples; /* NULL: not written */
-    int keep_luminance;        /* -1: not given */
+    int keep_luminance;        /* bool; -1: not given (KEEP_LUMINANCE_DEFAULT) */
+    int threads;               /* 0: not given */
 } RecipeEval;
 
 typedef struct {

@@ -649,6 +649,10 @@ static unsigned long long fnv1a(unsigned long long h, const char *s) {
     return h;
 }
 
+int batch_keep_luminance(const RecipeColorize *job) {
+    return job->keep_luminance < 0 ? KEEP_LUMINANCE_DEFAULT : job->keep_luminance;
+}
+
 static int settings_fingerprint(BatchPlan *plan, char *err, size_t n) {
     const RecipeColorize *job = plan->job;
     long long bytes;
@@ -658,8 +662,9 @@ static int settings_fingerprint(BatchPlan *plan, char *err, size_t n) {
         return -1;
     }
     char buf[256];
-    snprintf(buf, sizeof buf, "model=%08lx/%lld;band=%d;scale=%d,%.17g,%.17g;ovr=%d;", crc, bytes,
-             job->band, job->has_scale, job->scale[0], job->scale[1], job->overviews);
+    snprintf(buf, sizeof buf, "model=%08lx/%lld;band=%d;scale=%d,%.17g,%.17g;ovr=%d;lum=%d;", crc,
+             bytes, job->band, job->has_scale, job->scale[0], job->scale[1], job->overviews,
+             batch_keep_luminance(job));
     unsigned long long h = fnv1a(1469598103934665603ull, buf);
     /* the resampling matters only when reprojecting */
     if (job->t_srs) h = fnv1a(fnv1a(fnv1a(fnv1a(h, "t_srs="), job->t_srs), ";r="), job->resampling);
@@ -775,8 +780,7 @@ int batch_check_journal(BatchPlan *plan, char *err, size_t n) {
 
 /* ---- running ---------------------------------------------------------------------------- */
 
-/* mkdir -p */
-static int make_folders(const char *path) {
+int batch_make_folders(const char *path) {
     char buf[4200];
     snprintf(buf, sizeof buf, "%s", path);
     for (char *p = buf + 1;; p++) {
@@ -792,7 +796,7 @@ static int make_folders(const char *path) {
 }
 
 int batch_prepare(const BatchPlan *plan, char *err, size_t n) {
-    if (make_folders(plan->journal_dir)) {
+    if (batch_make_folders(plan->journal_dir)) {
         snprintf(err, n, "%s: cannot create the folder: %s", plan->journal_dir, strerror(errno));
         return -1;
     }
@@ -848,7 +852,8 @@ ItemStatus batch_run_input(const BatchPlan *plan, int i, const BatchOptions *opt
                           .quiet = opt->quiet, .band = job->band, .has_scale = job->has_scale,
                           .scale_min = job->scale[0], .scale_max = job->scale[1],
                           .format = job->format, .create_options = job->creation_options,
-                          .overviews = job->overviews, .cancel = opt->cancel,
+                          .overviews = job->overviews,
+                          .keep_luminance = batch_keep_luminance(job), .cancel = opt->cancel,
                           .warp = it->has_warp ? &it->warp : NULL};
     memcpy(co.window, it->window, sizeof co.window);
     double t0 = now();

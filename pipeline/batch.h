@@ -17,7 +17,8 @@
  * batch_check_journal then compares each todo item with the journal
  * (journal.h) and turns it into `kept` if its output is complete and valid:
  * the journal says done with the same settings fingerprint (model file,
- * band, scale, t_srs, resampling, format, creation options, overviews), and
+ * band, scale, keep_luminance, t_srs, resampling, format, creation options,
+ * overviews), and
  * the file has the recorded byte size and CRC-32 and, opened with GDAL, the
  * planned size, geotransform and CRS and the recorded bands.
  *
@@ -108,6 +109,10 @@ void batch_collect(BatchPlan *plan);
 int batch_mosaic(BatchPlan *plan, const BatchOptions *opt, char *err, size_t err_size);
 /* The table: input, status, seconds, output, note; then the totals. */
 void batch_print_summary(const BatchPlan *plan, FILE *out);
+/* The job's keep_luminance, KEEP_LUMINANCE_DEFAULT when the recipe leaves it out. */
+int batch_keep_luminance(const RecipeColorize *job);
+/* mkdir -p: the folder and its parents; -1 with errno set. */
+int batch_make_folders(const char *path);
 /* Inputs that failed or were interrupted. */
 int batch_failures(const BatchPlan *plan);
 void batch_free(BatchPlan *plan);

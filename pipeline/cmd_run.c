@@ -14,7 +14,9 @@
 
 #include "io/recipe.h"
 #include "pipeline/batch.h"
+#include "pipeline/colorize.h"
 #include "pipeline/commands.h"
+#include "pipeline/eval.h"
 #include "pipeline/train.h"
 
 #define EXIT_INTERRUPTED 130
@@ -41,7 +43,8 @@ static void usage(FILE *out) {
         "\n"
         "Resumable: the colorize job keeps a journal in OUTPUT/.spynco-journal/; a rerun\n"
         "keeps outputs that are complete and valid and redoes the rest; a train job\n"
-        "continues its checkpoint. An input that fails is reported and the others go on.\n"
+        "continues its checkpoint; an eval job evaluates again (its table goes to stdout).\n"
+        "An input that fails is reported and the others go on.\n"
         "Exit status: 0 all done; 1 something failed (see the summary); 2 the recipe or\n"
         "the command line is wrong (FILE:LINE:COLUMN: message); 130 interrupted by\n"
         "SIGINT/SIGTERM (finished outputs stay, the current one is discarded).\n");
@@ -180,9 +183,79 @@ static int check_eval(const Recipe *r, char *err, size_t n) {
         recipe_error(r, e->model.at, err, n, "eval.model: '%s' does not exist", e->model.path);
         return -1;
     }
-    recipe_error(r, e->at, err, n, "eval: this build of spynco has no evaluation yet (spynco "
-                 "eval, issue 6); remove the eval job");
+    if (!e->model.path && !default_model_path()) {
+        recipe_error(r, e->at, err, n, "eval: no model given and the default "
+                     "models/spynco-default.h5 was not found; add 'model: FILE'");
+        return -1;
+    }
+    return 0;
+}
+
+/* The recipe's eval section over `spynco eval`'s defaults; sources must hold
+ * e->inputs.count entries. */
+static EvalOptions eval_options(const RecipeEval *e, const char **sources, int threads, int quiet) {
+    for (int i = 0; i < e->inputs.count; i++) sources[i] = e->inputs.items[i].path;
+    return (EvalOptions){
+        .model_path = e->model.path, .sources = sources, .num_sources = e->inputs.count,
+        .threads = threads > 0 ? threads : e->threads,
+        .keep_luminance = e->keep_luminance < 0 ? KEEP_LUMINANCE_DEFAULT : e->keep_luminance,
+        .json_path = e->json.path, .csv_path = e->csv.path, .samples_dir = e->samples.path,
+        .verbose = !quiet, .progress = quiet ? NULL : GDALTermProgress, .cancel = &interrupted};
+}
+
+/* The folder a file is written into, created with its parents. */
+static int make_parent(const char *file, char *err, size_t n) {
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s", file);
+    char *slash = strrchr(dir, '/');
+    if (!slash || slash == dir) return 0;
+    *slash = 0;
+    if (batch_make_folders(dir) == 0) return 0;
+    snprintf(err, n, "%.*s: cannot create the folder: %s", (int)(slash - dir), file, strerror(errno));
     return -1;
+}
+
+/* 0 every image evaluated; 1 something failed; 130 interrupted. */
+static int run_eval(const Recipe *r, int threads, int quiet) {
+    const RecipeEval *e = &r->eval;
+    const char **sources = malloc(e->inputs.count * sizeof *sources);
+    if (!sources) {
+        fprintf(stderr, "spynco run: eval: out of memory\n");
+        return 1;
+    }
+    EvalOptions opt = eval_options(e, sources, threads, quiet);
+    char err[2048];
+    int rc = (opt.json_path && make_parent(opt.json_path, err, sizeof err)) ||
+             (opt.csv_path && make_parent(opt.csv_path, err, sizeof err)) ||
+             (opt.samples_dir && make_parent(opt.samples_dir, err, sizeof err)) ? -1 : 0;
+    EvalResult res;
+    if (rc == 0) {
+        if (!quiet)
+            fprintf(stderr, "eval: %s on %d source%s\n", opt.model_path ? opt.model_path
+                    : default_model_path(), opt.num_sources, opt.num_sources == 1 ? "" : "s");
+        rc = eval_run(&opt, &res, err, sizeof err);
+    }
+    if (rc >= 0) {
+        eval_print_table(stdout, &res);
+        fflush(stdout);
+    }
+    free(sources);
+    if (interrupted) return EXIT_INTERRUPTED;
+    if (rc != 0) fprintf(stderr, "spynco run: eval: %s\n", err);
+    return rc == 0 ? 0 : 1;
+}
+
+static void print_eval_plan(const Recipe *r) {
+    const RecipeEval *e = &r->eval;
+    printf("eval: evaluate %s (keep-luminance %s) on",
+           e->model.path ? e->model.path : default_model_path(),
+           (e->keep_luminance < 0 ? KEEP_LUMINANCE_DEFAULT : e->keep_luminance) ? "on" : "off");
+    for (int i = 0; i < e->inputs.count; i++)
+        printf("%s %s", i ? "," : "", e->inputs.items[i].path);
+    printf("\n");
+    if (e->json.path) printf("eval: json %s\n", e->json.path);
+    if (e->csv.path) printf("eval: csv %s\n", e->csv.path);
+    if (e->samples.path) printf("eval: samples in %s\n", e->samples.path);
 }
 
 /* ---- colorize --------------------------------------------------------------------------- */
@@ -293,6 +366,7 @@ int cmd_run(int argc, char **argv) {
                 fprintf(stderr, "spynco run: %s\n", err), rc = 1;
             batch_print_plan(&plan, stdout);
         }
+        if (r.eval.present) print_eval_plan(&r);
     } else {
         signal(SIGINT, on_signal);
         signal(SIGTERM, on_signal);
@@ -301,9 +375,15 @@ int cmd_run(int argc, char **argv) {
             if (t < 0) fprintf(stderr, "spynco run: train: %s\n", err);
             rc = t < 0 ? 1 : t > 0 ? EXIT_INTERRUPTED : 0;
         }
-        if (rc == 0 && r.colorize.present) {
+        int trained = rc == 0; /* the later jobs need the model */
+        if (trained && r.colorize.present) {
             BatchOptions opt = {.threads = threads, .quiet = quiet, .cancel = &interrupted};
             rc = run_colorize(&plan, &opt);
+        }
+        /* eval does not use colorize's outputs: it runs after a failed input too */
+        if (trained && !interrupted && r.eval.present) {
+            int e = run_eval(&r, threads, quiet);
+            if (e) rc = e;
         }
         if (interrupted) fprintf(stderr, "spynco run: interrupted; rerun the recipe to finish\n");
     }

@@ -69,13 +69,15 @@ static void test_full_recipe(void) {
         "  resampling: cubic\n"
         "  aoi: [-10.5, 40, 10, 50.25]\n"
         "  mosaic: all.vrt\n"
+        "  keep_luminance: false\n"
         "eval:\n"
         "  model: models/x.h5\n"
         "  inputs: splits/test.txt\n"
         "  json: eval.json\n"
         "  csv: eval.csv\n"
         "  samples: triptychs\n"
-        "  keep_luminance: no\n";
+        "  keep_luminance: no\n"
+        "  threads: 2\n";
     Recipe r;
     char err[1024] = "";
     int rc = parse(&r, text, err, sizeof err);
@@ -134,11 +136,13 @@ static void test_full_recipe(void) {
               c->aoi[3] == 50.25,
           "aoi");
     CHECK(c->mosaic && !strcmp(c->mosaic, "all.vrt"), "mosaic");
+    CHECK(c->keep_luminance == 0, "colorize.keep_luminance");
 
     const RecipeEval *e = &r.eval;
     CHECK(e->present && !strcmp(e->model.path, BASE "/models/x.h5") && e->inputs.count == 1 &&
               !strcmp(e->json.path, BASE "/eval.json") && !strcmp(e->csv.path, BASE "/eval.csv") &&
-              !strcmp(e->samples.path, BASE "/triptychs") && e->keep_luminance == 0,
+              !strcmp(e->samples.path, BASE "/triptychs") && e->keep_luminance == 0 &&
+              e->threads == 2,
           "eval");
     recipe_free(&r);
 }
@@ -154,7 +158,7 @@ static void test_defaults(void) {
     CHECK(rc || (!c->model.path && !c->name && !c->format &&
                  c->tile == 0 && c->threads == 0 && c->band == 0 && !c->has_scale &&
                  !c->overviews && !c->t_srs && !strcmp(c->resampling, "bilinear") && !c->has_aoi &&
-                 !strcmp(c->mosaic, "mosaic.vrt")),
+                 !strcmp(c->mosaic, "mosaic.vrt") && c->keep_luminance == -1),
           "colorize defaults");
     CHECK(rc || (c->creation_options && !strcmp(c->creation_options[0], "COMPRESS=ZSTD") &&
                  !strcmp(c->creation_options[1], "LEVEL=9")),
@@ -170,6 +174,14 @@ static void test_defaults(void) {
                  t->contours == 0.5 && !t->has_ht && t->num_scales == 0 && !t->name &&
                  !t->export_model.path),
           "train: what is not given stays unset");
+    recipe_free(&r);
+
+    rc = parse(&r, "eval:\n  inputs: t.txt\n", err, sizeof err);
+    const RecipeEval *e = &r.eval;
+    CHECK(rc == 0, "minimal eval: %s", err);
+    CHECK(rc || (!e->model.path && !e->json.path && !e->csv.path && !e->samples.path &&
+                 e->keep_luminance == -1 && e->threads == 0),
+          "eval: what is not given stays unset");
     recipe_free(&r);
 }
 
@@ -229,6 +241,11 @@ static const Bad BAD[] = {
     {"train:\n  gray: g\n  color: c\n  out: o\n  contours: lots\n", "r.yaml:5:13: train.contours: expected a number"},
     {"train:\n  gray: g\n  color: c\n  out: o\n  scales: 1\n", "r.yaml:5:11: train.scales: expected a list of 1 to 3 scales"},
     {"eval:\n  inputs: t.txt\n  keep_luminance: 1\n", "r.yaml:3:19: eval.keep_luminance: expected true or false"},
+    {"eval:\n  inputs: t.txt\n  threads: two\n", "r.yaml:3:12: eval.threads: expected an integer, got 'two'"},
+    {"colorize:\n  inputs: a.tif\n  output: out\n  keep_luminance: \"yes\"\n",
+     "r.yaml:4:19: colorize.keep_luminance: expected true or false, got a quoted string"},
+    {"colorize:\n  inputs: a.tif\n  output: out\n  keep_luminanse: on\n",
+     "r.yaml:4:3: colorize: unknown key 'keep_luminanse' (did you mean 'keep_luminance'?)"},
     {"version: one\ncolorize: {inputs: a, output: o}\n", "r.yaml:1:10: version: expected an integer"},
     /* missing keys */
     {"colorize:\n  inputs: a.tif\n", "r.yaml:1:1: colorize: the required key 'output' is missing"},
@@ -242,6 +259,7 @@ static const Bad BAD[] = {
      "r.yaml:4:9: colorize.tile: 1001 is not a multiple of 4"},
     {"colorize:\n  inputs: a.tif\n  output: out\n  tile: 0\n", "r.yaml:4:9: colorize.tile: 0 is out of range (4 to 16384)"},
     {"colorize:\n  inputs: a.tif\n  output: out\n  threads: 0\n", "r.yaml:4:12: colorize.threads: 0 is out of range"},
+    {"eval:\n  inputs: t.txt\n  threads: 0\n", "r.yaml:3:12: eval.threads: 0 is out of range (1 to 4096)"},
     {"colorize:\n  inputs: a.tif\n  output: out\n  scale: [10, 5]\n", "r.yaml:4:10: colorize.scale: needs MIN < MAX"},
     {"colorize:\n  inputs: a.tif\n  output: out\n  aoi: [10, 40, 5, 50]\n",
      "r.yaml:4:8: colorize.aoi: [west, south, east, north] needs west < east"},

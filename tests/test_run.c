@@ -5,6 +5,7 @@
  * runs that are killed or interrupted. A small "vivid" model (testmodel.h)
  * makes pixel comparisons meaningful. Everything happens in a fresh folder
  * under /tmp, removed at the end. */
+#include <cjson/cJSON.h>
 #include <cpl_conv.h>
 #include <cpl_string.h>
 #include <cpl_vsi.h>
@@ -33,6 +34,7 @@
 #define COGEO DATA("cogeo_rgb_384x320.tif")
 #define NAIP DATA("naip_rgbn_266x204.tif")
 #define LANDSAT DATA("landsat_rgba_240x200.tif")
+#define EVAL_SET DATA("eval_set")
 #define BIG_INPUTS 5
 #define BIG_W 512 /* the cogeo fixture resampled: each takes a moment to colorize */
 #define BIG_H 448
@@ -770,26 +772,134 @@ static void test_input_kinds(void) {
     if (rc || !log_has("colorize: 7 inputs")) dump_log();
 }
 
-/* ---- a train job whose model the colorize job uses --------------------------------------------- */
+/* ---- (i) the colorize job's keep_luminance ------------------------------------------------------ */
+
+/* The SPYNCO_KEEP_LUMINANCE metadata item of a raster ("" if none). */
+static void keep_luminance_of(const char *path, char *out, size_t n) {
+    GDALDatasetH ds = GDALOpen(path, GA_ReadOnly);
+    const char *md = ds ? GDALGetMetadataItem(ds, "SPYNCO_KEEP_LUMINANCE", NULL) : NULL;
+    snprintf(out, n, "%s", md ? md : "");
+    if (ds) GDALClose(ds);
+}
+
+/* false, left out (the default: on), true: the output says so, and a change
+ * redoes it while the same setting keeps it. */
+static void test_keep_luminance(void) {
+    const char *settings[3] = {"  keep_luminance: false\n", "", "  keep_luminance: true\n"};
+    const char *want[3] = {"NO", "YES", "YES"}, *status[3] = {"done", "done", "kept"};
+    const char *out = tp("out_lum/naip_rgbn_266x204_color.tif");
+    for (int i = 0; i < 3; i++) {
+        char recipe[2 * PATH_MAX], md[16];
+        snprintf(recipe, sizeof recipe, "colorize:\n  model: %s\n  inputs: %s\n  output: out_lum\n%s",
+                 model, NAIP, settings[i]);
+        write_text(tp("lum.yaml"), recipe);
+        int rc = spynco_run(tp("lum.yaml"), "-q", NULL);
+        keep_luminance_of(out, md, sizeof md);
+        CHECK(rc == 0 && !strcmp(md, want[i]), "keep_luminance '%.*s': exit %d, "
+              "SPYNCO_KEEP_LUMINANCE=%s, expected %s", (int)strcspn(settings[i], "\n"),
+              settings[i], rc, md, want[i]);
+        CHECK(summary_says("naip_rgbn_266x204.tif", status[i]), "keep_luminance '%.*s': the output "
+              "is %s", (int)strcspn(settings[i], "\n"), settings[i], status[i]);
+        if (rc) dump_log();
+    }
+}
+
+/* ---- (j) the eval job = spynco eval ----------------------------------------------------------- */
+
+/* The JSON file without its timing. NULL if unreadable. */
+static cJSON *read_eval_json(const char *path) {
+    char *text = test_read_file(path);
+    cJSON *j = text ? cJSON_Parse(text) : NULL;
+    free(text);
+    cJSON_DeleteItemFromObject(j, "seconds");
+    return j;
+}
+
+/* spynco eval --threads 2 [extra...] --json JSON SOURCES: the exit status. */
+static int spynco_eval(const char *json, const char *sources, const char *extra) {
+    char *argv[12] = {SPYNCO_BIN, "eval", "-q", "--threads", "2", "--model", model};
+    int argc = 7;
+    if (extra) argv[argc++] = (char *)extra;
+    argv[argc++] = "--json", argv[argc++] = (char *)json, argv[argc++] = (char *)sources;
+    argv[argc] = NULL;
+    return test_run(argv, NULL, tp("eval.log"));
+}
+
+static void test_eval_job(void) {
+    /* the keys as the recipe gives them and as `spynco eval` takes them */
+    struct {
+        const char *keys, *flag;
+    } cases[2] = {{"", NULL}, {"  keep_luminance: false\n  threads: 1\n", "--no-keep-luminance"}};
+    for (int i = 0; i < 2; i++) {
+        char recipe[3 * PATH_MAX];
+        snprintf(recipe, sizeof recipe,
+                 "eval:\n  model: %s\n  inputs: %s\n  json: evals/%d/eval.json\n"
+                 "  csv: evals/%d/eval.csv\n  samples: evals/%d/samples\n%s",
+                 model, EVAL_SET, i, i, i, cases[i].keys);
+        Path yaml = tpath("eval%d.yaml", i);
+        write_text(yaml.s, recipe);
+        int rc = spynco_run(yaml.s, "--dry-run", NULL);
+        CHECK(rc == 0 && log_has("eval: evaluate ") && !exists(tpath("evals/%d", i).s),
+              "eval dry run: says what it would evaluate, writes nothing (exit %d)", rc);
+        rc = spynco_run(yaml.s, "-q", NULL);
+        CHECK(rc == 0 && log_has("3 images; model "), "eval recipe %d: exit %d, the table", i, rc);
+        if (rc) dump_log();
+        Path json = tpath("evals/%d/eval.json", i), own = tpath("own%d.json", i);
+        CHECK(exists(tpath("evals/%d/eval.csv", i).s) && count_entries(tpath("evals/%d/samples", i).s,
+              ".png") == 3, "eval recipe %d: csv and 3 triptychs (folders created)", i);
+        rc = spynco_eval(own.s, EVAL_SET, cases[i].flag);
+        CHECK(rc == 0, "spynco eval: exit %d", rc);
+        cJSON *a = read_eval_json(json.s), *b = read_eval_json(own.s);
+        cJSON *lum = cJSON_GetObjectItem(a, "keep_luminance"), *n = cJSON_GetObjectItem(a, "images");
+        CHECK(a && b && cJSON_Compare(a, b, 1), "eval recipe %d: the JSON equals spynco eval's "
+              "(but for seconds)", i);
+        CHECK(cJSON_IsNumber(n) && n->valuedouble == 3 && cJSON_IsBool(lum) &&
+                  cJSON_IsTrue(lum) == (i == 0),
+              "eval recipe %d: 3 images, keep_luminance %s", i, i == 0 ? "true" : "false");
+        cJSON_Delete(a), cJSON_Delete(b);
+    }
+    /* an image that cannot be evaluated (one band): the others are, exit 1 */
+    char recipe[3 * PATH_MAX];
+    snprintf(recipe, sizeof recipe, "eval:\n  model: %s\n  inputs: [%s, %s]\n  json: evals/bad.json\n",
+             model, EVAL_SET, DATA("rotterdam_pan_u16.tif"));
+    write_text(tp("evalbad.yaml"), recipe);
+    int rc = spynco_run(tp("evalbad.yaml"), "-q", NULL);
+    CHECK(rc == 1 && log_has("3 images (1 more failed)") && log_has("rotterdam_pan_u16.tif"),
+          "eval with a gray image: exit %d (expected 1), the failure named", rc);
+    CHECK(exists(tp("evals/bad.json")), "the figures of the others are written");
+}
+
+/* ---- a train job whose model the colorize and eval jobs use ----------------------------------- */
 
 static void test_train_then_colorize(void) {
-    char recipe[2 * PATH_MAX];
+    char recipe[3 * PATH_MAX];
     snprintf(recipe, sizeof recipe,
              "train:\n  gray: %s\n  color: %s\n  crop: 96\n  batch: 1\n  steps: 2\n"
              "  F: 4\n  K: 8\n  R: 1\n  nd: 4\n  out: trained\n  export: trained/model.h5\n"
-             "colorize:\n  model: trained/model.h5\n  inputs: %s\n  output: out_trained\n",
-             DATA("rotterdam_pan_u16.tif"), COGEO, NAIP);
+             "colorize:\n  model: trained/model.h5\n  inputs: %s\n  output: out_trained\n"
+             "eval:\n  model: trained/model.h5\n  inputs: %s\n  json: trained/eval.json\n",
+             DATA("rotterdam_pan_u16.tif"), COGEO, NAIP, EVAL_SET);
     write_text(tp("chain.yaml"), recipe);
-    int rc = spynco_run(tp("chain.yaml"), "-q", NULL);
-    CHECK(rc == 0, "train + colorize: exit %d", rc);
+    int rc = spynco_run(tp("chain.yaml"), "--dry-run", NULL);
+    CHECK(rc == 0 && log_has("train: start") && log_has("eval: evaluate ") &&
+              !exists(tp("trained")),
+          "dry run of train + colorize + eval before the model exists (exit %d)", rc);
+    rc = spynco_run(tp("chain.yaml"), "-q", NULL);
+    CHECK(rc == 0, "train + colorize + eval: exit %d", rc);
     if (rc) dump_log();
     CHECK(exists(tp("trained/last.h5")) && exists(tp("trained/model.h5")), "checkpoint and model");
     CHECK(fully_readable(tp("out_trained/naip_rgbn_266x204_color.tif")), "colorized with it");
+    cJSON *j = read_eval_json(tp("trained/eval.json"));
+    cJSON *path = cJSON_GetObjectItem(j, "model_path"), *step = cJSON_GetObjectItem(j, "step");
+    CHECK(cJSON_IsString(path) && !strcmp(path->valuestring, tp("trained/model.h5")) &&
+              cJSON_IsNumber(step) && step->valuedouble == 2,
+          "evaluated with the exported model (step 2)");
+    cJSON_Delete(j);
     double model_mtime = mtime_of(tp("trained/model.h5"), NULL);
     rc = spynco_run(tp("chain.yaml"), "-q", NULL);
     CHECK(rc == 0 && summary_says("naip_rgbn_266x204.tif", "kept") &&
-              mtime_of(tp("trained/model.h5"), NULL) == model_mtime,
-          "a rerun: training complete, model not rewritten, output kept (exit %d)", rc);
+              mtime_of(tp("trained/model.h5"), NULL) == model_mtime && log_has("3 images; model "),
+          "a rerun: training complete, model not rewritten, output kept, evaluated (exit %d)", rc);
 }
 
 int main(void) {
@@ -811,6 +921,8 @@ int main(void) {
     test_bad_input();
     test_dry_run();
     test_input_kinds();
+    test_keep_luminance();
+    test_eval_job();
     test_train_then_colorize();
     CPLPopErrorHandler();
     if (!test_failed) test_remove_tree(tmp);
