@@ -81,7 +81,7 @@ static int read_raw_gray(GraySource *s, int x0, int y0, int w, int h, int bw, in
     size_t count = (size_t)bw * bh;
     const float *r = s->raw, *g = r + count, *b = g + count;
     for (size_t i = 0; i < count; i++) {
-        float v = s->num_bands == 1 ? r[i] : s->ht[0] * r[i] + s->ht[1] * g[i] + s->ht[2] * b[i];
+        float v = s->num_bands == 1 ? r[i] : ht_weighted(s->ht, r[i], g[i], b[i]);
         if (isnan(v)) valid[i] = 0;
         gray[i] = s->round_gray ? rintf(v) : v;
     }
@@ -266,11 +266,39 @@ int gray_source_read_rgb(GraySource *s, int x0, int y0, int w, int h, float *rgb
     return 0;
 }
 
+int gray_source_read8(GraySource *s, int channels, int x0, int y0, int w, int h, uint8_t *out,
+                      size_t out_plane, uint8_t *valid, char *err, size_t n) {
+    size_t count = (size_t)w * h;
+    if (grow((void **)&s->window, &s->window_cap, count * channels * sizeof(float))) {
+        snprintf(err, n, "%s: out of memory reading a %dx%d window", s->path, w, h);
+        return -1;
+    }
+    if (channels == 3 ? gray_source_read_rgb(s, x0, y0, w, h, s->window, valid, err, n)
+                      : gray_source_read(s, x0, y0, w, h, s->window, valid, err, n))
+        return -1;
+    for (int c = 0; c < channels; c++)
+        for (size_t i = 0; i < count; i++) {
+            float v = s->window[c * count + i]; /* NaN where invalid */
+            v = v < 0.0f ? 0.0f : v > 255.0f ? 255.0f : v;
+            out[c * out_plane + i] = valid[i] ? (uint8_t)rintf(v) : 0;
+        }
+    return 0;
+}
+
+void ht_gray8(uint8_t *gray, const uint8_t *rgb, size_t plane, size_t count, const float w[3]) {
+    const uint8_t *r = rgb, *g = rgb + plane, *b = rgb + 2 * plane;
+    for (size_t i = 0; i < count; i++) {
+        float v = rintf(ht_weighted(w, r[i], g[i], b[i]));
+        gray[i] = (uint8_t)(v < 0.0f ? 0.0f : v > 255.0f ? 255.0f : v);
+    }
+}
+
 void gray_source_close(GraySource *s) {
     if (s->ds) GDALClose(s->ds);
     free(s->path);
     free(s->raw);
     free(s->mask);
+    free(s->window);
     memset(s, 0, sizeof *s);
 }
 

@@ -53,8 +53,18 @@ typedef struct {
     int mask_per_dataset;
     float *raw;             /* read buffers, grown as needed */
     uint8_t *mask;
-    size_t raw_cap, mask_cap;
+    float *window;          /* gray_source_read8's 0..255 values */
+    size_t raw_cap, mask_cap, window_cap;
 } GraySource;
+
+/* H_t of one pixel: every gray made from colour is this sum, in this order. */
+static inline float ht_weighted(const float w[3], float r, float g, float b) {
+    return w[0] * r + w[1] * g + w[2] * b;
+}
+/* The gray a scan of 8-bit colour gives, as colorize makes it from a Byte RGB
+ * raster: H_t rounded to an integer (half to even). rgb: R, G, B planes
+ * `plane` apart; gray: count values. */
+void ht_gray8(uint8_t *gray, const uint8_t *rgb, size_t plane, size_t count, const float w[3]);
 
 int gray_source_open(GraySource *src, const char *path, const GrayOptions *opt, char *err,
                      size_t err_size);
@@ -75,6 +85,11 @@ int gray_source_read(GraySource *src, int x0, int y0, int w, int h, float *gray,
  * values on the 0..255 scale (the source's scaling, clamped); NaN is invalid. */
 int gray_source_read_rgb(GraySource *src, int x0, int y0, int w, int h, float *rgb,
                          uint8_t *valid, char *err, size_t err_size);
+/* The same window as 8-bit planes: `channels` 1 reads gray (gray_source_read),
+ * 3 reads R, G, B (gray_source_read_rgb); planes `out_plane` apart, values
+ * clamped to 0..255 and rounded (half to even), no-data 0. */
+int gray_source_read8(GraySource *src, int channels, int x0, int y0, int w, int h, uint8_t *out,
+                      size_t out_plane, uint8_t *valid, char *err, size_t err_size);
 void gray_source_close(GraySource *src);
 
 typedef struct {

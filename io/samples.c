@@ -1,31 +1,20 @@
 #include "io/samples.h"
 
 #include <cpl_error.h>
-#include <dirent.h>
-#include <errno.h>
 #include <gdal.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/stat.h>
 
 #include "io/raster.h"
+#include "io/sources.h"
 
 #define DEFAULT_MAX_MEMORY_PIXELS (16LL << 20)
 #define STRIP_PIXELS (1 << 20) /* loading reads this many pixels at a time */
 #define WINDOWS_PER_IMAGE 8    /* crops with too much no-data: redraw this often... */
 #define IMAGES_PER_CROP 8      /* ...in each of this many images, then give up */
-
-/* The folders and lists being read, innermost first: a symlink or a list
- * entry that leads back to one of them would be read forever. */
-typedef struct Visit {
-    dev_t dev;
-    ino_t ino;
-    const struct Visit *outer;
-} Visit;
 
 typedef struct {
     char *path;
@@ -41,8 +30,7 @@ struct SampleSet {
     SampleImage *images;
     int count, cap;
     float lut[256];          /* 8-bit value -> network input */
-    float *window;           /* a crop read from disk: C planes... */
-    uint8_t *window8, *window_valid; /* ...and as 8 bits, with its validity */
+    uint8_t *window8, *window_valid; /* a crop read from disk, with its validity */
     /* what open found */
     int unreadable, too_small, on_disk;
     size_t memory;
@@ -56,24 +44,6 @@ static const char *set_name(const SampleSet *s) {
 
 /* ---- loading -------------------------------------------------------------- */
 
-static int read_window(SampleSet *s, GraySource *src, int x0, int y0, int w, int h, float *buf,
-                       uint8_t *valid, char *err, size_t n) {
-    return s->opt.domain == DOMAIN_GRAY ? gray_source_read(src, x0, y0, w, h, buf, valid, err, n)
-                                        : gray_source_read_rgb(src, x0, y0, w, h, buf, valid, err, n);
-}
-
-/* 0..255 floats (C planes of count) to 8 bits in planes out_plane apart,
- * rounded as colorize rounds gray; no-data becomes 0 (it may be NaN). */
-static void quantize(const float *in, const uint8_t *valid, size_t count, int channels,
-                     uint8_t *out, size_t out_plane) {
-    for (int c = 0; c < channels; c++)
-        for (size_t i = 0; i < count; i++) {
-            float v = in[c * count + i];
-            v = v < 0.0f ? 0.0f : v > 255.0f ? 255.0f : v;
-            out[c * out_plane + i] = valid[i] ? (uint8_t)rintf(v) : 0;
-        }
-}
-
 /* Decodes a whole image into im->pixels (and im->valid if it has no-data),
  * strip by strip so GDAL's buffers stay small. */
 static int load_image(SampleSet *s, SampleImage *im, GraySource *src, char *err, size_t n) {
@@ -81,24 +51,19 @@ static int load_image(SampleSet *s, SampleImage *im, GraySource *src, char *err,
     size_t plane = (size_t)w * h;
     int rows = STRIP_PIXELS / w > 0 ? STRIP_PIXELS / w : 1;
     if (rows > h) rows = h;
-    float *buf = malloc((size_t)c * w * rows * sizeof(float));
     im->pixels = malloc(plane * c);
     im->valid = malloc(plane);
-    if (!buf || !im->pixels || !im->valid) {
-        free(buf);
+    if (!im->pixels || !im->valid) {
         snprintf(err, n, "%s: out of memory loading a %dx%d image", im->path, w, h);
         return -1;
     }
     for (int y0 = 0; y0 < h; y0 += rows) {
         int r = h - y0 < rows ? h - y0 : rows;
         uint8_t *valid = im->valid + (size_t)y0 * w;
-        if (read_window(s, src, 0, y0, w, r, buf, valid, err, n)) {
-            free(buf);
+        if (gray_source_read8(src, c, 0, y0, w, r, im->pixels + (size_t)y0 * w, plane, valid, err,
+                              n))
             return -1;
-        }
-        quantize(buf, valid, (size_t)w * r, c, im->pixels + (size_t)y0 * w, plane);
     }
-    free(buf);
     size_t valid_count = 0;
     for (size_t i = 0; i < plane; i++) valid_count += im->valid[i];
     if (valid_count == 0) {
@@ -131,7 +96,9 @@ static int unreadable(SampleSet *s, int named, const char *msg, char *err, size_
     return 0;
 }
 
-static int add_image(SampleSet *s, const char *path, int named, char *err, size_t n) {
+/* The visitor of sources_walk: adds one image to the set. */
+static int add_image(void *ctx, const char *path, int named, char *err, size_t n) {
+    SampleSet *s = ctx;
     const SampleSetOptions *o = &s->opt;
     CPLErrorReset();
     GDALDatasetH ds = GDALOpenEx(path, GDAL_OF_RASTER | GDAL_OF_READONLY, NULL, NULL, NULL);
@@ -209,134 +176,6 @@ static int add_image(SampleSet *s, const char *path, int named, char *err, size_
     return 0;
 }
 
-/* Sidecars, documents and other files that are no images: ignored in folders. */
-static int not_an_image(const char *name) {
-    static const char *const ext[] = {"txt", "md",   "json", "xml", "msk",  "ovr", "aux",
-                                      "prj", "tfw",  "tifw", "jgw", "pgw",  "gfw", "wld",
-                                      "csv", "yaml", "yml",  "html", "pdf", "py",  "sh",
-                                      "log", "geojson", "shp", "shx", "dbf", "cpg", "qix",
-                                      "lst", "list", "zip",  "gz",  "tar"};
-    const char *dot = strrchr(name, '.');
-    if (!dot) return 0;
-    for (size_t i = 0; i < sizeof ext / sizeof *ext; i++)
-        if (!strcasecmp(dot + 1, ext[i])) return 1;
-    return 0;
-}
-
-static int is_list(const char *path) {
-    const char *dot = strrchr(path, '.'), *slash = strrchr(path, '/');
-    if (!dot || (slash && dot < slash)) return 0;
-    return !strcasecmp(dot, ".txt") || !strcasecmp(dot, ".lst") || !strcasecmp(dot, ".list");
-}
-
-static char *join(const char *dir, const char *name) {
-    size_t len = strlen(dir) + strlen(name) + 2;
-    char *p = malloc(len);
-    if (p) snprintf(p, len, "%s/%s", dir, name);
-    return p;
-}
-
-static int cmp_str(const void *a, const void *b) {
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static int add_source(SampleSet *s, const char *path, const Visit *outer, char *err, size_t n);
-
-static int add_folder(SampleSet *s, const char *path, const Visit *visit, char *err, size_t n) {
-    DIR *d = opendir(path);
-    if (!d) {
-        snprintf(err, n, "%s: cannot read the folder: %s", path, strerror(errno));
-        return -1;
-    }
-    char **names = NULL;
-    size_t count = 0, cap = 0;
-    int rc = 0;
-    for (struct dirent *e; rc == 0 && (e = readdir(d));) {
-        if (e->d_name[0] == '.') continue; /* ., .., hidden and partly written files */
-        if (count == cap) {
-            cap = cap ? 2 * cap : 64;
-            char **p = realloc(names, cap * sizeof *p);
-            if (!p) rc = -1;
-            else names = p;
-        }
-        if (rc == 0 && !(names[count++] = strdup(e->d_name))) rc = -1;
-    }
-    closedir(d);
-    if (rc) snprintf(err, n, "%s: out of memory listing the folder", path);
-    /* name order, so the set (and so every batch) does not depend on the file system */
-    if (rc == 0 && count) qsort(names, count, sizeof *names, cmp_str);
-    for (size_t i = 0; rc == 0 && i < count; i++) {
-        char *full = join(path, names[i]);
-        struct stat st;
-        if (!full) {
-            snprintf(err, n, "out of memory");
-            rc = -1;
-        } else if (stat(full, &st) == 0 && S_ISDIR(st.st_mode)) {
-            rc = add_source(s, full, visit, err, n);
-        } else if (!not_an_image(names[i])) {
-            rc = add_image(s, full, 0, err, n);
-        }
-        free(full);
-    }
-    for (size_t i = 0; i < count; i++) free(names[i]);
-    free(names);
-    return rc;
-}
-
-static int add_list(SampleSet *s, const char *path, const Visit *visit, char *err, size_t n) {
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        snprintf(err, n, "%s: cannot read the list: %s", path, strerror(errno));
-        return -1;
-    }
-    const char *slash = strrchr(path, '/');
-    char *dir = slash ? strndup(path, slash - path + (slash == path)) : strdup(".");
-    char *line = NULL;
-    size_t cap = 0;
-    int rc = dir ? 0 : -1, lineno = 0;
-    if (!dir) snprintf(err, n, "out of memory");
-    while (rc == 0 && getline(&line, &cap, f) >= 0) {
-        lineno++;
-        char *p = line, *end = line + strlen(line);
-        while (*p == ' ' || *p == '\t') p++;
-        while (end > p && strchr(" \t\r\n", end[-1])) *--end = '\0';
-        if (!*p || *p == '#') continue;
-        char *entry = *p == '/' ? strdup(p) : join(dir, p);
-        if (!entry) {
-            snprintf(err, n, "out of memory");
-            rc = -1;
-        } else if (add_source(s, entry, visit, err, n)) {
-            char *why = strdup(err);
-            snprintf(err, n, "%s:%d: %s", path, lineno, why ? why : "out of memory");
-            free(why);
-            rc = -1;
-        }
-        free(entry);
-    }
-    free(line);
-    free(dir);
-    fclose(f);
-    return rc;
-}
-
-static int add_source(SampleSet *s, const char *path, const Visit *outer, char *err, size_t n) {
-    if (!strncmp(path, "/vsi", 4)) return add_image(s, path, 1, err, n);
-    struct stat st;
-    if (stat(path, &st) != 0) {
-        snprintf(err, n, "%s: no such file or folder", path);
-        return -1;
-    }
-    int folder = S_ISDIR(st.st_mode);
-    if (!folder && !is_list(path)) return add_image(s, path, 1, err, n);
-    for (const Visit *v = outer; v; v = v->outer)
-        if (v->dev == st.st_dev && v->ino == st.st_ino) {
-            snprintf(err, n, "%s: a %s that contains itself", path, folder ? "folder" : "list");
-            return -1;
-        }
-    Visit visit = {st.st_dev, st.st_ino, outer};
-    return folder ? add_folder(s, path, &visit, err, n) : add_list(s, path, &visit, err, n);
-}
-
 static void summary(const SampleSet *s) {
     fprintf(stderr, "%s: %d image%s, %d in memory (%.1f MiB), %d sampled from disk", set_name(s),
             s->count, s->count == 1 ? "" : "s", s->count - s->on_disk, s->memory / 1048576.0,
@@ -377,8 +216,7 @@ SampleSet *sample_set_open(const char *const *sources, int num_sources, const Sa
     GDALAllRegister();
     /* failures become our own messages (and warnings) that name the file */
     CPLPushErrorHandler(CPLQuietErrorHandler);
-    int rc = 0;
-    for (int i = 0; rc == 0 && i < num_sources; i++) rc = add_source(s, sources[i], NULL, err, n);
+    int rc = sources_walk(sources, num_sources, add_image, s, err, n);
     CPLPopErrorHandler();
     if (rc == 0 && s->count == 0) {
         rc = -1;
@@ -394,10 +232,9 @@ SampleSet *sample_set_open(const char *const *sources, int num_sources, const Sa
     }
     size_t window = (size_t)opt->crop * opt->crop;
     if (rc == 0 && s->on_disk) {
-        s->window = malloc(window * s->channels * sizeof(float));
         s->window8 = malloc(window * s->channels);
         s->window_valid = malloc(window);
-        if (!s->window || !s->window8 || !s->window_valid) {
+        if (!s->window8 || !s->window_valid) {
             snprintf(err, n, "out of memory");
             rc = -1;
         }
@@ -480,10 +317,9 @@ static int draw_crop(SampleSet *s, Rng *rng, float *out, char *err, size_t n) {
                 plane = (size_t)im->width * im->height;
             } else {
                 size_t count = (size_t)size * size;
-                if (read_window(s, &im->src, x0, y0, size, size, s->window, s->window_valid, err,
-                                n))
+                if (gray_source_read8(&im->src, s->channels, x0, y0, size, size, s->window8,
+                                      count, s->window_valid, err, n))
                     return -1;
-                quantize(s->window, s->window_valid, count, s->channels, s->window8, count);
                 px = s->window8;
                 valid = s->window_valid;
                 stride = size;
@@ -513,7 +349,6 @@ void sample_set_close(SampleSet *s) {
     if (!s) return;
     for (int i = 0; i < s->count; i++) free_image(&s->images[i]);
     free(s->images);
-    free(s->window);
     free(s->window8);
     free(s->window_valid);
     free(s);

@@ -1,9 +1,9 @@
 /* samples.h: the training sets, random crops from unpaired gray and color images.
  *
- * A set is built from sources: folders (searched recursively, in name order,
- * for every file GDAL opens as a raster), list files (.txt, .lst or .list: one
- * path per line, relative to the list's folder, '#' starts a comment line) and
- * single rasters. Bands and scaling are those of colorize (io/raster.h):
+ * A set is built from sources (io/sources.h): folders (searched recursively,
+ * in name order, for every file GDAL opens as a raster), list files (.txt,
+ * .lst or .list: one path per line, relative to the list's folder, '#' starts
+ * a comment line) and single rasters. Bands and scaling are those of colorize (io/raster.h):
  *  - gray set: 1 band (or band 1 of gray+alpha) as is; 3+ bands only with
  *    gray_from_color, through H_t and rounded to 8 bits;
  *  - color set: 3+ bands, R, G, B by band_map or colour interpretation;

@@ -9,9 +9,13 @@
  * exact).
  *
  * Backward:
- *  - d(input) gathers d(output) through the kernel ("transposed im2col"), one
- *    block of input pixels per job, then one SGEMM with the re-ordered weights;
- *    no two jobs write the same input pixel.
+ *  - d(input), stride 1: a convolution of d(output) with the flipped,
+ *    transposed kernel (im2col + SGEMM per block of input pixels).
+ *  - d(input), stride s > 1: the input's s*s pixel phases each receive only
+ *    the taps of one residue class, so each phase is a stride-1 correlation
+ *    of d(output) with those taps (sub-pixel decomposition): no products
+ *    with zeros. One block of a phase's pixels per job; no two jobs write
+ *    the same input pixel.
  *  - d(weight) sums over pixels: the pixel blocks are dealt to CONV_GRAD_SLOTS
  *    fixed partial sums that are added in a fixed order, so the result is also
  *    independent of the thread count.

@@ -6,7 +6,7 @@
 #include "nn/ops.h"
 
 LossWeights loss_weights_default(void) {
-    LossWeights lw = {10.0f, 10.0f, 0.0f};
+    LossWeights lw = {10.0f, 10.0f, 0.0f, 0};
     return lw;
 }
 
@@ -23,6 +23,8 @@ static void layout_workspace(GanWorkspace *ws) {
     for (int s = 0; s < 3; s++) ws->fake[s] = arena_take(ar, 3 * (n >> (2 * s)));
     ws->ht_y = arena_take(ar, n);
     ws->d_ht_y = arena_take(ar, n);
+    ws->locked = arena_take(ar, 3 * n);
+    ws->d_locked = arena_take(ar, 3 * n);
     ws->sobel_y = arena_take(ar, sobel);
     ws->sobel_a = arena_take(ar, sobel);
     ws->d_sobel = arena_take(ar, sobel);
@@ -99,8 +101,14 @@ void gan_generator_step(GanWorkspace *ws, Network *g, Network *d, const float *a
         int s = cfg->scales[k] - 1;
         int hs = ga->y_h[s], wsz = ga->y_w[s];
         size_t n1 = (size_t)ws->batch * hs * wsz;
-        memcpy(ws->fake[s], ga->y[s], 3 * n1 * sizeof(float));
-        ht_forward(ws->ht_y, ga->y[s], cfg->ht, ws->batch, hs * wsz);
+        float *y = ga->y[s], *dy = ga->d_y[s];
+        if (lw->luminance_lock) {
+            luminance_lock_forward(ws->locked, y, targets[0][s], cfg->ht, ws->batch, hs * wsz);
+            memset(ws->d_locked, 0, 3 * n1 * sizeof(float));
+            y = ws->locked, dy = ws->d_locked;
+        }
+        memcpy(ws->fake[s], y, 3 * n1 * sizeof(float));
+        ht_forward(ws->ht_y, y, cfg->ht, ws->batch, hs * wsz);
         L->cons_a[s] = lw->lambda_a * l1_loss_forward(ws->ht_y, targets[0][s], n1);
         memset(ws->d_ht_y, 0, n1 * sizeof(float));
         l1_loss_backward(ws->d_ht_y, ws->ht_y, targets[0][s], n1, lw->lambda_a);
@@ -113,8 +121,9 @@ void gan_generator_step(GanWorkspace *ws, Network *g, Network *d, const float *a
             l1_loss_backward(ws->d_sobel, ws->sobel_y, ws->sobel_a, ns, lw->lambda_c);
             sobel_backward(ws->d_ht_y, ws->d_sobel, ws->batch, hs, wsz);
         }
-        ht_backward(ga->d_y[s], ws->d_ht_y, cfg->ht, ws->batch, hs * wsz);
-        L->gan[s] = gan_realism_for_generator(d, &ws->d_acts[s], ga->y[s], ga->d_y[s]);
+        ht_backward(dy, ws->d_ht_y, cfg->ht, ws->batch, hs * wsz);
+        L->gan[s] = gan_realism_for_generator(d, &ws->d_acts[s], y, dy);
+        if (lw->luminance_lock) luminance_lock_backward(ga->d_y[s], dy, cfg->ht, ws->batch, hs * wsz);
     }
     generator_backward(g, ga);
 
@@ -124,9 +133,18 @@ void gan_generator_step(GanWorkspace *ws, Network *g, Network *d, const float *a
     activations_zero_grads(ga);
     for (int k = 0; k < cfg->num_scales; k++) {
         int s = cfg->scales[k] - 1;
-        size_t n3 = (size_t)ws->batch * 3 * ga->y_h[s] * ga->y_w[s];
-        L->cons_b[s] = lw->lambda_b * l1_loss_forward(ga->y[s], targets[1][s], n3);
-        l1_loss_backward(ga->d_y[s], ga->y[s], targets[1][s], n3, lw->lambda_b);
+        int hw = ga->y_h[s] * ga->y_w[s];
+        size_t n3 = (size_t)ws->batch * 3 * hw;
+        float *z = ga->y[s], *dz = ga->d_y[s];
+        if (lw->luminance_lock) {
+            ht_forward(ws->ht_y, targets[1][s], cfg->ht, ws->batch, hw);
+            luminance_lock_forward(ws->locked, z, ws->ht_y, cfg->ht, ws->batch, hw);
+            memset(ws->d_locked, 0, n3 * sizeof(float));
+            z = ws->locked, dz = ws->d_locked;
+        }
+        L->cons_b[s] = lw->lambda_b * l1_loss_forward(z, targets[1][s], n3);
+        l1_loss_backward(dz, z, targets[1][s], n3, lw->lambda_b);
+        if (lw->luminance_lock) luminance_lock_backward(ga->d_y[s], dz, cfg->ht, ws->batch, hw);
     }
     generator_backward(g, ga);
 

@@ -10,6 +10,11 @@
  *   gan_discriminator_step: for each scale, 0.5*((D(down_s(b)) - 1)^2 +
  *     D(fake_s)^2), D called on the real image first; D's grads are zeroed,
  *     then filled.
+ * With luminance_lock (an option beyond the spec, off by default) every
+ * output y_s and z_s first goes through luminance_lock (ops.h) towards the
+ * luminance of its own input (down_s(a), H_t(down_s(b))): the losses and D
+ * then see exactly what `colorize --keep-luminance` emits, pseudo-cycle A
+ * and the contours term vanish, and G learns the chroma only.
  * Both networks run in training mode (batch statistics), so BatchNorm
  * running statistics are updated in PyTorch's order: G(a), G(H_t(b)),
  * D(y_s) for each s, then D(real_s), D(fake_s) for each s.
@@ -21,6 +26,7 @@
 
 typedef struct {
     float lambda_a, lambda_b, lambda_c;
+    int luminance_lock; /* train the outputs as colorize --keep-luminance emits them */
 } LossWeights;
 
 /* Defaults from the spec: 10, 10, contours off. */
@@ -45,6 +51,7 @@ typedef struct {
     float *gray_b;               /* H_t(b) [batch,1,h,w] */
     float *down_a[3], *down_b[3]; /* pooled targets per scale (scale 1 points at the input) */
     float *ht_y, *d_ht_y;        /* H_t(y_s) and its gradient, sized for scale 1 */
+    float *locked, *d_locked;    /* luminance-locked outputs and their gradient, scale 1 size */
     float *sobel_y, *sobel_a, *d_sobel;
     float *fake[3];              /* the generator's y_s from the last generator step */
     Arena arena;

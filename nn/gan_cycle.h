@@ -13,7 +13,8 @@
  *   realism:  (D_B(y_s) - 1)^2 for G, and (D_A(F(b)) - 1)^2 for F (full resolution)
  *
  * gradients reaching G and F through each other (cycle A through F into G,
- * cycle B through G into F). No contours term (it is defined through H_t)
+ * cycle B through G into F). No contours term and no luminance lock (both
+ * are defined through H_t: lw's lambda_c and luminance_lock are not read)
  * and no identity loss (F and G map between different channel counts).
  * D_B's step is gan_discriminator_step, unchanged; D_A minimises
  * 0.5*((D_A(a) - 1)^2 + D_A(F(b)_pool)^2) on real gray a and F's fakes from

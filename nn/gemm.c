@@ -3,6 +3,7 @@
 #include <assert.h>
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -31,6 +32,7 @@ typedef struct {
 } Mat;
 
 static inline int min_int(int a, int b) { return a < b ? a : b; }
+static inline int round_up(int x, int m) { return (x + m - 1) / m * m; }
 
 /* ---- microkernels -------------------------------------------------------
  * Each sums a * b over kc steps from zero (a: MR values of A per step, b: NR
@@ -175,9 +177,10 @@ INLINE void edge_tile(MicroFn micro, int nr_full, int kc, const float *a, const 
         for (int j = 0; j < nr; j++) c[(size_t)i * ldc + j] = t[i * nr_full + j];
 }
 
-/* C = (add ? C : 0) + A*B with an MR x NR microkernel. */
-INLINE void blocked(int m, int n, int k, Mat A, Mat B, int add, float *C, int ldc, int MR, int NR,
-                    MicroFn micro, Transpose8Fn t8) {
+/* C = (add ? C : 0) + A*B with an MR x NR microkernel. A is packed here,
+ * or, if `packed` is not NULL, was packed by gemm_pack (same layout). */
+INLINE void blocked(int m, int n, int k, Mat A, const float *packed, Mat B, int add, float *C,
+                    int ldc, int MR, int NR, MicroFn micro, Transpose8Fn t8) {
     const int mc_max = GEMM_MC - GEMM_MC % MR;
     if (k <= 0 && !add)
         for (int i = 0; i < m; i++) memset(C + (size_t)i * ldc, 0, (size_t)n * sizeof(float));
@@ -185,39 +188,52 @@ INLINE void blocked(int m, int n, int k, Mat A, Mat B, int add, float *C, int ld
         int kc = min_int(GEMM_KC, k - p0), add_block = add || p0 > 0;
         for (int i0 = 0; i0 < m; i0 += mc_max) {
             int mc = min_int(mc_max, m - i0);
-            pack_a(buf.a, A, i0, p0, mc, kc, MR);
+            const float *a_block = buf.a;
+            if (packed)
+                a_block = packed + (size_t)p0 * round_up(m, MR) + (size_t)i0 * kc;
+            else
+                pack_a(buf.a, A, i0, p0, mc, kc, MR);
             for (int j0 = 0; j0 < n; j0 += NR) {
                 int nr = min_int(NR, n - j0);
-                pack_b(buf.b, B, p0, j0, kc, nr, NR, t8);
+                /* B rows of exactly NR contiguous, aligned columns are already packed */
+                const float *b_strip = B.p + (size_t)p0 * NR;
+                if (!(n == NR && B.cs == 1 && B.rs == NR && (uintptr_t)B.p % 64 == 0)) {
+                    pack_b(buf.b, B, p0, j0, kc, nr, NR, t8);
+                    b_strip = buf.b;
+                }
                 for (int i = 0; i < mc; i += MR) {
-                    const float *a = buf.a + (size_t)i * kc;
+                    const float *a = a_block + (size_t)i * kc;
                     float *c = C + (size_t)(i0 + i) * ldc + j0;
                     int mr = min_int(MR, mc - i);
                     if (mr == MR && nr == NR)
-                        micro(kc, a, buf.b, c, ldc, add_block);
+                        micro(kc, a, b_strip, c, ldc, add_block);
                     else
-                        edge_tile(micro, NR, kc, a, buf.b, c, ldc, mr, nr, add_block);
+                        edge_tile(micro, NR, kc, a, b_strip, c, ldc, mr, nr, add_block);
                 }
             }
         }
     }
 }
 
-typedef void (*GemmFn)(int m, int n, int k, Mat A, Mat B, int add, float *C, int ldc);
+typedef void (*GemmFn)(int m, int n, int k, Mat A, const float *packed, Mat B, int add, float *C,
+                       int ldc);
 
-static void gemm_scalar(int m, int n, int k, Mat A, Mat B, int add, float *C, int ldc) {
-    blocked(m, n, k, A, B, add, C, ldc, SCALAR_MR, SCALAR_NR, micro_scalar, NULL);
+static void gemm_scalar(int m, int n, int k, Mat A, const float *packed, Mat B, int add, float *C,
+                        int ldc) {
+    blocked(m, n, k, A, packed, B, add, C, ldc, SCALAR_MR, SCALAR_NR, micro_scalar, NULL);
 }
 
 #ifdef GEMM_X86
-__attribute__((target("avx2,fma"))) static void gemm_avx2(int m, int n, int k, Mat A, Mat B,
-                                                          int add, float *C, int ldc) {
-    blocked(m, n, k, A, B, add, C, ldc, AVX2_MR, AVX2_NR, micro_avx2, transpose8);
+__attribute__((target("avx2,fma"))) static void gemm_avx2(int m, int n, int k, Mat A,
+                                                          const float *packed, Mat B, int add,
+                                                          float *C, int ldc) {
+    blocked(m, n, k, A, packed, B, add, C, ldc, AVX2_MR, AVX2_NR, micro_avx2, transpose8);
 }
 
-__attribute__((target("avx512f"))) static void gemm_avx512(int m, int n, int k, Mat A, Mat B,
-                                                           int add, float *C, int ldc) {
-    blocked(m, n, k, A, B, add, C, ldc, AVX512_MR, AVX512_NR, micro_avx512, transpose8);
+__attribute__((target("avx512f"))) static void gemm_avx512(int m, int n, int k, Mat A,
+                                                           const float *packed, Mat B, int add,
+                                                           float *C, int ldc) {
+    blocked(m, n, k, A, packed, B, add, C, ldc, AVX512_MR, AVX512_NR, micro_avx512, transpose8);
 }
 #endif
 
@@ -255,8 +271,15 @@ int gemm_set_kernel(GemmKernel kernel) {
     return 0;
 }
 
-static void gemm(int m, int n, int k, Mat A, Mat B, float beta, float *C, int ldc) {
-    assert(beta == 0.0f || beta == 1.0f);
+static const int kernel_mr[] = {
+    [GEMM_KERNEL_SCALAR] = SCALAR_MR,
+#ifdef GEMM_X86
+    [GEMM_KERNEL_AVX2] = AVX2_MR,
+    [GEMM_KERNEL_AVX512] = AVX512_MR,
+#endif
+};
+
+static int current_kernel(void) {
     int kernel = atomic_load_explicit(&selected, memory_order_relaxed);
     if (kernel < 0) {
         kernel = cpu_has(GEMM_KERNEL_AVX512) ? GEMM_KERNEL_AVX512
@@ -264,7 +287,12 @@ static void gemm(int m, int n, int k, Mat A, Mat B, float beta, float *C, int ld
                                              : GEMM_KERNEL_SCALAR;
         atomic_store_explicit(&selected, kernel, memory_order_relaxed);
     }
-    kernels[kernel](m, n, k, A, B, beta != 0.0f, C, ldc);
+    return kernel;
+}
+
+static void gemm(int m, int n, int k, Mat A, Mat B, float beta, float *C, int ldc) {
+    assert(beta == 0.0f || beta == 1.0f);
+    kernels[current_kernel()](m, n, k, A, NULL, B, beta != 0.0f, C, ldc);
 }
 
 void gemm_nn(int m, int n, int k, const float *A, int lda, const float *B, int ldb, float beta,
@@ -280,4 +308,31 @@ void gemm_tn(int m, int n, int k, const float *A, int lda, const float *B, int l
 void gemm_nt(int m, int n, int k, const float *A, int lda, const float *B, int ldb, float beta,
              float *C, int ldc) {
     gemm(m, n, k, (Mat){A, lda, 1}, (Mat){B, 1, ldb}, beta, C, ldc);
+}
+
+/* ---- pre-packed A ------------------------------------------------------------
+ * The layout blocked() packs per k block, for all m rows at once: k block p0
+ * starts at p0 * round_up(m, MR), its MR-row strips follow each other. */
+
+size_t gemm_packed_floats(int m, int k) { return (size_t)k * (m + MR_MAX - 1); }
+
+void gemm_pack(GemmPacked *p, float *data, const float *A, int lda, int m, int k) {
+    p->m = m, p->k = k, p->kernel = current_kernel(), p->data = data;
+    int mr = kernel_mr[p->kernel];
+    Mat a = {A, lda, 1};
+    for (int p0 = 0; p0 < k; p0 += GEMM_KC) {
+        int kc = min_int(GEMM_KC, k - p0);
+        float *dst = data + (size_t)p0 * round_up(m, mr);
+        for (int s = 0; s < m; s += mr) /* strip by strip: pack_a's row limit is per call */
+            for (int p = 0; p < kc; p++, dst += mr)
+                for (int r = 0; r < mr; r++)
+                    dst[r] = s + r < m ? a.p[(s + r) * a.rs + (p0 + p) * a.cs] : 0.0f;
+    }
+}
+
+void gemm_packed_nn(int n, const GemmPacked *A, const float *B, int ldb, float beta, float *C,
+                    int ldc) {
+    assert(beta == 0.0f || beta == 1.0f);
+    kernels[A->kernel](A->m, n, A->k, (Mat){NULL, 0, 0}, A->data, (Mat){B, ldb, 1}, beta != 0.0f,
+                       C, ldc);
 }

@@ -32,6 +32,8 @@
 #ifndef SPYNCO_GEMM_H
 #define SPYNCO_GEMM_H
 
+#include <stddef.h>
+
 /* C[m x n] = beta*C + A[m x k] * B[k x n] */
 void gemm_nn(int m, int n, int k, const float *A, int lda, const float *B, int ldb, float beta,
              float *C, int ldc);
@@ -48,5 +50,20 @@ void gemm_nt(int m, int n, int k, const float *A, int lda, const float *B, int l
  * work starts: products from different kernels differ in the last bits. */
 typedef enum { GEMM_KERNEL_SCALAR, GEMM_KERNEL_AVX2, GEMM_KERNEL_AVX512 } GemmKernel;
 int gemm_set_kernel(GemmKernel kernel);
+
+/* An A operand used for many products (a layer's weights), packed once in the
+ * layout of the microkernel selected when it was packed; products with it use
+ * that kernel and give the same bits as gemm_nn with it. */
+typedef struct {
+    int m, k;
+    GemmKernel kernel;
+    float *data; /* gemm_packed_floats(m, k) floats, the caller's memory */
+} GemmPacked;
+size_t gemm_packed_floats(int m, int k);
+/* Packs A [m x k] (row stride lda) into data. */
+void gemm_pack(GemmPacked *packed, float *data, const float *A, int lda, int m, int k);
+/* C[m x n] = beta*C + A * B[k x n], A packed. */
+void gemm_packed_nn(int n, const GemmPacked *A, const float *B, int ldb, float beta, float *C,
+                    int ldc);
 
 #endif

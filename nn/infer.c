@@ -9,13 +9,85 @@
 #include "nn/gemm.h"
 #include "nn/ops.h"
 
+/* Which algorithm runs a unit. */
+static ConvAlgo conv_algo(const ConvUnit *u) {
+    int same3x3 = u->kernel == 3 && u->stride == 1 && u->pad == 1;
+    if (same3x3 && u->upsample_before) return CONV_PHASES;
+    if (same3x3) return CONV_WINOGRAD;
+    return CONV_DIRECT;
+}
+
 static void layout_weights(InferModel *m, const Network *g) {
     for (int i = 0; i < m->num_units; i++) {
         const ConvUnit *u = &g->units[i];
+        FusedConv *f = &m->units[i];
         size_t count = (size_t)u->out_ch * u->in_ch * u->kernel * u->kernel;
-        m->units[i].weight = arena_take(&m->weights, count);
-        m->units[i].bias = arena_take(&m->weights, u->out_ch);
+        f->weight = arena_take(&m->weights, count);
+        f->bias = arena_take(&m->weights, u->out_ch);
+        switch (conv_algo(u)) {
+        case CONV_DIRECT:
+            f->direct.data = arena_take(&m->weights,
+                                        gemm_packed_floats(u->out_ch, u->in_ch * u->kernel * u->kernel));
+            break;
+        case CONV_PHASES:
+            for (int ph = 0; ph < 4; ph++)
+                f->phase[ph].data =
+                    arena_take(&m->weights, gemm_packed_floats(u->out_ch, u->in_ch * 4));
+            break;
+        case CONV_WINOGRAD:
+            for (int e = 0; e < 16; e++)
+                f->wino[e].data = arena_take(&m->weights, gemm_packed_floats(u->out_ch, u->in_ch));
+            break;
+        }
     }
+}
+
+/* Nearest x2 upsampling then a 3x3 conv (pad 1): output pixel (2y+a, 2x+b)
+ * reads upsampled rows 2y+a-1 .. 2y+a+1, i.e. stored rows y+a-1 and y+a, the
+ * first through kernel rows {0} (a = 0) or {0, 1} (a = 1), the second through
+ * the rest; columns likewise. So each phase (a, b) is a 2x2 conv of the stored
+ * input at offset (a-1, b-1) with summed weights: 4 x 4 taps per 2x2 output
+ * pixels instead of 4 x 9, exactly. */
+static void pack_phases(FusedConv *f, float *tmp) {
+    int ci_n = f->in_ch, co_n = f->out_ch, kk = 4 * ci_n;
+    for (int a = 0; a < 2; a++)
+        for (int b = 0; b < 2; b++) {
+            for (int co = 0; co < co_n; co++)
+                for (int ci = 0; ci < ci_n; ci++) {
+                    const float *w = f->weight + ((size_t)co * ci_n + ci) * 9;
+                    float *dst = tmp + (size_t)co * kk + ci * 4;
+                    memset(dst, 0, 4 * sizeof(float));
+                    for (int ki = 0; ki < 3; ki++)
+                        for (int kj = 0; kj < 3; kj++) {
+                            /* stored row y + floor((a + ki - 1) / 2) is tap t of rows y+a-1, y+a */
+                            int t = (a + ki + 1) / 2 - a, u = (b + kj + 1) / 2 - b;
+                            dst[t * 2 + u] += w[ki * 3 + kj];
+                        }
+                }
+            gemm_pack(&f->phase[a * 2 + b], f->phase[a * 2 + b].data, tmp, kk, co_n, kk);
+        }
+}
+
+/* Winograd F(2x2, 3x3) weights U = G g G^T, G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1],
+ * as 16 matrices [out_ch x in_ch], one per transformed position e = 4u + v. */
+static void pack_winograd(FusedConv *f, float *tmp) {
+    static const double G[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+    int ci_n = f->in_ch, co_n = f->out_ch;
+    size_t mat = (size_t)co_n * ci_n;
+    for (int co = 0; co < co_n; co++)
+        for (int ci = 0; ci < ci_n; ci++) {
+            const float *g = f->weight + ((size_t)co * ci_n + ci) * 9;
+            double gg[4][3];
+            for (int u = 0; u < 4; u++)
+                for (int j = 0; j < 3; j++)
+                    gg[u][j] = G[u][0] * g[j] + G[u][1] * g[3 + j] + G[u][2] * g[6 + j];
+            for (int u = 0; u < 4; u++)
+                for (int v = 0; v < 4; v++)
+                    tmp[(4 * u + v) * mat + (size_t)co * ci_n + ci] =
+                        (float)(gg[u][0] * G[v][0] + gg[u][1] * G[v][1] + gg[u][2] * G[v][2]);
+        }
+    for (int e = 0; e < 16; e++)
+        gemm_pack(&f->wino[e], f->wino[e].data, tmp + e * mat, ci_n, co_n, ci_n);
 }
 
 int infer_model_init(InferModel *m, const Network *g, char *err, size_t n) {
@@ -46,6 +118,23 @@ int infer_model_init(InferModel *m, const Network *g, char *err, size_t n) {
             f->bias[c] = u->bias[c] * scale + shift;
         }
     }
+    size_t most = 0; /* scratch for the re-ordered weights */
+    for (int i = 0; i < g->num_units; i++) {
+        const ConvUnit *u = &g->units[i];
+        size_t need = (size_t)16 * u->out_ch * u->in_ch;
+        if (need > most) most = need;
+    }
+    float *tmp = malloc(most * sizeof(float));
+    if (!tmp) goto oom;
+    for (int i = 0; i < g->num_units; i++) {
+        FusedConv *f = &m->units[i];
+        f->algo = conv_algo(&g->units[i]);
+        int kk = f->in_ch * f->kernel * f->kernel;
+        if (f->algo == CONV_DIRECT) gemm_pack(&f->direct, f->direct.data, f->weight, kk, f->out_ch, kk);
+        if (f->algo == CONV_PHASES) pack_phases(f, tmp);
+        if (f->algo == CONV_WINOGRAD) pack_winograd(f, tmp);
+    }
+    free(tmp);
     return 0;
 oom:
     snprintf(err, n, "out of memory preparing the model for inference");
@@ -59,15 +148,30 @@ void infer_model_free(InferModel *m) {
     memset(m, 0, sizeof *m);
 }
 
-/* Scratch per thread: im2col block, conv output block, head output block. */
+/* Winograd jobs: up to WINO_SEG tiles of one row of 2x2 tiles. */
+#define WINO_SEG 32
+
+/* Scratch per thread: for direct and phase convs an im2col block, the conv's
+ * output block and the head's; for Winograd the transformed input and
+ * products and a few row buffers. */
+static size_t unit_scratch(const FusedConv *f) {
+    switch (f->algo) {
+    case CONV_PHASES:
+        return ((size_t)f->in_ch * 4 + f->out_ch + 3) * CONV_BLOCK;
+    case CONV_WINOGRAD:
+        return (size_t)(16 * (f->in_ch + f->out_ch) + 16 + 12) * WINO_SEG; /* v, m, hv, rows + t */
+    default:
+        return ((size_t)f->in_ch * f->kernel * f->kernel + f->out_ch + 3) * CONV_BLOCK;
+    }
+}
+
 static size_t thread_scratch(const InferModel *m) {
     size_t most = 0;
     for (int i = 0; i < m->num_units; i++) {
-        const FusedConv *f = &m->units[i];
-        size_t need = ((size_t)f->in_ch * f->kernel * f->kernel + f->out_ch + 3) * CONV_BLOCK;
+        size_t need = unit_scratch(&m->units[i]);
         if (need > most) most = need;
     }
-    return most;
+    return (most + 15) / 16 * 16; /* each thread's part 64-byte aligned */
 }
 
 static void layout_work(InferWork *w, const InferModel *m) {
@@ -122,21 +226,20 @@ static void activate(float *x, size_t n, Activation act) {
 
 /* out = act(conv(in)) (+ residual, in place allowed), or, with a head,
  * out = head(act(conv(in))): each block of pixels is finished in cache. */
-static void fused_conv(float *out, const float *in, const FusedConv *f, int h, int w,
-                       const FusedConv *head, int residual, InferWork *work, size_t per_thread) {
+static void direct_conv(float *out, const float *in, const FusedConv *f, int h, int w,
+                        int residual, InferWork *work, size_t per_thread) {
     /* h, w: the input as stored; an upsampling conv reads it at twice the size */
     int ih = f->upsample_before ? 2 * h : h, iw = f->upsample_before ? 2 * w : w;
     ConvShape s = conv_shape(1, f->in_ch, ih, iw, f->out_ch, f->kernel, f->stride, f->pad);
     s.upsampled = f->upsample_before;
-    int hw = s.out_h * s.out_w, kk = f->in_ch * f->kernel * f->kernel;
+    int hw = s.out_h * s.out_w;
     int blocks = (hw + CONV_BLOCK - 1) / CONV_BLOCK;
     int pointwise = f->kernel == 1 && f->stride == 1 && !f->upsample_before;
 #pragma omp parallel for schedule(dynamic)
     for (int job = 0; job < blocks; job++) {
         int p0 = job * CONV_BLOCK, n = hw - p0 < CONV_BLOCK ? hw - p0 : CONV_BLOCK;
         float *col = work->scratch + (size_t)omp_get_thread_num() * per_thread;
-        float *acc = col + (size_t)kk * CONV_BLOCK;
-        float *head_acc = acc + (size_t)f->out_ch * CONV_BLOCK;
+        float *acc = col + (size_t)f->direct.k * CONV_BLOCK;
         const float *b_op = in + p0;
         int ldb = hw;
         if (!pointwise) {
@@ -145,45 +248,307 @@ static void fused_conv(float *out, const float *in, const FusedConv *f, int h, i
         }
         for (int c = 0; c < f->out_ch; c++)
             for (int j = 0; j < n; j++) acc[c * n + j] = f->bias[c];
-        gemm_nn(f->out_ch, n, kk, f->weight, kk, b_op, ldb, 1.0f, acc, n);
+        gemm_packed_nn(n, &f->direct, b_op, ldb, 1.0f, acc, n);
         activate(acc, (size_t)f->out_ch * n, f->act);
-        if (head) {
-            for (int c = 0; c < head->out_ch; c++)
-                for (int j = 0; j < n; j++) head_acc[c * n + j] = head->bias[c];
-            gemm_nn(head->out_ch, n, f->out_ch, head->weight, f->out_ch, acc, n, 1.0f, head_acc, n);
-            activate(head_acc, (size_t)head->out_ch * n, head->act);
-            for (int c = 0; c < head->out_ch; c++)
-                memcpy(out + (size_t)c * hw + p0, head_acc + c * n, n * sizeof(float));
-        } else {
-            for (int c = 0; c < f->out_ch; c++) {
-                float *dst = out + (size_t)c * hw + p0;
-                const float *src = acc + c * n;
-                if (residual)
-                    for (int j = 0; j < n; j++) dst[j] += src[j];
-                else
-                    memcpy(dst, src, n * sizeof(float));
-            }
+        for (int c = 0; c < f->out_ch; c++) {
+            float *dst = out + (size_t)c * hw + p0;
+            const float *src = acc + c * n;
+            if (residual)
+                for (int j = 0; j < n; j++) dst[j] += src[j];
+            else
+                memcpy(dst, src, n * sizeof(float));
         }
     }
 }
 
-void generator_infer(const InferModel *m, InferWork *work, const float *gray, float *rgb) {
+/* col[(c*k + ki)*k + kj, j] = in[c, y+dy+ki, x+dx+kj] (0 outside) for pixels
+ * p0+j = (y, x) of an h x w image: im2col of a stride-1 conv whose taps
+ * start at offset (dy, dx), in runs of one row. */
+static void im2col_offset(float *col, const float *in, int ch, int h, int w, int k, int dy, int dx,
+                          int p0, int n) {
+    for (int c = 0; c < ch; c++)
+        for (int ki = 0; ki < k; ki++)
+            for (int kj = 0; kj < k; kj++) {
+                float *row = col + ((size_t)(c * k + ki) * k + kj) * n;
+                for (int j = 0, p = p0; j < n;) {
+                    int y = p / w, x = p % w, len = w - x < n - j ? w - x : n - j;
+                    int iy = y + dy + ki, ix = x + dx + kj; /* the run's first input column */
+                    float *dst = row + j;
+                    if (iy < 0 || iy >= h) {
+                        memset(dst, 0, (size_t)len * sizeof(float));
+                    } else {
+                        int lo = ix < 0 ? -ix : 0, hi = w - ix < len ? w - ix : len;
+                        if (lo > len) lo = len;
+                        if (hi < lo) hi = lo;
+                        memset(dst, 0, (size_t)lo * sizeof(float));
+                        memcpy(dst + lo, in + ((size_t)c * h + iy) * w + ix + lo,
+                               (size_t)(hi - lo) * sizeof(float));
+                        memset(dst + hi, 0, (size_t)(len - hi) * sizeof(float));
+                    }
+                    j += len, p += len;
+                }
+            }
+}
+
+/* Upsampling 3x3 conv of an h x w input as four 2x2 phase convs (see
+ * pack_phases); with a head, out = head(act(conv)). */
+static void phase_conv(float *out, const float *in, const FusedConv *f, int h, int w,
+                       const FusedConv *head, InferWork *work, size_t per_thread) {
+    int hw = h * w, blocks = (hw + CONV_BLOCK - 1) / CONV_BLOCK, ow = 2 * w;
+    size_t out_plane = (size_t)4 * hw;
+#pragma omp parallel for schedule(dynamic)
+    for (int job = 0; job < blocks; job++) {
+        int p0 = job * CONV_BLOCK, n = hw - p0 < CONV_BLOCK ? hw - p0 : CONV_BLOCK;
+        float *col = work->scratch + (size_t)omp_get_thread_num() * per_thread;
+        float *acc = col + (size_t)f->in_ch * 4 * CONV_BLOCK;
+        float *head_acc = acc + (size_t)f->out_ch * CONV_BLOCK;
+        for (int a = 0; a < 2; a++)
+            for (int b = 0; b < 2; b++) {
+                im2col_offset(col, in, f->in_ch, h, w, 2, a - 1, b - 1, p0, n);
+                for (int c = 0; c < f->out_ch; c++)
+                    for (int j = 0; j < n; j++) acc[c * n + j] = f->bias[c];
+                gemm_packed_nn(n, &f->phase[2 * a + b], col, n, 1.0f, acc, n);
+                activate(acc, (size_t)f->out_ch * n, f->act);
+                const float *res = acc;
+                int channels = f->out_ch;
+                if (head) {
+                    for (int c = 0; c < head->out_ch; c++)
+                        for (int j = 0; j < n; j++) head_acc[c * n + j] = head->bias[c];
+                    gemm_packed_nn(n, &head->direct, acc, n, 1.0f, head_acc, n);
+                    activate(head_acc, (size_t)head->out_ch * n, head->act);
+                    res = head_acc, channels = head->out_ch;
+                }
+                for (int c = 0; c < channels; c++) {
+                    const float *src = res + (size_t)c * n;
+                    float *dst = out + c * out_plane + (size_t)a * ow + b;
+                    for (int j = 0, p = p0; j < n;) { /* in runs of one row */
+                        int y = p / w, x = p % w, len = w - x < n - j ? w - x : n - j;
+                        float *d = dst + (size_t)2 * y * ow + 2 * x;
+                        for (int t = 0; t < len; t++) d[2 * t] = src[j + t];
+                        j += len, p += len;
+                    }
+                }
+            }
+    }
+}
+
+/* ---- Winograd F(2x2, 3x3) (Lavin and Gray, 2016) ------------------------------
+ * A 2x2 output tile from the 4x4 input patch d around it:
+ *   y = A^T [ U (.) (B^T d B) ] A,  U = G g G^T (pack_winograd),
+ *   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1],  A^T = [1 1 1 0; 0 1 -1 -1],
+ * the (.) product summed over input channels: 16 GEMMs [out x in] x [in x tiles].
+ * Output 0 of A^T reads m0..m2, which read d0..d2 only; output 1 reads m1..m3,
+ * from d1..d3: every pixel's bits come from its own 3x3 neighbourhood, unlike
+ * F(4x4, 3x3) whose outputs read the whole 6x6 patch -- the receptive field,
+ * and so the exactness of tiled inference, is kept. The plain C transforms
+ * vectorise over the tiles of a row. */
+
+#define INLINE static inline __attribute__((always_inline))
+
+/* Input rows row0 .. row0+3 of channel x (h x w) for tiles starting at input
+ * column col0 (stride 2), transformed: v[e * ld + k] for tile k, e = 4u + v.
+ * Interior tiles read the row directly (vectorised, stride-2 loads); tiles
+ * that reach past the row's ends read zeros there. */
+INLINE void wino_input(float *v, size_t ld, const float *x, int h, int w, int row0, int col0,
+                       int nt, float *hv) {
+    /* tiles [klo, khi) have all four columns col0+2k .. col0+2k+3 inside the row */
+    int klo = col0 >= 0 ? 0 : (1 - col0) / 2, khi = w - 4 - col0 >= 0 ? (w - 4 - col0) / 2 + 1 : 0;
+    if (klo > nt) klo = nt;
+    if (khi > nt) khi = nt;
+    if (khi < klo) khi = klo;
+    for (int r = 0; r < 4; r++) {
+        int y = row0 + r;
+        float *h0 = hv + (4 * r) * WINO_SEG, *h1 = h0 + WINO_SEG, *h2 = h1 + WINO_SEG,
+              *h3 = h2 + WINO_SEG;
+        if (y < 0 || y >= h) {
+            for (int k = 0; k < nt; k++) h0[k] = h1[k] = h2[k] = h3[k] = 0.0f;
+            continue;
+        }
+        const float *row = x + (size_t)y * w;
+        for (int k = klo; k < khi; k++) {
+            const float *d = row + col0 + 2 * k;
+            float d0 = d[0], d1 = d[1], d2 = d[2], d3 = d[3];
+            h0[k] = d0 - d2, h1[k] = d1 + d2, h2[k] = d2 - d1, h3[k] = d1 - d3;
+        }
+        for (int k = 0; k < nt; k++) {
+            if (k == klo) k = khi;
+            if (k >= nt) break;
+            float d[4];
+            for (int j = 0; j < 4; j++) {
+                int c = col0 + 2 * k + j;
+                d[j] = c >= 0 && c < w ? row[c] : 0.0f;
+            }
+            h0[k] = d[0] - d[2], h1[k] = d[1] + d[2], h2[k] = d[2] - d[1], h3[k] = d[1] - d[3];
+        }
+    }
+    for (int c = 0; c < 4; c++) {
+        const float *r0 = hv + c * WINO_SEG, *r1 = r0 + 4 * WINO_SEG, *r2 = r1 + 4 * WINO_SEG,
+                    *r3 = r2 + 4 * WINO_SEG;
+        float *v0 = v + (size_t)c * ld, *v1 = v0 + 4 * ld, *v2 = v1 + 4 * ld, *v3 = v2 + 4 * ld;
+        for (int k = 0; k < nt; k++) {
+            v0[k] = r0[k] - r2[k], v1[k] = r1[k] + r2[k];
+            v2[k] = r2[k] - r1[k], v3[k] = r1[k] - r3[k];
+        }
+    }
+}
+
+/* Products m[e * ld + k] of one output channel -> the 2x2 tiles' pixels plus
+ * bias, as rows o0, o1 (2 * nt values each); t: 8 * WINO_SEG floats. */
+INLINE void wino_output(float *o0, float *o1, const float *m, size_t ld, int nt, float bias,
+                        float *t) {
+    for (int c = 0; c < 4; c++) { /* A^T on the rows */
+        const float *m0 = m + (size_t)c * ld, *m1 = m0 + 4 * ld, *m2 = m1 + 4 * ld,
+                    *m3 = m2 + 4 * ld;
+        float *t0 = t + c * WINO_SEG, *t1 = t0 + 4 * WINO_SEG;
+        for (int k = 0; k < nt; k++) t0[k] = m0[k] + m1[k] + m2[k], t1[k] = m1[k] - m2[k] - m3[k];
+    }
+    for (int r = 0; r < 2; r++) { /* then on the columns */
+        const float *t0 = t + 4 * r * WINO_SEG, *t1 = t0 + WINO_SEG, *t2 = t1 + WINO_SEG,
+                    *t3 = t2 + WINO_SEG;
+        float *o = r ? o1 : o0;
+        for (int k = 0; k < nt; k++) {
+            o[2 * k] = t0[k] + t1[k] + t2[k] + bias;
+            o[2 * k + 1] = t1[k] - t2[k] - t3[k] + bias;
+        }
+    }
+}
+
+/* dst[lo..hi) = act(src) or += act(src); the switch outside the loops so they vectorise. */
+INLINE void store_act(float *dst, const float *src, int lo, int hi, Activation act, int residual) {
+    switch (act) {
+    case ACT_RELU:
+        if (residual)
+            for (int j = lo; j < hi; j++) dst[j] += src[j] > 0.0f ? src[j] : 0.0f;
+        else
+            for (int j = lo; j < hi; j++) dst[j] = src[j] > 0.0f ? src[j] : 0.0f;
+        break;
+    case ACT_NONE:
+        if (residual)
+            for (int j = lo; j < hi; j++) dst[j] += src[j];
+        else
+            for (int j = lo; j < hi; j++) dst[j] = src[j];
+        break;
+    default:
+        for (int j = lo; j < hi; j++) {
+            float y = act == ACT_TANH ? tanhf(src[j]) : src[j] > 0.0f ? src[j] : 0.2f * src[j];
+            dst[j] = residual ? dst[j] + y : y;
+        }
+    }
+}
+
+/* One job's transforms: every input channel of a row of nt tiles whose first
+ * tile's top left output pixel is (y0, x0) -> v; and the products mm -> out. */
+INLINE void wino_inputs_body(float *v, size_t vld, const float *in, int ch, int h, int w, int y0,
+                             int x0, int nt, float *hv) {
+    for (int c = 0; c < ch; c++)
+        wino_input(v + (size_t)c * WINO_SEG, vld, in + (size_t)c * h * w, h, w, y0 - 1, x0 - 1, nt,
+                   hv);
+}
+
+INLINE void wino_outputs_body(float *out, const float *mm, size_t mld, const FusedConv *f, int h,
+                              int w, int y0, int x0, int nt, int residual, float *rows) {
+    int lo = x0 < 0 ? -x0 : 0, hi = w - x0 < 2 * nt ? w - x0 : 2 * nt;
+    for (int c = 0; c < f->out_ch; c++) {
+        float *o[2] = {rows, rows + 2 * WINO_SEG};
+        wino_output(o[0], o[1], mm + (size_t)c * WINO_SEG, mld, nt, f->bias[c], rows + 4 * WINO_SEG);
+        for (int r = 0; r < 2; r++) {
+            int y = y0 + r;
+            if (y >= 0 && y < h)
+                store_act(out + ((size_t)c * h + y) * w + x0, o[r], lo, hi, f->act, residual);
+        }
+    }
+}
+
+typedef void (*WinoInputsFn)(float *v, size_t vld, const float *in, int ch, int h, int w, int y0,
+                             int x0, int nt, float *hv);
+typedef void (*WinoOutputsFn)(float *out, const float *mm, size_t mld, const FusedConv *f, int h,
+                              int w, int y0, int x0, int nt, int residual, float *rows);
+
+static void wino_inputs_plain(float *v, size_t vld, const float *in, int ch, int h, int w, int y0,
+                              int x0, int nt, float *hv) {
+    wino_inputs_body(v, vld, in, ch, h, w, y0, x0, nt, hv);
+}
+static void wino_outputs_plain(float *out, const float *mm, size_t mld, const FusedConv *f, int h,
+                               int w, int y0, int x0, int nt, int residual, float *rows) {
+    wino_outputs_body(out, mm, mld, f, h, w, y0, x0, nt, residual, rows);
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+/* The same code for AVX-512: adds and subtracts only, so the same bits. */
+__attribute__((target("avx512f"))) static void wino_inputs_avx512(float *v, size_t vld,
+                                                                  const float *in, int ch, int h,
+                                                                  int w, int y0, int x0, int nt,
+                                                                  float *hv) {
+    wino_inputs_body(v, vld, in, ch, h, w, y0, x0, nt, hv);
+}
+__attribute__((target("avx512f"))) static void wino_outputs_avx512(float *out, const float *mm,
+                                                                   size_t mld, const FusedConv *f,
+                                                                   int h, int w, int y0, int x0,
+                                                                   int nt, int residual,
+                                                                   float *rows) {
+    wino_outputs_body(out, mm, mld, f, h, w, y0, x0, nt, residual, rows);
+}
+#endif
+
+/* out = act(conv3x3(in)) (+ residual, in place allowed) on an h x w map whose
+ * 2x2 tiles start at row -oy, column -ox (oy, ox in {0, 1}). */
+static void winograd_conv(float *out, const float *in, const FusedConv *f, int h, int w, int oy,
+                          int ox, int residual, InferWork *work, size_t per_thread) {
+    int th = (h + oy + 1) / 2, tw = (w + ox + 1) / 2;
+    int segs = (tw + WINO_SEG - 1) / WINO_SEG;
+    size_t vld = (size_t)f->in_ch * WINO_SEG, mld = (size_t)f->out_ch * WINO_SEG;
+    WinoInputsFn inputs = wino_inputs_plain;
+    WinoOutputsFn outputs = wino_outputs_plain;
+#if defined(__x86_64__) || defined(__i386__)
+    /* the portable path goes with the portable GEMM kernel, so tests forcing it test both */
+    if (f->wino[0].kernel == GEMM_KERNEL_AVX512)
+        inputs = wino_inputs_avx512, outputs = wino_outputs_avx512;
+#endif
+#pragma omp parallel for schedule(dynamic)
+    for (int job = 0; job < th * segs; job++) {
+        int ti = job / segs, j0 = (job % segs) * WINO_SEG;
+        int nt = tw - j0 < WINO_SEG ? tw - j0 : WINO_SEG;
+        float *v = work->scratch + (size_t)omp_get_thread_num() * per_thread;
+        float *mm = v + 16 * vld, *hv = mm + 16 * mld, *rows = hv + 16 * WINO_SEG;
+        int y0 = 2 * ti - oy, x0 = 2 * j0 - ox; /* the first tile's top left output pixel */
+        inputs(v, vld, in, f->in_ch, h, w, y0, x0, nt, hv);
+        for (int e = 0; e < 16; e++)
+            gemm_packed_nn(nt, &f->wino[e], v + e * vld, WINO_SEG, 0.0f, mm + e * mld, WINO_SEG);
+        outputs(out, mm, mld, f, h, w, y0, x0, nt, residual, rows);
+    }
+}
+
+static void run_conv(float *out, const float *in, const FusedConv *f, int h, int w, int oy, int ox,
+                     int residual, InferWork *work, size_t per_thread) {
+    if (f->algo == CONV_WINOGRAD)
+        winograd_conv(out, in, f, h, w, oy, ox, residual, work, per_thread);
+    else
+        direct_conv(out, in, f, h, w, residual, work, per_thread);
+}
+
+static int floor_mod2(int x) { return x & 1; } /* two's complement: also for x < 0 */
+
+void generator_infer(const InferModel *m, InferWork *work, const float *gray, float *rgb, int x0,
+                     int y0) {
     const FusedConv *u = m->units;
     int R = m->cfg.R, H = work->h, W = work->w, F = m->cfg.F;
     size_t per_thread = thread_scratch(m);
     size_t quarter = (size_t)(H / 4) * (W / 4);
     float *a = work->buf_a, *b = work->buf_b;
     float *r = a, *hbuf = a + (size_t)4 * F * quarter;
-    fused_conv(a, gray, &u[0], H, W, NULL, 0, work, per_thread);           /* enc0 -> A */
-    fused_conv(b, a, &u[1], H, W, NULL, 0, work, per_thread);              /* enc1 -> B */
-    fused_conv(r, b, &u[2], H / 2, W / 2, NULL, 0, work, per_thread);      /* enc2 -> r */
+    /* the Winograd tile grid at H/4: even rows and columns of the raster's H/4 grid */
+    int oy = floor_mod2(y0 / 4), ox = floor_mod2(x0 / 4);
+    run_conv(a, gray, &u[0], H, W, 0, 0, 0, work, per_thread);          /* enc0 -> A */
+    run_conv(b, a, &u[1], H, W, 0, 0, 0, work, per_thread);             /* enc1 -> B */
+    run_conv(r, b, &u[2], H / 2, W / 2, 0, 0, 0, work, per_thread);     /* enc2 -> r */
     for (int i = 0; i < R; i++) {
         const FusedConv *c1 = &u[3 + 2 * i], *c2 = c1 + 1;
-        fused_conv(hbuf, r, c1, H / 4, W / 4, NULL, 0, work, per_thread);  /* h = relu(bn(conv)) */
-        fused_conv(r, hbuf, c2, H / 4, W / 4, NULL, 1, work, per_thread);  /* r += bn(conv(h)) */
+        run_conv(hbuf, r, c1, H / 4, W / 4, oy, ox, 0, work, per_thread); /* h = relu(bn(conv)) */
+        run_conv(r, hbuf, c2, H / 4, W / 4, oy, ox, 1, work, per_thread); /* r += bn(conv(h)) */
     }
     int d2 = 3 + 2 * R;
-    fused_conv(b, r, &u[d2], H / 4, W / 4, NULL, 0, work, per_thread);     /* dec2 -> B */
-    fused_conv(a, b, &u[d2 + 1], H / 4, W / 4, NULL, 0, work, per_thread); /* dec1 (up) -> A */
-    fused_conv(rgb, a, &u[d2 + 2], H / 2, W / 2, &u[d2 + 3], 0, work, per_thread); /* dec0+head */
+    run_conv(b, r, &u[d2], H / 4, W / 4, 0, 0, 0, work, per_thread);          /* dec2 -> B */
+    phase_conv(a, b, &u[d2 + 1], H / 4, W / 4, NULL, work, per_thread);       /* dec1 (up) -> A */
+    phase_conv(rgb, a, &u[d2 + 2], H / 2, W / 2, &u[d2 + 3], work, per_thread); /* dec0+head */
 }
+

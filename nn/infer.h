@@ -6,26 +6,43 @@
  *    channel, b' = (b - mean) * gamma/sqrt(var+eps) + beta;
  *  - bias, activation and the residual sum are applied to each GEMM block
  *    while it is in cache;
- *  - dec1 and dec0 read their input through nearest x2 upsampling inside
- *    im2col (no upsampled copy), and dec0's blocks go straight through the
- *    shared head (1x1 conv + tanh), so dec0's 64 full-resolution channels are
- *    never stored; the H/2 and H/4 heads are skipped.
+ *  - dec1 and dec0 (nearest x2 upsampling, then a 3x3 conv) run as four 2x2
+ *    convs of the stored half-size input, one per output phase (2.25x fewer
+ *    products, exact: no upsampled copy either), and dec0's blocks go
+ *    straight through the shared head (1x1 conv + tanh), so dec0's 64
+ *    full-resolution channels are never stored; the H/2 and H/4 heads are
+ *    skipped;
+ *  - the other 3x3 stride-1 convs (the residual blocks) use Winograd
+ *    F(2x2, 3x3): 16 products per 2x2 output pixels instead of 36. Its
+ *    transforms only add and subtract, and each output reads only its own
+ *    3x3 neighbourhood (not the whole 4x4 patch), so tiled inference stays
+ *    exact; its 2x2 tiles lie on a grid fixed in raster coordinates, given
+ *    by the input's origin;
+ *  - weights are packed for the GEMM once, at init.
  * Two ping-pong buffers hold everything: about 48 floats per input pixel for
  * the default config (F=32, K=64), against ~190 for the training path.
  *
  * Results equal generator_forward(..., training=0)'s y1 up to float rounding
- * (folding reorders products), and, like it, do not depend on the image size
- * or on the thread count: tiled inference is exact.
+ * (folding, the phases and Winograd reorder products), and do not depend on
+ * the image size, its origin's place in the raster (a multiple of 4), or the
+ * thread count: tiled inference is exact.
  */
 #ifndef SPYNCO_INFER_H
 #define SPYNCO_INFER_H
 
+#include "nn/gemm.h"
 #include "nn/networks.h"
+
+typedef enum { CONV_DIRECT, CONV_PHASES, CONV_WINOGRAD } ConvAlgo;
 
 typedef struct {
     float *weight, *bias; /* BN folded in */
     int in_ch, out_ch, kernel, stride, pad, upsample_before;
     Activation act;
+    ConvAlgo algo;
+    GemmPacked direct;   /* CONV_DIRECT: weight [out x in*k*k] */
+    GemmPacked phase[4]; /* CONV_PHASES: phase (a, b) at 2a+b, [out x in*2*2] */
+    GemmPacked wino[16]; /* CONV_WINOGRAD: G g G^T at position 4u+v, [out x in] */
 } FusedConv;
 
 typedef struct {
@@ -49,7 +66,11 @@ int infer_work_init(InferWork *work, const InferModel *m, int h, int w, char *er
                     size_t err_size);
 void infer_work_free(InferWork *work);
 
-/* gray [1, h, w] in [-1, 1] -> rgb [3, h, w] in [-1, 1] (y1). */
-void generator_infer(const InferModel *m, InferWork *work, const float *gray, float *rgb);
+/* gray [1, h, w] in [-1, 1] -> rgb [3, h, w] in [-1, 1] (y1). (x0, y0): the
+ * raster position of gray's first pixel, multiples of 4 (may be negative);
+ * 0, 0 for a whole image. */
+void generator_infer(const InferModel *m, InferWork *work, const float *gray, float *rgb, int x0,
+                     int y0);
+
 
 #endif

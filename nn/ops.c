@@ -187,6 +187,33 @@ void ht_backward(float *drgb, const float *dgray, const float w[3], int batch, i
     }
 }
 
+void luminance_lock_forward(float *out, const float *rgb, const float *gray, const float w[3], int batch,
+                            int hw) {
+    float sum = w[0] + w[1] + w[2];
+    for (int b = 0; b < batch; b++) {
+        const float *r = rgb + (size_t)b * 3 * hw, *g = r + hw, *bl = g + hw, *a = gray + (size_t)b * hw;
+        float *o = out + (size_t)b * 3 * hw;
+        for (int i = 0; i < hw; i++) {
+            float shift = (a[i] - (w[0] * r[i] + w[1] * g[i] + w[2] * bl[i])) / sum;
+            o[i] = r[i] + shift;
+            o[hw + i] = g[i] + shift;
+            o[2 * hw + i] = bl[i] + shift;
+        }
+    }
+}
+
+void luminance_lock_backward(float *drgb, const float *dout, const float w[3], int batch, int hw) {
+    float total = w[0] + w[1] + w[2], s[3] = {w[0] / total, w[1] / total, w[2] / total};
+    for (int b = 0; b < batch; b++) {
+        float *dr = drgb + (size_t)b * 3 * hw;
+        const float *d = dout + (size_t)b * 3 * hw;
+        for (int i = 0; i < hw; i++) {
+            float sum = d[i] + d[hw + i] + d[2 * hw + i];
+            for (int c = 0; c < 3; c++) dr[(size_t)c * hw + i] += d[(size_t)c * hw + i] - s[c] * sum;
+        }
+    }
+}
+
 /* gx = [[-1,0,1],[-2,0,2],[-1,0,1]], gy its transpose (cross-correlation, as conv2d). */
 static const float SOBEL_X[9] = {-1, 0, 1, -2, 0, 2, -1, 0, 1};
 static const float SOBEL_Y[9] = {-1, -2, -1, 0, 0, 0, 1, 2, 1};

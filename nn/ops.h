@@ -54,6 +54,17 @@ void avgpool_backward(float *din, const float *dout, int bc, int h, int w, int f
  * H_t: gray = w[0]*R + w[1]*G + w[2]*B, rgb [batch, 3, hw] -> gray [batch, 1, hw]. */
 void ht_forward(float *gray, const float *rgb, const float w[3], int batch, int hw);
 void ht_backward(float *drgb, const float *dgray, const float w[3], int batch, int hw);
+/* Luminance lock: out = rgb + (gray - H_t(rgb)) / S in every channel, S =
+ * wR + wG + wB (1, so in effect the difference; dividing keeps H_t(out) =
+ * gray exact when the stored weights sum to 1 only within rounding): the
+ * image keeps the input's luminance and the network only decides the
+ * chroma. colorize --keep-luminance and train --keep-luminance use it. The
+ * backward maps d(out) to d(rgb) = d(out) - w/S * sum_c d(out)_c (+=); gray
+ * is an input, not learned. out may be rgb (in place). In [-1, 1] space; the
+ * 8-bit conversion clamps afterwards. */
+void luminance_lock_forward(float *out, const float *rgb, const float *gray, const float w[3], int batch,
+                            int hw);
+void luminance_lock_backward(float *drgb, const float *dout, const float w[3], int batch, int hw);
 /* Sobel: 1-channel in [batch, 1, h, w] -> out [batch, 2, h-2, w-2] holding
  * (gx, gy), the unnormalised 3x3 kernels applied without padding, as
  * F.conv2d would with its default padding 0. */

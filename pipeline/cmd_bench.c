@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "nn/gan.h"
+#include "nn/infer.h"
 #include "pipeline/commands.h"
 
 static double now(void) {
@@ -24,7 +25,8 @@ static void bench_usage(FILE *out) {
     fprintf(out,
             "usage: spynco bench [--infer TILE | --train SIZE] [--batch N] [--repeat N] "
             "[--threads N]\n"
-            "  --infer TILE  time G's forward (eval mode) on a TILE x TILE input (default 256)\n"
+            "  --infer TILE  time G's inference path (as colorize runs it) on a TILE x TILE input\n"
+            "                (default 256)\n"
             "  --train SIZE  time one training step (G and D, both pseudo-cycles, 3 scales)\n"
             "  --batch N     batch size (default 1)\n"
             "  --repeat N    timed runs after one warm-up; the median is printed (default 5)\n"
@@ -94,17 +96,26 @@ int cmd_bench(int argc, char **argv) {
             gan_workspace_free(&ws);
         }
     } else {
-        Activations acts;
-        if (activations_init(&acts, &g, batch, size, size, 0, err, sizeof err)) {
+        /* the inference path colorize runs: BN folded, fused epilogues, y1 only */
+        InferModel m;
+        InferWork work;
+        if (infer_model_init(&m, &g, err, sizeof err)) {
             fprintf(stderr, "spynco bench: %s\n", err);
+            rc = 1;
+        } else if (infer_work_init(&work, &m, size, size, err, sizeof err)) {
+            fprintf(stderr, "spynco bench: %s\n", err);
+            infer_model_free(&m);
             rc = 1;
         } else {
             for (int r = -1; r < repeat; r++) {
                 double t0 = now();
-                generator_forward(&g, &acts, a, 0);
+                for (int i = 0; i < batch; i++)
+                    generator_infer(&m, &work, a + (size_t)i * size * size,
+                                    b + (size_t)i * 3 * size * size, 0, 0);
                 if (r >= 0) times[r] = now() - t0;
             }
-            activations_free(&acts);
+            infer_work_free(&work);
+            infer_model_free(&m);
         }
     }
     if (!rc) {

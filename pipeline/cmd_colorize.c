@@ -18,7 +18,8 @@ static void on_signal(int sig) {
 static void usage(FILE *out) {
     fprintf(out,
         "usage: spynco colorize [-q] [--model FILE] [--tile N] [--threads N] [-b BAND]\n"
-        "                       [--scale MIN MAX] [-of FORMAT] [-co NAME=VALUE]...\n"
+        "                       [--scale MIN MAX] [--keep-luminance | --no-keep-luminance]\n"
+        "                       [-of FORMAT] [-co NAME=VALUE]...\n"
         "                       [--overviews] [--config KEY VALUE]... INPUT OUTPUT\n"
         "\n"
         "Colorizes INPUT (any raster GDAL reads: GeoTIFF, JPEG, PNG, VRT, /vsizip/...) into\n"
@@ -36,6 +37,10 @@ static void usage(FILE *out) {
         "                   raster; R,G,B through the model's H_t weights for 3+ bands)\n"
         "  --scale MIN MAX  map input values MIN..MAX to 0..255 (default for non-Byte data:\n"
         "                   the 2nd and 98th percentiles)\n"
+        "  --keep-luminance make the output's luminance exactly the input gray: add\n"
+        "                   gray - H_t(rgb) to R, G and B (up to 8-bit rounding and\n"
+        "                   clamping); --no-keep-luminance: G's colours as they are\n"
+        "                   (default: %s)\n"
         "  -of FORMAT       GDAL output format (default GTiff; COG writes a Cloud Optimized\n"
         "                   GeoTIFF with overviews)\n"
         "  -co NAME=VALUE   creation option, overrides the defaults (GTiff: TILED=YES,\n"
@@ -45,7 +50,7 @@ static void usage(FILE *out) {
         "  --config K V     set a GDAL configuration option\n"
         "\n"
         "OUTPUT appears only when complete; on failure or interruption nothing is left there.\n",
-        COLORIZE_DEFAULT_TILE);
+        COLORIZE_DEFAULT_TILE, KEEP_LUMINANCE_DEFAULT ? "on" : "off");
 }
 
 static int parse_int(const char *s, int *out) {
@@ -63,7 +68,7 @@ static int parse_double(const char *s, double *out) {
 }
 
 int cmd_colorize(int argc, char **argv) {
-    ColorizeOptions opt = {0};
+    ColorizeOptions opt = {.keep_luminance = KEEP_LUMINANCE_DEFAULT};
     const char *pos[2] = {NULL, NULL};
     int npos = 0, rc = 2;
     char **create_options = NULL;
@@ -76,6 +81,10 @@ int cmd_colorize(int argc, char **argv) {
             return 0;
         } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
             opt.quiet = 1;
+        } else if (!strcmp(a, "--keep-luminance")) {
+            opt.keep_luminance = 1;
+        } else if (!strcmp(a, "--no-keep-luminance")) {
+            opt.keep_luminance = 0;
         } else if (!strcmp(a, "--overviews")) {
             opt.overviews = 1;
         } else if (!strcmp(a, "--model") && left >= 1) {

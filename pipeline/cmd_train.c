@@ -41,17 +41,25 @@ static void train_usage(FILE *out) {
         "  --lambda-a X          pseudo-cycle A weight (default %g)\n"
         "  --lambda-b X          pseudo-cycle B weight (default %g)\n"
         "  --contours [X]        add the contours loss, weight X (default %g)\n"
+        "  --keep-luminance      train the outputs with the input's luminance put back\n"
+        "                        (what colorize --keep-luminance emits): G learns the\n"
+        "                        chroma only; beyond the spec, off by default\n"
         "  --ht R,G,B            H_t weights (default 0.299,0.587,0.114); they sum to 1\n"
         "  --lr X                Adam learning rate (default %g), beta (0.5, 0.999)\n"
         "  --learned-f           CycleGAN row: learn F (color -> gray, G's layers with 3\n"
         "                        inputs, 1 output) and a gray discriminator D_A in place\n"
         "                        of H_t; cycle A |F(G(a)_s) - a_s|, cycle B |G(F(b))_s - b_s|\n"
         "                        over the scales, F(b) judged by D_A. Crops: multiples of\n"
-        "                        16 with scale 3 (F reads G's H/4 output); no --contours.\n"
+        "                        16 with scale 3 (F reads G's H/4 output); no --contours\n"
+        "                        or --keep-luminance; with --init, F and D_A start fresh.\n"
         "                        The exported model is G alone, as usual\n"
         "model:\n"
         "  --F N --K N --R N --nd N   widths and residual blocks (default 32 64 6 32)\n"
         "  --name NAME           model name stored in the checkpoint (default spynco-s)\n"
+        "  --init FILE           start from the weights of FILE (a checkpoint or a release\n"
+        "                        model such as models/spynco-default.h5: fine-tuning for\n"
+        "                        a region); its architecture and H_t are used, D is fresh\n"
+        "                        if FILE has none, Adam and the pool start afresh\n"
         "run:\n"
         "  --out DIR             output folder: last.h5, losses.csv/.svg, sample grids\n"
         "  --seed N              random seed (default %llu)\n"
@@ -203,6 +211,11 @@ int cmd_train(int argc, char **argv) {
             o.keep_epochs = 1;
         } else if (!strcmp(a, "--resume")) {
             resume = 1;
+        } else if (!strcmp(a, "--keep-luminance")) {
+            o.lambdas.luminance_lock = 1;
+        } else if (!strcmp(a, "--init")) {
+            NEED(1);
+            o.init_from = argv[++i];
         } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
             o.quiet = 1;
         } else {
@@ -215,6 +228,10 @@ int cmd_train(int argc, char **argv) {
     }
     if (!out) {
         fprintf(stderr, "spynco train: --out DIR is required\n");
+        return 2;
+    }
+    if (resume && o.init_from) {
+        fprintf(stderr, "spynco train: --init starts a new run; it cannot go with --resume\n");
         return 2;
     }
     if (resume && !explicit_length) o.steps = 0, o.epochs = 0; /* keep the stored total */

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "io/checkpoint.h"
+#include "nn/ops.h"
 
 /* ---- the compute thread ----------------------------------------------------- */
 
@@ -19,11 +20,12 @@ typedef struct {
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    int pending, quit, threads;
+    int pending, quit, threads, keep_luminance;
     const InferModel *model;
     InferWork *work;
     const float *in;
     float *out;
+    int x0, y0; /* the window's raster position */
 } ComputeThread;
 
 static void *compute_main(void *arg) {
@@ -34,7 +36,9 @@ static void *compute_main(void *arg) {
         while (!c->pending && !c->quit) pthread_cond_wait(&c->cv, &c->mu);
         if (c->quit) break;
         pthread_mutex_unlock(&c->mu);
-        generator_infer(c->model, c->work, c->in, c->out);
+        generator_infer(c->model, c->work, c->in, c->out, c->x0, c->y0);
+        if (c->keep_luminance)
+            luminance_lock_forward(c->out, c->out, c->in, c->model->cfg.ht, 1, c->work->h * c->work->w);
         pthread_mutex_lock(&c->mu);
         c->pending = 0;
         pthread_cond_broadcast(&c->cv);
@@ -43,9 +47,9 @@ static void *compute_main(void *arg) {
     return NULL;
 }
 
-static void compute_submit(ComputeThread *c, const float *in, float *out) {
+static void compute_submit(ComputeThread *c, const float *in, float *out, int x0, int y0) {
     pthread_mutex_lock(&c->mu);
-    c->in = in, c->out = out, c->pending = 1;
+    c->in = in, c->out = out, c->x0 = x0, c->y0 = y0, c->pending = 1;
     pthread_cond_broadcast(&c->cv);
     pthread_mutex_unlock(&c->mu);
 }
@@ -172,7 +176,8 @@ int colorize_tiles(const InferModel *model, int width, int height, TileReader re
     }
     if (infer_work_init(&work, model, t.win_h, t.win_w, err, n)) goto done;
 
-    ComputeThread c = {.pending = 0, .quit = 0, .threads = threads, .model = model, .work = &work};
+    ComputeThread c = {.pending = 0, .quit = 0, .threads = threads,
+                       .keep_luminance = opt->keep_luminance, .model = model, .work = &work};
     pthread_mutex_init(&c.mu, NULL);
     pthread_cond_init(&c.cv, NULL);
     if (pthread_create(&c.thread, NULL, compute_main, &c)) {
@@ -192,7 +197,7 @@ int colorize_tiles(const InferModel *model, int width, int height, TileReader re
         if (rc) break;
         /* interrupted: start no new tile (the check below ends the loop), so
          * the signal waits for one tile, not two */
-        if (i < total && !(opt->cancel && *opt->cancel)) compute_submit(&c, cur->in, cur->out);
+        if (i < total && !(opt->cancel && *opt->cancel)) compute_submit(&c, cur->in, cur->out, cur->x0 - t.halo, cur->y0 - t.halo);
         if (i > 0) {
             if (store_window(&t, prev, opt->bands, write, write_ctx, err, n)) rc = -1;
             else if (opt->progress && !opt->progress((double)i / total, NULL, opt->progress_arg)) {
@@ -293,14 +298,15 @@ int colorize_file(const char *input, const char *output, const ColorizeOptions *
         return -1;
     }
     char *json = model_config_to_json(&cfg);
-    char md[5][256];
+    char md[6][256];
     snprintf(md[0], sizeof md[0], "SPYNCO_VERSION=%s", SPYNCO_VERSION);
     snprintf(md[1], sizeof md[1], "SPYNCO_MODEL=%s", cfg.name);
     snprintf(md[2], sizeof md[2], "SPYNCO_MODEL_CONFIG_HASH=%016llx", fnv1a(json));
     snprintf(md[3], sizeof md[3], "SPYNCO_MODEL_CONFIG=%s", json);
     snprintf(md[4], sizeof md[4], "SPYNCO_HT_WEIGHTS=%.6g,%.6g,%.6g", cfg.ht[0], cfg.ht[1], cfg.ht[2]);
+    snprintf(md[5], sizeof md[5], "SPYNCO_KEEP_LUMINANCE=%s", opt->keep_luminance ? "YES" : "NO");
     free(json);
-    const char *metadata[6] = {md[0], md[1], md[2], md[3], md[4], NULL};
+    const char *metadata[7] = {md[0], md[1], md[2], md[3], md[4], md[5], NULL};
     WriterOptions wopt = {.format = opt->format, .create_options = opt->create_options,
                           .overviews = opt->overviews, .metadata = metadata};
     ColorWriter writer;
@@ -314,6 +320,7 @@ int colorize_file(const char *input, const char *output, const ColorizeOptions *
                 model_path, output, writer.bands == 4 ? " (RGBA: alpha marks no-data)" : "");
     TileOptions topt = {.tile = opt->tile ? opt->tile : COLORIZE_DEFAULT_TILE,
                         .threads = opt->threads, .bands = writer.bands,
+                        .keep_luminance = opt->keep_luminance,
                         .progress = opt->quiet ? NULL : GDALTermProgress, .cancel = opt->cancel};
     rc = colorize_tiles(&model, src.width, src.height, read_raster, &src, write_raster, &writer,
                         &topt, err, n);

@@ -8,7 +8,8 @@
  * exactly the same input whatever the tile size, and the network's results
  * do not depend on position: the output is bit-identical for any tile size.
  * No-data pixels enter the network as mid-gray and leave with alpha 0 and
- * color 0.
+ * color 0. With keep_luminance, each window's output is corrected so that
+ * its H_t equals the input gray (nn/infer.h), before the 8-bit conversion.
  *
  * Threads: the calling (main) thread does all reading, writing and progress
  * reporting; one compute thread runs the generator on a tile with OpenMP
@@ -30,6 +31,10 @@
 #include "nn/infer.h"
 
 #define COLORIZE_DEFAULT_TILE 1024
+/* Whether `colorize` and `eval` keep the input's luminance (luminance_lock in
+ * nn/ops.h) unless told otherwise: on, because it measures better on every
+ * test set (docs/results.md). */
+#define KEEP_LUMINANCE_DEFAULT 1
 
 /* Reads gray (0..255) and validity of a window inside the raster. */
 typedef int (*TileReader)(void *ctx, int x0, int y0, int w, int h, float *gray, uint8_t *valid,
@@ -42,6 +47,7 @@ typedef struct {
     int tile;         /* output tile size, multiple of 4 */
     int threads;      /* OpenMP threads of the compute thread; 0: all cores */
     int bands;        /* 3 (RGB) or 4 (RGBA: alpha from validity) */
+    int keep_luminance; /* H_t of the output = the input gray (before clamping) */
     GDALProgressFunc progress; /* called from the calling thread; may be NULL */
     void *progress_arg;
     const volatile sig_atomic_t *cancel; /* set (by a signal handler) to stop early; may be NULL */
@@ -54,6 +60,7 @@ int colorize_tiles(const InferModel *model, int width, int height, TileReader re
 typedef struct {
     const char *model_path;
     int tile, threads, quiet;
+    int keep_luminance;   /* the CLI's default is KEEP_LUMINANCE_DEFAULT */
     int band;
     int has_scale;
     double scale_min, scale_max;

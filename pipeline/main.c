@@ -12,6 +12,7 @@ typedef struct {
 
 static const Command COMMANDS[] = {
     {"colorize", cmd_colorize, "colorize a gray raster into a georeferenced color raster"},
+    {"eval", cmd_eval, "score a model on real colour images (MSE, SSIM, PSNR) against the gray copy"},
     {"train", cmd_train, "train a model from unpaired gray and color images"},
     {"export", cmd_export, "strip a training checkpoint to a release model"},
     {"info", cmd_info, "show a checkpoint's config, parameter counts and receptive field"},

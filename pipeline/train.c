@@ -92,6 +92,7 @@ static char *options_to_json(const TrainOptions *o, long steps_per_epoch) {
     cJSON_AddNumberToObject(j, "lambda_a", o->lambdas.lambda_a);
     cJSON_AddNumberToObject(j, "lambda_b", o->lambdas.lambda_b);
     cJSON_AddNumberToObject(j, "lambda_c", o->lambdas.lambda_c);
+    cJSON_AddBoolToObject(j, "luminance_lock", o->lambdas.luminance_lock);
     cJSON_AddNumberToObject(j, "lr", o->lr);
     cJSON_AddNumberToObject(j, "beta1", o->beta1);
     cJSON_AddNumberToObject(j, "beta2", o->beta2);
@@ -162,7 +163,9 @@ static int options_from_json(TrainOptions *o, long *steps_per_epoch, const char 
     o->learned_f = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "learned_f"));
     o->crop = (int)v[0], o->batch = (int)v[1], o->steps = (long)v[2];
     *steps_per_epoch = (long)v[3];
-    o->lambdas = (LossWeights){(float)v[4], (float)v[5], (float)v[6]};
+    /* absent in checkpoints from before the option: off */
+    int lock = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "luminance_lock"));
+    o->lambdas = (LossWeights){(float)v[4], (float)v[5], (float)v[6], lock};
     o->lr = (float)v[7], o->beta1 = (float)v[8], o->beta2 = (float)v[9];
     o->checkpoint_every = (int)v[10];
     rc = 0;
@@ -341,6 +344,38 @@ static void format_duration(char *buf, size_t n, double seconds) {
     else snprintf(buf, n, "%.1fh", seconds / 3600);
 }
 
+/* A new run starting from the weights of a checkpoint or release model
+ * (fine-tuning): G (and D when the file has one; otherwise a fresh D) with
+ * their BatchNorm statistics; the architecture and H_t come from the file,
+ * the objective (scales, lambdas) and everything else from the options.
+ * Adam, the step count and the history pool start afresh. */
+static int init_from_checkpoint(TrainState *st, TrainOptions *o, char *err, size_t n) {
+    ModelConfig file_cfg;
+    if (checkpoint_read_config(o->init_from, &file_cfg, NULL, err, n)) return -1;
+    H5Reader *r = h5r_open(o->init_from, err, n);
+    if (!r) return -1;
+    int has_d = h5r_exists(r, "/D");
+    int rc = checkpoint_read_model(r, &st->g, has_d ? &st->d : NULL, NULL);
+    h5r_close(r);
+    if (rc) return -1;
+    int scales = o->model.num_scales, list[MODEL_MAX_SCALES];
+    memcpy(list, o->model.scales, sizeof list);
+    o->model = file_cfg;
+    o->model.num_scales = scales;
+    memcpy(o->model.scales, list, sizeof list);
+    st->g.cfg = o->model;
+    if (has_d) {
+        st->d.cfg = o->model;
+    } else {
+        if (network_init_discriminator(&st->d, &o->model, err, n)) return -1;
+        network_init_weights(&st->d, o->seed * 2 + 2);
+    }
+    if (!o->quiet)
+        fprintf(stderr, "starting from the weights of %s (G%s)\n", o->init_from,
+                has_d ? " and D" : "; D fresh");
+    return 0;
+}
+
 int train_run(const TrainOptions *opt_in, const char *out_dir, int resume, char *err, size_t n) {
     TrainOptions o = *opt_in;
     TrainState st;
@@ -389,8 +424,9 @@ int train_run(const TrainOptions *opt_in, const char *out_dir, int resume, char 
         snprintf(err, n, "--batch must be at least 1");
         goto done;
     }
-    if (o.learned_f && o.lambdas.lambda_c > 0) {
-        snprintf(err, n, "--contours works through H_t, which --learned-f replaces: use one of them");
+    if (o.learned_f && (o.lambdas.lambda_c > 0 || o.lambdas.luminance_lock)) {
+        snprintf(err, n, "%s works through H_t, which --learned-f replaces: use one of them",
+                 o.lambdas.lambda_c > 0 ? "--contours" : "--keep-luminance");
         goto done;
     }
     if (o.num_gray < 1 || o.num_color < 1) {
@@ -410,11 +446,15 @@ int train_run(const TrainOptions *opt_in, const char *out_dir, int resume, char 
                          ? sample_set_count(gray_set) : sample_set_count(color_set);
         steps_per_epoch = (larger + o.batch - 1) / o.batch;
         if (!o.steps) o.steps = (long)o.epochs * steps_per_epoch;
-        if (network_init_generator(&st.g, &o.model, err, n) ||
-            network_init_discriminator(&st.d, &o.model, err, n))
-            goto done;
-        network_init_weights(&st.g, o.seed * 2 + 1);
-        network_init_weights(&st.d, o.seed * 2 + 2);
+        if (o.init_from) {
+            if (init_from_checkpoint(&st, &o, err, n)) goto done;
+        } else {
+            if (network_init_generator(&st.g, &o.model, err, n) ||
+                network_init_discriminator(&st.d, &o.model, err, n))
+                goto done;
+            network_init_weights(&st.g, o.seed * 2 + 1);
+            network_init_weights(&st.d, o.seed * 2 + 2);
+        }
         rng_seed(&st.rng, o.seed);
         if (o.learned_f && !(st.lf = learned_f_create(&o.model, o.seed, o.crop, o.batch, err, n)))
             goto done;

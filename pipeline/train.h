@@ -46,6 +46,7 @@ typedef struct {
     int keep_epochs;              /* also keep epoch_NNNN.h5 */
     int learned_f;                /* learn F (color -> gray) instead of H_t: train_learned_f.h */
     int quiet;
+    const char *init_from;        /* start from this checkpoint's weights (fine-tuning); NULL: fresh */
     long stop_after;              /* stop (with a checkpoint) after this many steps of this session */
     const volatile sig_atomic_t *stop; /* set by a signal: checkpoint and stop */
 } TrainOptions;

@@ -31,3 +31,18 @@ gdal_translate "${q[@]}" -mask none -srcwin 320 352 384 320 "$src/rasterio_cogeo
 gdal_translate "${q[@]}" -srcwin 200 200 160 160 "$src/solaris_rotterdam_pan1.tif" "$out/rotterdam_pan_u16.tif"
 gdal_translate "${q[@]}" -srcwin 100 100 80 80 "$src/solaris_rotterdam_ms1.tif" "$out/rotterdam_ms_f64.tif"
 ls -la "$out"/*.tif "$out"/*.jpg
+
+# A tiny evaluation set for `spynco eval` (tests, README): real colour crops of
+# the fixtures above in three formats, one with a no-data collar (alpha), and
+# list.txt naming them relative to its folder (as recipes/splits/*.txt do).
+mkdir -p "$out/eval_set"
+gdal_translate -q -of PNG -b 1 -b 2 -b 3 -srcwin 60 40 96 72 "$out/naip_rgbn_266x204.tif" \
+  "$out/eval_set/naip_96x72.png"
+gdal_translate -q -of JPEG -co QUALITY=90 -srcwin 100 120 80 64 "$out/cogeo_rgb_384x320.tif" \
+  "$out/eval_set/cogeo_80x64.jpg"
+gdal_translate "${q[@]}" -srcwin 120 60 72 64 "$out/landsat_rgba_240x200.tif" \
+  "$out/eval_set/landsat_rgba_72x64.tif"
+rm -f "$out"/eval_set/*.aux.xml
+printf '# the evaluation set, relative to this folder\ncogeo_80x64.jpg\nlandsat_rgba_72x64.tif\nnaip_96x72.png\n' \
+  > "$out/eval_set/list.txt"
+ls -la "$out/eval_set"

@@ -174,7 +174,7 @@ int main(void) {
         fprintf(stderr, "%s\n", err);
         return 1;
     }
-    LossWeights lw = {10.0f, 10.0f, 1.0f};
+    LossWeights lw = {10.0f, 10.0f, 1.0f, 0};
     GanLosses L;
     gan_generator_step(&ws, &g, &d, a, b, &lw, &L);
     for (int s = 0; s < 3; s++) {

@@ -71,7 +71,7 @@ int main(void) {
     c.b = malloc(sizeof(float) * B * 3 * H * W);
     for (int i = 0; i < B * H * W; i++) c.a[i] = sinf(0.1f * (i % W)) * 0.8f + test_uniform(&rng, -0.2f, 0.2f);
     test_fill_uniform(&rng, c.b, (size_t)B * 3 * H * W, -1, 1);
-    c.lw = (LossWeights){10.0f, 10.0f, 0.0f};
+    c.lw = (LossWeights){10.0f, 10.0f, 0.0f, 0};
 
     gradcheck_network(objective, &c, &c.g, "G+F loss wrt G", EPS, RTOL);
     gradcheck_network(objective, &c, &c.f, "G+F loss wrt F", EPS, RTOL);

@@ -62,10 +62,13 @@ int main(void) {
     c.b = malloc(sizeof(float) * B * 3 * H * W);
     for (int i = 0; i < B * H * W; i++) c.a[i] = sinf(0.1f * (i % W)) * 0.8f + test_uniform(&rng, -0.2f, 0.2f);
     test_fill_uniform(&rng, c.b, (size_t)B * 3 * H * W, -1, 1);
-    c.lw = (LossWeights){10.0f, 10.0f, 1.0f};
+    c.lw = (LossWeights){10.0f, 10.0f, 1.0f, 0};
 
     c.discriminator = 0;
     gradcheck_network(objective, &c, &c.g, "G loss wrt G", EPS, RTOL);
+    c.lw.luminance_lock = 1; /* train --keep-luminance */
+    gradcheck_network(objective, &c, &c.g, "G loss wrt G, luminance lock", EPS, RTOL);
+    c.lw.luminance_lock = 0;
     /* D's loss on the fakes of the step above */
     objective(&c);
     c.discriminator = 1;

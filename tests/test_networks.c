@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nn/gemm.h"
 #include "nn/infer.h"
 #include "nn/networks.h"
 #include "testutil.h"
@@ -118,14 +119,52 @@ static void test_tiling_exact(void) {
     CHECK(differ > 0, "border pixels should see the zero padding");
     printf("  tiling: %ld centre values identical, %ld border values differ (radius %d)\n", compared,
            differ, rf.radius);
+
+    /* The same for generator_infer, told the crop's origin (odd multiples of 4
+     * here: its Winograd tiles must follow the full image's grid). */
+    InferModel m;
+    InferWork wf, wp;
+    float *yf = malloc(sizeof(float) * 3 * H * W), *yp = malloc(sizeof(float) * 3 * ch * cw);
+    CHECK(infer_model_init(&m, &g, err, sizeof err) == 0, "%s", err);
+    CHECK(infer_work_init(&wf, &m, H, W, err, sizeof err) == 0, "%s", err);
+    CHECK(infer_work_init(&wp, &m, ch, cw, err, sizeof err) == 0, "%s", err);
+    generator_infer(&m, &wf, img, yf, 0, 0);
+    generator_infer(&m, &wp, crop, yp, ox, oy);
+    long infer_differ = 0, infer_differ_inside = 0;
+    for (int c = 0; c < 3; c++)
+        for (int y = 0; y < ch; y++)
+            for (int x = 0; x < cw; x++) {
+                int inside = y >= rf.radius && x >= rf.radius && y < ch - rf.radius && x < cw - rf.radius;
+                int d = yp[(c * ch + y) * cw + x] != yf[(c * H + y + oy) * W + x + ox];
+                if (inside) infer_differ_inside += d;
+                else infer_differ += d;
+            }
+    CHECK(infer_differ_inside == 0, "generator_infer: %ld of %ld centre values differ",
+          infer_differ_inside, compared);
+    CHECK(infer_differ > 0, "generator_infer: border pixels should see the zero padding");
+    /* and with the wrong origin the Winograd tiles fall on another grid */
+    generator_infer(&m, &wp, crop, yp, ox + 4, oy);
+    long wrong = 0;
+    for (int y = rf.radius; y < ch - rf.radius; y++)
+        for (int x = rf.radius; x < cw - rf.radius; x++)
+            wrong += yp[y * cw + x] != yf[(y + oy) * W + x + ox];
+    CHECK(wrong > 0, "generator_infer: the origin changes nothing");
+    printf("  tiling, generator_infer: centre identical; %ld centre values differ with a wrong "
+           "origin\n", wrong);
+    free(yf), free(yp);
+    infer_work_free(&wf);
+    infer_work_free(&wp);
+    infer_model_free(&m);
     free(img), free(crop);
     activations_free(&full);
     activations_free(&part);
     network_free(&g);
 }
 
-/* The lean inference path (BN folded, fused epilogues, no stored dec0)
- * computes the same y1 as the training code's eval-mode forward. */
+/* The lean inference path (BN folded, fused epilogues, no stored dec0,
+ * upsampling convs as phases, Winograd) computes the same y1 as the training
+ * code's eval-mode forward, with every GEMM kernel this CPU has (the portable
+ * one included, which also selects the portable Winograd transforms). */
 static void test_infer_matches_forward(void) {
     Network g;
     small_generator(&g, 11);
@@ -133,21 +172,26 @@ static void test_infer_matches_forward(void) {
     int H = 76, W = 100;
     float *img = malloc(sizeof(float) * H * W), *rgb = malloc(sizeof(float) * 3 * H * W);
     test_fill_uniform(&rng, img, (size_t)H * W, -1, 1);
-    Activations acts;
-    InferModel m;
-    InferWork work;
-    CHECK(activations_init(&acts, &g, 1, H, W, 0, err, sizeof err) == 0, "%s", err);
-    CHECK(infer_model_init(&m, &g, err, sizeof err) == 0, "%s", err);
-    CHECK(infer_work_init(&work, &m, H, W, err, sizeof err) == 0, "%s", err);
-    generator_forward(&g, &acts, img, 0);
-    generator_infer(&m, &work, img, rgb);
-    double e = test_rel_error(rgb, acts.y[0], (size_t)3 * H * W, 1.0);
-    CHECK(e < 1e-5, "fused inference differs from the eval forward by %.3g", e);
-    printf("  fused inference vs eval forward: max difference %.2e\n", e);
+    static const GemmKernel kernels[] = {GEMM_KERNEL_SCALAR, GEMM_KERNEL_AVX2, GEMM_KERNEL_AVX512};
+    static const char *names[] = {"scalar", "avx2", "avx512"};
+    for (int k = 0; k < 3; k++) { /* the best kernel stays selected */
+        if (gemm_set_kernel(kernels[k])) continue;
+        Activations acts;
+        InferModel m;
+        InferWork work;
+        CHECK(activations_init(&acts, &g, 1, H, W, 0, err, sizeof err) == 0, "%s", err);
+        CHECK(infer_model_init(&m, &g, err, sizeof err) == 0, "%s", err);
+        CHECK(infer_work_init(&work, &m, H, W, err, sizeof err) == 0, "%s", err);
+        generator_forward(&g, &acts, img, 0);
+        generator_infer(&m, &work, img, rgb, 0, 0);
+        double e = test_rel_error(rgb, acts.y[0], (size_t)3 * H * W, 1.0);
+        CHECK(e < 1e-5, "%s: fused inference differs from the eval forward by %.3g", names[k], e);
+        printf("  %s: fused inference vs eval forward: max difference %.2e\n", names[k], e);
+        activations_free(&acts);
+        infer_work_free(&work);
+        infer_model_free(&m);
+    }
     free(img), free(rgb);
-    activations_free(&acts);
-    infer_work_free(&work);
-    infer_model_free(&m);
     network_free(&g);
 }
 

@@ -177,12 +177,13 @@ static void test_batchnorm_statistics(void) {
 }
 
 /* ---- element-wise and resampling ops ---------------------------------------- */
-typedef enum { OP_RELU, OP_LRELU, OP_TANH, OP_UP, OP_POOL2, OP_POOL4, OP_HT, OP_SOBEL } OpKind;
+typedef enum { OP_RELU, OP_LRELU, OP_TANH, OP_UP, OP_POOL2, OP_POOL4, OP_HT, OP_LUMLOCK, OP_SOBEL } OpKind;
 typedef struct {
     OpKind kind;
     int batch, h, w;
     size_t nin, nout;
     float *in, *out, *r;
+    float *gray; /* the luminance lock's target luminance */
 } UnaryCtx;
 
 static const float HT[3] = {0.299f, 0.587f, 0.114f};
@@ -197,6 +198,7 @@ static void unary_forward(UnaryCtx *c) {
     case OP_POOL2: avgpool_forward(c->out, c->in, bc, c->h, c->w, 2); break;
     case OP_POOL4: avgpool_forward(c->out, c->in, bc, c->h, c->w, 4); break;
     case OP_HT: ht_forward(c->out, c->in, HT, c->batch, c->h * c->w); break;
+    case OP_LUMLOCK: luminance_lock_forward(c->out, c->in, c->gray, HT, c->batch, c->h * c->w); break;
     case OP_SOBEL: sobel_forward(c->out, c->in, c->batch, c->h, c->w); break;
     }
 }
@@ -211,6 +213,7 @@ static void unary_backward(UnaryCtx *c, float *din) {
     case OP_POOL2: avgpool_backward(din, c->r, bc, c->h, c->w, 2); break;
     case OP_POOL4: avgpool_backward(din, c->r, bc, c->h, c->w, 4); break;
     case OP_HT: ht_backward(din, c->r, HT, c->batch, c->h * c->w); break;
+    case OP_LUMLOCK: luminance_lock_backward(din, c->r, HT, c->batch, c->h * c->w); break;
     case OP_SOBEL: sobel_backward(din, c->r, c->batch, c->h, c->w); break;
     }
 }
@@ -222,7 +225,7 @@ static double unary_loss(void *p) {
 }
 
 static void test_unary(const char *name, OpKind kind) {
-    UnaryCtx c = {kind, 6, 12, 8, 0, 0, NULL, NULL, NULL};
+    UnaryCtx c = {kind, 6, 12, 8, 0, 0, NULL, NULL, NULL, NULL};
     size_t plane = (size_t)c.h * c.w;
     c.nin = c.batch * plane;
     c.nout = c.nin;
@@ -230,16 +233,26 @@ static void test_unary(const char *name, OpKind kind) {
     if (kind == OP_POOL2) c.nout = c.nin / 4;
     if (kind == OP_POOL4) c.nout = c.nin / 16;
     if (kind == OP_HT) c.batch = 2, c.nin = 3 * c.batch * plane, c.nout = c.batch * plane;
+    if (kind == OP_LUMLOCK) c.batch = 2, c.nin = c.nout = 3 * c.batch * plane;
     if (kind == OP_SOBEL) c.nout = (size_t)c.batch * 2 * (c.h - 2) * (c.w - 2);
     c.in = rand_buf(c.nin, -2, 2);
     if (kind == OP_RELU || kind == OP_LRELU) avoid_zero(c.in, c.nin, 2 * EPS);
     c.out = malloc(c.nout * sizeof(float));
     c.r = rand_buf(c.nout, -1, 1);
+    c.gray = rand_buf((size_t)c.batch * plane, -1, 1);
     float *din = calloc(c.nin, sizeof(float));
     unary_forward(&c);
+    if (kind == OP_LUMLOCK) { /* H_t of the output is the target luminance */
+        float *lum = malloc((size_t)c.batch * plane * sizeof(float));
+        ht_forward(lum, c.out, HT, c.batch, (int)plane);
+        double worst = 0;
+        for (size_t i = 0; i < (size_t)c.batch * plane; i++) worst = fmax(worst, fabs(lum[i] - c.gray[i]));
+        CHECK(worst < 1e-6, "luminance lock: H_t(out) differs from the target by %g", worst);
+        free(lum);
+    }
     unary_backward(&c, din);
     report(name, gradcheck(unary_loss, &c, c.in, din, c.nin, SAMPLES, EPS, RTOL));
-    free(c.in), free(c.out), free(c.r), free(din);
+    free(c.in), free(c.out), free(c.r), free(c.gray), free(din);
 }
 
 /* ---- losses ------------------------------------------------------------------ */
@@ -313,6 +326,9 @@ int main(void) {
     test_conv(2, 3, 16, 14, 4, 4, 2, 1);   /* D l0..l2 */
     test_conv(1, 4, 9, 8, 2, 4, 1, 1);     /* D l3, l4 */
     test_conv(1, 2, 40, 33, 3, 3, 1, 1);   /* several pixel blocks */
+    test_conv(1, 2, 47, 45, 3, 3, 2, 1);   /* strided d(input): odd sides, several blocks per phase */
+    test_conv(1, 2, 11, 10, 3, 2, 3, 0);   /* stride > kernel: input phases no tap reaches */
+    test_conv(1, 2, 9, 8, 3, 3, 1, 3);     /* pad > kernel - 1: the phase path at stride 1 */
     printf("batchnorm\n");
     test_batchnorm(1);
     test_batchnorm(0);
@@ -325,6 +341,7 @@ int main(void) {
     test_unary("average pool /2", OP_POOL2);
     test_unary("average pool /4", OP_POOL4);
     test_unary("H_t", OP_HT);
+    test_unary("luminance lock", OP_LUMLOCK);
     test_unary("sobel", OP_SOBEL);
     printf("losses and optimizer\n");
     test_loss(1);

@@ -169,6 +169,54 @@ static void test_learns_and_checkpoint_layout(void) {
     CHECK(test_run(col, NULL, NULL) == 0, "colorize with the exported model failed");
 }
 
+/* --init: a new run from a release model's weights. With a zero learning
+ * rate one step leaves every learned tensor as the file had it, so G's
+ * weights must equal the model's; the widths come from the file (the --F
+ * asked for is ignored); D, absent from a release model, is created. */
+static void test_init_from_model(void) {
+    char model[1100], last[1100];
+    snprintf(model, sizeof model, "%s/model.h5", dir);
+    const char *out = path_in("init", "");
+    snprintf(last, sizeof last, "%s/last.h5", out);
+    CHECK(train(out, "--init", NULL, NULL) != 0, "--init without a file was accepted");
+    char extra[1300];
+    snprintf(extra, sizeof extra, "--steps 1 --lr 0 --init %s --F 16", model);
+    CHECK(train(out, extra, NULL, NULL) == 0, "training from --init %s failed", model);
+    H5Reader *m = h5r_open(model, err, sizeof err), *c = m ? h5r_open(last, err, sizeof err) : NULL;
+    CHECK(m && c, "%s", err);
+    if (!m || !c) {
+        if (m) h5r_close(m);
+        return;
+    }
+    const char *learned[] = {"/G/enc0/conv/weight", "/G/res0/bn2/weight", "/G/dec0/conv/bias",
+                             "/G/head/conv/weight"};
+    for (size_t i = 0; i < sizeof learned / sizeof learned[0]; i++) {
+        int nd, shape[H5IO_MAX_DIMS], nd2, shape2[H5IO_MAX_DIMS];
+        CHECK(h5r_shape(m, learned[i], &nd, shape) == 0 && h5r_shape(c, learned[i], &nd2, shape2) == 0 &&
+                  nd == nd2 && !memcmp(shape, shape2, (size_t)nd * sizeof *shape),
+              "%s: shape differs from the --init file", learned[i]);
+        size_t n = 1;
+        for (int k = 0; k < nd; k++) n *= (size_t)shape[k];
+        float *x = malloc(n * sizeof *x), *y = malloc(n * sizeof *y);
+        CHECK(h5r_read(m, learned[i], H5IO_FLOAT32, nd, shape, x) == 0 &&
+                  h5r_read(c, learned[i], H5IO_FLOAT32, nd, shape, y) == 0 && !memcmp(x, y, n * sizeof *x),
+              "%s differs from the --init file after a step at lr 0", learned[i]);
+        free(x), free(y);
+    }
+    CHECK(h5r_exists(c, "/D/l0/conv/weight"), "no discriminator in the new run");
+    h5r_close(m), h5r_close(c);
+    char cmd[1400], log[1100];
+    snprintf(log, sizeof log, "%s/init-resume.log", dir);
+    snprintf(cmd, sizeof cmd, "exec %s train --out %s --resume --init %s", SPYNCO_BIN, out, model);
+    char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+    CHECK(test_run(argv, NULL, log) == 2, "--init with --resume must be a usage error");
+    snprintf(extra, sizeof extra, "--steps 1 --init %s/no-such-model.h5", dir);
+    CHECK(train(path_in("init2", ""), extra, NULL, log) == 1, "a missing --init file must fail");
+    char *text = test_read_file(log);
+    CHECK(text && strstr(text, "no-such-model.h5"), "the message must name the file: %s", text ? text : "");
+    free(text);
+}
+
 static void test_resume_is_exact(void) {
     const char *one = path_in("one", ""), *two = path_in("two", "");
     CHECK(train(one, "--steps 9 --checkpoint-every 4", NULL, NULL) == 0, "the one-go run failed");
@@ -421,6 +469,10 @@ static void test_learned_f_refusals(void) {
              "--learned-f --contours --crop 96 --gray-from-color --gray %s/cogeo_rgb_384x320.tif "
              "--color %s/cogeo_rgb_384x320.tif", DATA, DATA);
     expect_failure("--learned-f with --contours", cmd, "--contours");
+    snprintf(cmd, sizeof cmd,
+             "--learned-f --keep-luminance --crop 96 --gray-from-color --gray "
+             "%s/cogeo_rgb_384x320.tif --color %s/cogeo_rgb_384x320.tif", DATA, DATA);
+    expect_failure("--learned-f with --keep-luminance", cmd, "--keep-luminance");
 }
 
 int main(int argc, char **argv) {
@@ -434,6 +486,7 @@ int main(int argc, char **argv) {
     }
     dir = test_tmpdir("train");
     test_learns_and_checkpoint_layout();
+    test_init_from_model();
     test_resume_is_exact();
     test_kill_during_checkpoint();
     test_bad_data();
