@@ -3,11 +3,15 @@
 #include <cpl_conv.h>
 #include <cpl_error.h>
 #include <cpl_string.h>
+#include <gdal_alg.h>
+#include <gdal_utils.h>
+#include <ogr_srs_api.h>
 #include <libgen.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #define PERCENTILE_SAMPLES (1 << 20)
@@ -18,6 +22,20 @@ static const char *gdal_reason(void) {
 }
 
 /* ---- reading -------------------------------------------------------------- */
+
+int raster_unlikely_name(const char *name) {
+    static const char *const ext[] = {"txt", "md",   "json", "xml", "msk",  "ovr", "aux",
+                                      "prj", "tfw",  "tifw", "jgw", "pgw",  "gfw", "wld",
+                                      "csv", "yaml", "yml",  "html", "pdf", "py",  "sh",
+                                      "log", "geojson", "shp", "shx", "dbf", "cpg", "qix",
+                                      "lst", "list", "zip",  "gz",  "tar", "tgz"};
+    const char *dot = strrchr(name, '.');
+    if (!dot) return 0;
+    for (size_t i = 0; i < sizeof ext / sizeof *ext; i++)
+        if (!strcasecmp(dot + 1, ext[i])) return 1;
+    return 0;
+}
+
 
 static int grow(void **buf, size_t *cap, size_t bytes) {
     if (bytes <= *cap) return 0;
@@ -337,43 +355,144 @@ static char **merge_options(char **base, char **user) {
     return base;
 }
 
+static int is_gtiff(GDALDriverH d) { return d && d == GDALGetDriverByName("GTiff"); }
+
+int warp_spec_suggest(WarpSpec *spec, int width, int height, const double gt[6],
+                      const char *src_wkt, char **dst_wkt, char *err, size_t n) {
+    GDALAllRegister();
+    if (dst_wkt) *dst_wkt = NULL;
+    if (!src_wkt || !*src_wkt) {
+        snprintf(err, n, "the raster has no CRS: it cannot be reprojected");
+        return -1;
+    }
+    OGRSpatialReferenceH dst = OSRNewSpatialReference(NULL);
+    char *wkt = NULL;
+    CPLErrorReset();
+    if (OSRSetFromUserInput(dst, spec->t_srs) != OGRERR_NONE || OSRExportToWkt(dst, &wkt) != OGRERR_NONE) {
+        snprintf(err, n, "t_srs '%s': not a CRS GDAL knows (%s)", spec->t_srs, gdal_reason());
+        OSRDestroySpatialReference(dst);
+        CPLFree(wkt);
+        return -1;
+    }
+    OSRDestroySpatialReference(dst);
+    /* a band-less in-memory raster carries the grid for the transformer */
+    GDALDatasetH ds = GDALCreate(GDALGetDriverByName("MEM"), "", width, height, 0, GDT_Byte, NULL);
+    void *transform = NULL;
+    int rc = -1;
+    if (ds && GDALSetGeoTransform(ds, (double *)gt) == CE_None &&
+        GDALSetProjection(ds, src_wkt) == CE_None) {
+        char **to = CSLSetNameValue(NULL, "DST_SRS", wkt);
+        transform = GDALCreateGenImgProjTransformer2(ds, NULL, to);
+        CSLDestroy(to);
+    }
+    double out_gt[6], extent[4];
+    int w = 0, h = 0;
+    if (transform && GDALSuggestedWarpOutput2(ds, GDALGenImgProjTransform, transform, out_gt, &w,
+                                              &h, extent, 0) == CE_None && w > 0 && h > 0) {
+        spec->extent[0] = out_gt[0];
+        spec->extent[1] = out_gt[3] + h * out_gt[5];
+        spec->extent[2] = out_gt[0] + w * out_gt[1];
+        spec->extent[3] = out_gt[3];
+        spec->width = w, spec->height = h;
+        rc = 0;
+    } else {
+        snprintf(err, n, "cannot reproject to '%s': %s", spec->t_srs, gdal_reason());
+    }
+    if (transform) GDALDestroyGenImgProjTransformer(transform);
+    if (ds) GDALClose(ds);
+    if (rc == 0 && dst_wkt) *dst_wkt = wkt;
+    else CPLFree(wkt);
+    return rc;
+}
+
+/* gdalwarp's options for the writer's reprojection. */
+static char **warp_arguments(const WarpSpec *spec, const char *format, char **create_options,
+                             int add_alpha) {
+    char **a = NULL, buf[64];
+    a = CSLAddString(a, "-of");
+    a = CSLAddString(a, format);
+    a = CSLAddString(a, "-t_srs");
+    a = CSLAddString(a, spec->t_srs);
+    a = CSLAddString(a, "-r");
+    a = CSLAddString(a, spec->resampling ? spec->resampling : "bilinear");
+    if (spec->width > 0 && spec->height > 0) {
+        a = CSLAddString(a, "-te");
+        for (int i = 0; i < 4; i++) {
+            snprintf(buf, sizeof buf, "%.17g", spec->extent[i]);
+            a = CSLAddString(a, buf);
+        }
+        a = CSLAddString(a, "-ts");
+        snprintf(buf, sizeof buf, "%d", spec->width);
+        a = CSLAddString(a, buf);
+        snprintf(buf, sizeof buf, "%d", spec->height);
+        a = CSLAddString(a, buf);
+    }
+    /* an RGBA source brings its alpha along; an RGB one gets one for the area outside it */
+    if (add_alpha) a = CSLAddString(a, "-dstalpha");
+    for (int i = 0; create_options && create_options[i]; i++) {
+        a = CSLAddString(a, "-co");
+        a = CSLAddString(a, create_options[i]);
+    }
+    return a;
+}
+
 int color_writer_create(ColorWriter *w, const char *path, const GraySource *src,
                         const WriterOptions *opt, char *err, size_t n) {
     memset(w, 0, sizeof *w);
     GDALAllRegister();
     const char *format = opt->format ? opt->format : "GTiff";
-    GDALDriverH driver = GDALGetDriverByName(format);
+    GDALDriverH driver = GDALGetDriverByName(format), gtiff = GDALGetDriverByName("GTiff");
     if (!driver || !GDALGetMetadataItem(driver, GDAL_DCAP_RASTER, NULL)) {
         snprintf(err, n, "-of %s: not a raster format GDAL knows (see gdalinfo --formats)", format);
         return -1;
     }
     int direct = GDALGetMetadataItem(driver, GDAL_DCAP_CREATE, NULL) != NULL;
+    int is_cog = !strcmp(GDALGetDriverShortName(driver), "COG");
     if (!direct && !GDALGetMetadataItem(driver, GDAL_DCAP_CREATECOPY, NULL)) {
         snprintf(err, n, "-of %s: GDAL cannot write this format", format);
         return -1;
     }
+    const int *win = opt->window;
+    if (win && (win[0] < 0 || win[1] < 0 || win[2] < 1 || win[3] < 1 ||
+                win[0] + win[2] > src->width || win[1] + win[3] > src->height)) {
+        snprintf(err, n, "%s: window %d,%d %dx%d does not lie inside the %dx%d raster", path,
+                 win[0], win[1], win[2], win[3], src->width, src->height);
+        return -1;
+    }
     w->bands = src->has_nodata ? 4 : 3;
-    w->width = src->width, w->height = src->height;
+    w->width = win ? win[2] : src->width, w->height = win ? win[3] : src->height;
     w->overviews = opt->overviews;
     w->final_path = strdup(path);
-    GDALDriverH create_driver = direct ? driver : GDALGetDriverByName("GTiff");
-    char **options = NULL;
-    if (create_driver == GDALGetDriverByName("GTiff")) options = default_gtiff_options(w->bands);
-    if (direct) {
-        options = merge_options(options, opt->create_options);
-        w->tmp_path = sibling_path(path, "");
-    } else {
-        /* COG, PNG, JPEG...: a temporary GeoTIFF, then CreateCopy */
-        w->final_driver = driver;
-        w->tmp_path = sibling_path(path, ".tif");
-        w->copy_tmp_path = sibling_path(path, "");
-        if (!strcmp(format, "COG")) {
-            w->final_options = CSLSetNameValue(w->final_options, "COMPRESS", "DEFLATE");
-            w->final_options = CSLSetNameValue(w->final_options, "PREDICTOR", "YES");
-            w->final_options = CSLSetNameValue(w->final_options, "BIGTIFF", "IF_SAFER");
-        }
-        w->final_options = merge_options(w->final_options, opt->create_options);
+    /* Stages: create (tmp_path) -> reproject (warp_path) -> CreateCopy (copy_tmp_path)
+     * -> rename. The creating stage writes the final format only when it is the last. */
+    char **final_options = NULL;
+    if (is_cog) {
+        final_options = CSLSetNameValue(final_options, "COMPRESS", "DEFLATE");
+        final_options = CSLSetNameValue(final_options, "PREDICTOR", "YES");
+        final_options = CSLSetNameValue(final_options, "BIGTIFF", "IF_SAFER");
+    } else if (is_gtiff(driver)) {
+        final_options = default_gtiff_options(opt->warp ? 4 : w->bands);
     }
+    final_options = merge_options(final_options, opt->create_options);
+    int create_is_last = direct && !opt->warp;
+    GDALDriverH create_driver = create_is_last ? driver : gtiff;
+    if (opt->warp) {
+        /* the warper writes COG itself; other formats without Create() get a GeoTIFF */
+        w->warp_driver = direct || is_cog ? driver : gtiff;
+        w->warp_args = warp_arguments(opt->warp, GDALGetDriverShortName(w->warp_driver),
+                                      w->warp_driver == driver ? final_options : NULL,
+                                      w->bands == 3);
+        w->warp_path = sibling_path(path, w->warp_driver == driver ? "" : ".warped.tif");
+    }
+    if (!direct && !(opt->warp && is_cog)) {
+        w->final_driver = driver;
+        w->final_options = CSLDuplicate(final_options);
+        w->copy_tmp_path = sibling_path(path, "");
+    }
+    w->tmp_path = sibling_path(path, create_is_last ? "" : ".tif");
+    char **options = create_is_last ? CSLDuplicate(final_options)
+                   : default_gtiff_options(w->bands);
+    CSLDestroy(final_options);
     CPLErrorReset();
     w->ds = GDALCreate(create_driver, w->tmp_path, w->width, w->height, w->bands, GDT_Byte, options);
     CSLDestroy(options);
@@ -383,7 +502,13 @@ int color_writer_create(ColorWriter *w, const char *path, const GraySource *src,
         return -1;
     }
     double gt[6];
-    if (GDALGetGeoTransform(src->ds, gt) == CE_None) GDALSetGeoTransform(w->ds, gt);
+    if (GDALGetGeoTransform(src->ds, gt) == CE_None) {
+        if (win) { /* the window's top-left corner */
+            gt[0] += win[0] * gt[1] + win[1] * gt[2];
+            gt[3] += win[0] * gt[4] + win[1] * gt[5];
+        }
+        GDALSetGeoTransform(w->ds, gt);
+    }
     const char *wkt = GDALGetProjectionRef(src->ds);
     if (wkt && *wkt) GDALSetProjection(w->ds, wkt);
     for (int i = 0; opt->metadata && opt->metadata[i]; i++) {
@@ -437,8 +562,9 @@ static int build_overviews(GDALDatasetH ds, int width, int height, GDALProgressF
 }
 
 static void free_writer(ColorWriter *w) {
-    free(w->final_path), free(w->tmp_path), free(w->copy_tmp_path);
+    free(w->final_path), free(w->tmp_path), free(w->warp_path), free(w->copy_tmp_path);
     CSLDestroy(w->final_options);
+    CSLDestroy(w->warp_args);
     memset(w, 0, sizeof *w);
 }
 
@@ -452,8 +578,37 @@ static void remove_with_sidecars(const char *path) {
     unlink(aux);
 }
 
+/* The reprojection stage: tmp_path -> warp_path (overviews too if it is the last stage). */
+static int warp_stage(ColorWriter *w, GDALProgressFunc progress, void *arg, char *err, size_t n) {
+    GDALWarpAppOptions *wo = GDALWarpAppOptionsNew(w->warp_args, NULL);
+    if (!wo) {
+        snprintf(err, n, "%s: bad reprojection options: %s", w->final_path, gdal_reason());
+        return -1;
+    }
+    GDALWarpAppOptionsSetProgress(wo, progress, arg);
+    CPLErrorReset();
+    GDALDatasetH src = GDALOpen(w->tmp_path, GA_ReadOnly);
+    int usage_error = 0;
+    GDALDatasetH out = src ? GDALWarp(w->warp_path, NULL, 1, &src, wo, &usage_error) : NULL;
+    GDALWarpAppOptionsFree(wo);
+    int failed = !out;
+    if (out && w->overviews && !w->final_driver &&
+        strcmp(GDALGetDriverShortName(w->warp_driver), "COG"))
+        failed = build_overviews(out, GDALGetRasterXSize(out), GDALGetRasterYSize(out), progress,
+                                 arg) != 0;
+    if (out && close_checked(out)) failed = 1;
+    if (src) GDALClose(src);
+    remove_with_sidecars(w->tmp_path);
+    if (failed) {
+        snprintf(err, n, "%s: reprojecting failed: %s", w->final_path, gdal_reason());
+        return -1;
+    }
+    return 0;
+}
+
 int color_writer_finish(ColorWriter *w, GDALProgressFunc progress, void *arg, char *err, size_t n) {
-    if (w->overviews && !w->final_driver && build_overviews(w->ds, w->width, w->height, progress, arg)) {
+    int last_stage = !w->warp_driver && !w->final_driver;
+    if (w->overviews && last_stage && build_overviews(w->ds, w->width, w->height, progress, arg)) {
         snprintf(err, n, "%s: cannot build overviews: %s", w->final_path, gdal_reason());
         color_writer_abort(w);
         return -1;
@@ -467,15 +622,22 @@ int color_writer_finish(ColorWriter *w, GDALProgressFunc progress, void *arg, ch
         return -1;
     }
     const char *ready = w->tmp_path;
+    if (w->warp_driver) {
+        if (warp_stage(w, progress, arg, err, n)) {
+            color_writer_abort(w);
+            return -1;
+        }
+        ready = w->warp_path;
+    }
     if (w->final_driver) {
         CPLErrorReset();
-        GDALDatasetH tmp = GDALOpen(w->tmp_path, GA_ReadOnly);
+        GDALDatasetH tmp = GDALOpen(ready, GA_ReadOnly);
         GDALDatasetH out = tmp ? GDALCreateCopy(w->final_driver, w->copy_tmp_path, tmp, FALSE,
                                                 w->final_options, progress, arg)
                                : NULL;
         int failed = !out || close_checked(out);
         if (tmp) GDALClose(tmp);
-        remove_with_sidecars(w->tmp_path);
+        remove_with_sidecars(ready);
         if (failed) {
             snprintf(err, n, "%s: converting to %s failed: %s", w->final_path,
                      GDALGetDriverShortName(w->final_driver), gdal_reason());
@@ -504,6 +666,7 @@ void color_writer_abort(ColorWriter *w) {
         CPLPopErrorHandler();
     }
     remove_with_sidecars(w->tmp_path);
+    remove_with_sidecars(w->warp_path);
     remove_with_sidecars(w->copy_tmp_path);
     free_writer(w);
 }

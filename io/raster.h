@@ -16,11 +16,14 @@
  *    alpha band (a declared mask, or a floating-point type).
  *
  * ColorWriter creates the colorized raster: 3 Byte bands (RGB) plus alpha
- * when the input has no-data, the input's size, geotransform and CRS, and
- * Spynco's metadata. It writes to a temporary file beside OUTPUT and renames
- * it only when everything, including the final close, succeeded; formats
- * without Create() support (COG, PNG, JPEG...) go through a temporary GeoTIFF
- * and CreateCopy.
+ * when the input has no-data, the input's size, geotransform and CRS (or
+ * those of a window of it), and Spynco's metadata. It writes to a temporary
+ * file beside OUTPUT and renames it only when everything, including the final
+ * close, succeeded; formats without Create() support (COG, PNG, JPEG...) go
+ * through a temporary GeoTIFF and CreateCopy. With a WarpSpec the finished
+ * raster is reprojected by GDAL's warper (gdalwarp's library, PROJ
+ * underneath) onto the given grid, with an alpha band for the area outside
+ * the source, before it moves into place.
  *
  * All GDAL calls must come from one thread.
  */
@@ -30,6 +33,10 @@
 #include <gdal.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* Sidecars, documents, archives and other files that are no images, by
+ * their extension (.txt, .xml, .msk, .ovr, .zip, ...): folders skip them. */
+int raster_unlikely_name(const char *name);
 
 typedef struct {
     int band;               /* 1-based band to use as gray; 0: automatic */
@@ -92,10 +99,27 @@ int gray_source_read8(GraySource *src, int channels, int x0, int y0, int w, int 
                       size_t out_plane, uint8_t *valid, char *err, size_t err_size);
 void gray_source_close(GraySource *src);
 
+/* A reprojection: target CRS and grid. */
+typedef struct {
+    const char *t_srs;       /* anything OSRSetFromUserInput reads: EPSG:3857, WKT, PROJ string */
+    const char *resampling;  /* gdalwarp -r: near, bilinear, cubic, ...; NULL: bilinear */
+    double extent[4];        /* xmin, ymin, xmax, ymax in t_srs */
+    int width, height;       /* the grid's size; 0: GDAL chooses extent and size */
+} WarpSpec;
+
+/* Fills spec's extent, width and height with the grid GDAL's warper suggests
+ * for a width x height raster with geotransform gt in the CRS src_wkt
+ * reprojected to spec->t_srs (as gdalwarp without -te/-tr/-ts would), and
+ * its CRS as WKT into dst_wkt (caller frees with CPLFree; may be NULL). */
+int warp_spec_suggest(WarpSpec *spec, int width, int height, const double gt[6],
+                      const char *src_wkt, char **dst_wkt, char *err, size_t err_size);
+
 typedef struct {
     GDALDatasetH ds;
-    char *final_path, *tmp_path, *copy_tmp_path;
-    GDALDriverH final_driver; /* NULL when the output is written directly */
+    char *final_path, *tmp_path, *warp_path, *copy_tmp_path;
+    GDALDriverH final_driver; /* CreateCopy at the end; NULL when written directly */
+    GDALDriverH warp_driver;  /* format the warper writes; NULL: no reprojection */
+    char **warp_args;         /* gdalwarp's options */
     int bands, width, height;
     int overviews;
     char **final_options;
@@ -106,6 +130,8 @@ typedef struct {
     char **create_options;        /* -co NAME=VALUE, override the defaults */
     int overviews;                /* build overviews (always for COG) */
     const char *const *metadata;  /* NAME=VALUE items for the dataset */
+    const int *window;            /* x0, y0, width, height of the source; NULL: all of it */
+    const WarpSpec *warp;         /* reproject the finished raster; NULL: the source's grid */
 } WriterOptions;
 
 int color_writer_create(ColorWriter *w, const char *path, const GraySource *src,
@@ -113,8 +139,9 @@ int color_writer_create(ColorWriter *w, const char *path, const GraySource *src,
 /* rgba: band-sequential, `bands` planes of w*h bytes. */
 int color_writer_write(ColorWriter *w, int x0, int y0, int width, int height, const uint8_t *rgba,
                        char *err, size_t err_size);
-/* Builds overviews if asked, closes, converts (CreateCopy) if needed and
- * renames into place. Progress of the conversion goes to progress (may be NULL). */
+/* Builds overviews if asked, closes, reprojects and converts (CreateCopy) if
+ * needed and renames into place. Progress of the reprojection and conversion
+ * goes to progress (may be NULL; returning FALSE cancels). */
 int color_writer_finish(ColorWriter *w, GDALProgressFunc progress, void *progress_arg, char *err,
                         size_t err_size);
 /* Closes and deletes everything written; OUTPUT is left untouched. */

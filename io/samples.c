@@ -299,6 +299,8 @@ static int mostly_nodata(const uint8_t *valid, ptrdiff_t stride, int size) {
     return invalid * 10 > (size_t)size * size;
 }
 
+/* Draws one crop; writes it to out unless out is NULL (another rank's crop:
+ * then only what decides a redraw is read, so the draws stay the same). */
 static int draw_crop(SampleSet *s, Rng *rng, float *out, char *err, size_t n) {
     int size = s->opt.crop;
     for (int tries = 0; tries < IMAGES_PER_CROP; tries++) {
@@ -306,27 +308,27 @@ static int draw_crop(SampleSet *s, Rng *rng, float *out, char *err, size_t n) {
         for (int k = 0; k < WINDOWS_PER_IMAGE; k++) {
             int x0 = (int)rng_below(rng, (uint64_t)(im->width - size + 1));
             int y0 = (int)rng_below(rng, (uint64_t)(im->height - size + 1));
-            const uint8_t *px, *valid;
-            ptrdiff_t stride;
-            size_t plane;
+            const uint8_t *px = NULL, *valid = NULL;
+            ptrdiff_t stride = size;
+            size_t plane = 0;
             if (im->pixels) {
                 size_t origin = (size_t)y0 * im->width + x0;
                 px = im->pixels + origin;
                 valid = im->valid ? im->valid + origin : NULL;
                 stride = im->width;
                 plane = (size_t)im->width * im->height;
-            } else {
+            } else if (out || im->src.has_nodata) {
                 size_t count = (size_t)size * size;
                 if (gray_source_read8(&im->src, s->channels, x0, y0, size, size, s->window8,
                                       count, s->window_valid, err, n))
                     return -1;
                 px = s->window8;
                 valid = s->window_valid;
-                stride = size;
                 plane = count;
             }
             if (mostly_nodata(valid, stride, size)) continue;
-            emit_crop(s, px, valid, stride, plane, (int)rng_below(rng, 8), out);
+            int transform = (int)rng_below(rng, 8);
+            if (out) emit_crop(s, px, valid, stride, plane, transform, out);
             return 0;
         }
     }
@@ -336,13 +338,21 @@ static int draw_crop(SampleSet *s, Rng *rng, float *out, char *err, size_t n) {
     return -1;
 }
 
-int sample_batch(SampleSet *s, Rng *rng, int batch, float *out, char *err, size_t n) {
+int sample_batch_part(SampleSet *s, Rng *rng, int batch, int first, int count, float *out,
+                      char *err, size_t n) {
     size_t per = (size_t)s->channels * s->opt.crop * s->opt.crop;
     CPLPushErrorHandler(CPLQuietErrorHandler);
     int rc = 0;
-    for (int b = 0; rc == 0 && b < batch; b++) rc = draw_crop(s, rng, out + b * per, err, n);
+    for (int b = 0; rc == 0 && b < batch; b++) {
+        int mine = b >= first && b < first + count;
+        rc = draw_crop(s, rng, mine ? out + (size_t)(b - first) * per : NULL, err, n);
+    }
     CPLPopErrorHandler();
     return rc;
+}
+
+int sample_batch(SampleSet *s, Rng *rng, int batch, float *out, char *err, size_t n) {
+    return sample_batch_part(s, rng, batch, 0, batch, out, err, n);
 }
 
 void sample_set_close(SampleSet *s) {

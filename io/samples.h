@@ -55,6 +55,12 @@ const char *sample_set_path(const SampleSet *set, int i);
  * scale; C = 1 (gray set) or 3 (color set). -1 with a message on a read error
  * or when no crop with at most 10% no-data turns up. */
 int sample_batch(SampleSet *set, Rng *rng, int batch, float *out, char *err, size_t err_size);
+/* Crops first..first+count-1 of such a batch, into out: every crop is drawn,
+ * so rng ends where sample_batch leaves it, but only these are read and
+ * written (others are read only as far as their no-data decides a redraw).
+ * Data-parallel training: each rank takes its slice of the same batch. */
+int sample_batch_part(SampleSet *set, Rng *rng, int batch, int first, int count, float *out,
+                      char *err, size_t err_size);
 void sample_set_close(SampleSet *set);
 
 #endif

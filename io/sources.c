@@ -1,5 +1,7 @@
 #include "io/sources.h"
 
+#include "io/raster.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
@@ -20,20 +22,6 @@ typedef struct {
     SourceVisitor visit;
     void *ctx;
 } Walk;
-
-/* Sidecars, documents and other files that are no images: ignored in folders. */
-static int not_an_image(const char *name) {
-    static const char *const ext[] = {"txt", "md",   "json", "xml", "msk",  "ovr", "aux",
-                                      "prj", "tfw",  "tifw", "jgw", "pgw",  "gfw", "wld",
-                                      "csv", "yaml", "yml",  "html", "pdf", "py",  "sh",
-                                      "log", "geojson", "shp", "shx", "dbf", "cpg", "qix",
-                                      "lst", "list", "zip",  "gz",  "tar"};
-    const char *dot = strrchr(name, '.');
-    if (!dot) return 0;
-    for (size_t i = 0; i < sizeof ext / sizeof *ext; i++)
-        if (!strcasecmp(dot + 1, ext[i])) return 1;
-    return 0;
-}
 
 static int is_list(const char *path) {
     const char *dot = strrchr(path, '.'), *slash = strrchr(path, '/');
@@ -85,7 +73,7 @@ static int add_folder(const Walk *w, const char *path, const Visit *visit, char 
             rc = -1;
         } else if (stat(full, &st) == 0 && S_ISDIR(st.st_mode)) {
             rc = add_source(w, full, visit, err, n);
-        } else if (!not_an_image(names[i])) {
+        } else if (!raster_unlikely_name(names[i])) {
             rc = w->visit(w->ctx, full, 0, err, n);
         }
         free(full);

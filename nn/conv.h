@@ -8,6 +8,11 @@
  * sum runs in the same order whatever the image size (tiled inference is
  * exact).
  *
+ * Nearest x2 upsampling followed by a 3x3 conv (pad 1), `upsampled` below,
+ * runs as four 2x2 convs of the stored half-size input, one per output pixel
+ * phase, with summed weights (forward, d(input) and d(weight)): exact, 2.25x
+ * fewer products, no upsampled copy.
+ *
  * Backward:
  *  - d(input), stride 1: a convolution of d(output) with the flipped,
  *    transposed kernel (im2col + SGEMM per block of input pixels).
@@ -38,8 +43,9 @@ typedef struct {
     int in_ch, in_h, in_w;
     int out_ch, out_h, out_w;
     int kernel, stride, pad;
-    int upsampled; /* inference only: the input is stored at half size and read
-                      through nearest x2 upsampling; in_h, in_w are the upsampled size */
+    int upsampled; /* the input is stored at half size and read through nearest x2
+                      upsampling; in_h, in_w are the upsampled size. The backward
+                      supports it for 3x3, stride 1, pad 1 only (G's dec1, dec0). */
 } ConvShape;
 
 /* Output size follows PyTorch: (in + 2*pad - kernel) / stride + 1. */

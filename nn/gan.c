@@ -57,6 +57,11 @@ void gan_workspace_free(GanWorkspace *ws) {
     arena_free(&ws->arena);
 }
 
+void gan_workspace_sync_batchnorm(GanWorkspace *ws, const BnSync *sync) {
+    ws->g_acts.bn_sync = sync;
+    for (int s = 0; s < 3; s++) ws->d_acts[s].bn_sync = sync;
+}
+
 /* Fills down_a / down_b for scales 2 and 3 and points scale 1 at the inputs. */
 void gan_downsample_targets(GanWorkspace *ws, const float *a, const float *b,
                             const float *targets[2][3]) {

@@ -60,6 +60,11 @@ typedef struct {
 int gan_workspace_init(GanWorkspace *ws, const Network *g, const Network *d, int batch, int h,
                        int w, char *err, size_t err_size);
 void gan_workspace_free(GanWorkspace *ws);
+/* Data-parallel training: the workspace's batch is this replica's slice of
+ * a larger one, and every BatchNorm of G and D uses the statistics of the
+ * whole batch, summed over the replicas through sync (nn/ops.h). Losses and
+ * gradients stay this slice's means; the caller averages them. */
+void gan_workspace_sync_batchnorm(GanWorkspace *ws, const BnSync *sync);
 
 /* a: gray [batch,1,h,w], b: color [batch,3,h,w], both in [-1,1]. */
 void gan_generator_step(GanWorkspace *ws, Network *g, Network *d, const float *a, const float *b,

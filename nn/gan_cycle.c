@@ -60,6 +60,11 @@ void cycle_workspace_free(CycleWorkspace *cw) {
     arena_free(&cw->arena);
 }
 
+void cycle_workspace_sync_batchnorm(CycleWorkspace *cw, const BnSync *sync) {
+    for (int s = 0; s < 3; s++) cw->f_acts[s].bn_sync = sync;
+    cw->da_acts.bn_sync = sync;
+}
+
 void gan_cycle_generator_step(GanWorkspace *ws, CycleWorkspace *cw, Network *g, Network *f,
                               Network *d_b, Network *d_a, const float *a, const float *b,
                               const LossWeights *lw, GanLosses *L) {

@@ -47,6 +47,9 @@ int cycle_crop_multiple(const ModelConfig *cfg);
 int cycle_workspace_init(CycleWorkspace *cw, const Network *f, const Network *da, int batch, int h,
                          int w, char *err, size_t err_size);
 void cycle_workspace_free(CycleWorkspace *cw);
+/* Data-parallel training: F's and D_A's BatchNorms use the whole batch's
+ * statistics through sync, as gan_workspace_sync_batchnorm does for G and D. */
+void cycle_workspace_sync_batchnorm(CycleWorkspace *cw, const BnSync *sync);
 
 /* G's and F's gradients (both zeroed, then filled) for a: gray [batch,1,h,w]
  * and b: color [batch,3,h,w]. ws holds G's and D_B's activations, the pooled

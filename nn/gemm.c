@@ -290,6 +290,8 @@ static int current_kernel(void) {
     return kernel;
 }
 
+GemmKernel gemm_current_kernel(void) { return (GemmKernel)current_kernel(); }
+
 static void gemm(int m, int n, int k, Mat A, Mat B, float beta, float *C, int ldc) {
     assert(beta == 0.0f || beta == 1.0f);
     kernels[current_kernel()](m, n, k, A, NULL, B, beta != 0.0f, C, ldc);

@@ -50,6 +50,8 @@ void gemm_nt(int m, int n, int k, const float *A, int lda, const float *B, int l
  * work starts: products from different kernels differ in the last bits. */
 typedef enum { GEMM_KERNEL_SCALAR, GEMM_KERNEL_AVX2, GEMM_KERNEL_AVX512 } GemmKernel;
 int gemm_set_kernel(GemmKernel kernel);
+/* The microkernel later calls use. */
+GemmKernel gemm_current_kernel(void);
 
 /* An A operand used for many products (a layer's weights), packed once in the
  * layout of the microkernel selected when it was packed; products with it use

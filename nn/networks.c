@@ -277,6 +277,7 @@ static void app_shapes(const Network *net, ConvShape *shapes, int batch, int h, 
         const ConvUnit *u = app_unit(net, a);
         if (u->upsample_before) h *= 2, w *= 2;
         shapes[a] = conv_shape(batch, ch, h, w, u->out_ch, u->kernel, u->stride, u->pad);
+        shapes[a].upsampled = u->upsample_before; /* reads the stored half-size input */
         h = shapes[a].out_h;
         w = shapes[a].out_w;
         ch = u->out_ch;
@@ -312,13 +313,8 @@ static void layout_activations(Activations *A, const Network *net, const ConvSha
     }
     int R = net->kind == NET_GENERATOR ? net->cfg.R : 0;
     if (net->kind == NET_GENERATOR) {
-        int d2 = g_dec2(net);
         size_t res_count = shape_out_count(&shapes[G_ENC2]);
         for (int i = 0; i < R; i++) A->res_sum[i] = arena_take(ar, res_count);
-        A->up1 = arena_take(ar, (size_t)shapes[d2 + 1].batch * shapes[d2 + 1].in_ch *
-                                    shapes[d2 + 1].in_h * shapes[d2 + 1].in_w);
-        A->up0 = arena_take(ar, (size_t)shapes[d2 + 2].batch * shapes[d2 + 2].in_ch *
-                                    shapes[d2 + 2].in_h * shapes[d2 + 2].in_w);
     }
     A->scratch = arena_take(ar, max_scratch);
     if (!A->with_grads) return;
@@ -330,13 +326,7 @@ static void layout_activations(Activations *A, const Network *net, const ConvSha
         x->d_out = arena_take(ar, count);
         x->d_conv_out = (u->has_bn || u->act != ACT_NONE) ? arena_take(ar, count) : x->d_out;
     }
-    if (net->kind == NET_GENERATOR) {
-        int d2 = g_dec2(net);
-        A->d_up1 = arena_take(ar, (size_t)shapes[d2 + 1].batch * shapes[d2 + 1].in_ch *
-                                      shapes[d2 + 1].in_h * shapes[d2 + 1].in_w);
-        A->d_up0 = arena_take(ar, (size_t)shapes[d2 + 2].batch * shapes[d2 + 2].in_ch *
-                                      shapes[d2 + 2].in_h * shapes[d2 + 2].in_w);
-    } else {
+    if (net->kind == NET_DISCRIMINATOR) {
         A->d_input = arena_take(ar, (size_t)shapes[0].batch * shapes[0].in_ch * shapes[0].in_h *
                                         shapes[0].in_w);
     }
@@ -366,8 +356,8 @@ static void wire_applications(Activations *A, const Network *net) {
         c2->d_in = c1->d_out;
     }
     x[d2].d_in = R ? A->d_res_sum[R - 1] : x[G_ENC2].d_out;
-    x[d2 + 1].d_in = A->d_up1;
-    x[d2 + 2].d_in = A->d_up0;
+    x[d2 + 1].d_in = x[d2].d_out; /* dec1 and dec0 read their input at half size */
+    x[d2 + 2].d_in = x[d2 + 1].d_out;
     /* the head on dec0 -> y1, on dec1 -> y2, on dec2 -> y3 */
     int src[3] = {d2 + 2, d2 + 1, d2}, app[3] = {head, head + 1, head + 2};
     for (int s = 0; s < 3; s++) {
@@ -405,6 +395,11 @@ int activations_init(Activations *A, const Network *net, int batch, int h, int w
             return -1;
         }
     }
+    int widest = 1;
+    for (int i = 0; i < net->num_units; i++)
+        if (net->units[i].has_bn && net->units[i].out_ch > widest) widest = net->units[i].out_ch;
+    A->bn_stats = malloc(BN_STATS_DOUBLES(widest) * sizeof *A->bn_stats);
+    if (!A->bn_stats) goto oom;
     A->arena = arena_counter();
     layout_activations(A, net, shapes);
     if (arena_alloc(&A->arena)) goto oom;
@@ -424,6 +419,7 @@ void activations_free(Activations *A) {
     free(A->apps);
     free(A->res_sum);
     free(A->d_res_sum);
+    free(A->bn_stats);
     memset(A, 0, sizeof *A);
 }
 
@@ -436,17 +432,17 @@ void activations_zero_grads(Activations *A) {
 
 /* ---- forward and backward ----------------------------------------------- */
 
-static void unit_forward(const ConvUnit *u, UnitActs *x, const float *in, float *scratch,
+static void unit_forward(const ConvUnit *u, UnitActs *x, const float *in, Activations *A,
                          int training) {
     x->in = in;
     const ConvShape *s = &x->shape;
     size_t count = shape_out_count(s);
-    conv2d_forward(x->conv_out, in, u->weight, u->bias, s, scratch);
+    conv2d_forward(x->conv_out, in, u->weight, u->bias, s, A->scratch);
     const float *pre = x->conv_out;
     if (u->has_bn) {
         batchnorm_forward(x->out, x->mean, x->rstd, u->running_mean, u->running_var, x->conv_out,
                           u->bn_weight, u->bn_bias, s->batch, s->out_ch, s->out_h * s->out_w,
-                          training);
+                          training, A->bn_sync, A->bn_stats);
         pre = x->out;
     }
     switch (u->act) {
@@ -457,8 +453,8 @@ static void unit_forward(const ConvUnit *u, UnitActs *x, const float *in, float 
     }
 }
 
-static void unit_backward(const ConvUnit *u, UnitActs *x, float *d_tmp, float *scratch,
-                          int param_grads) {
+static void unit_backward(const ConvUnit *u, UnitActs *x, Activations *A, int param_grads) {
+    float *d_tmp = A->d_tmp;
     const ConvShape *s = &x->shape;
     size_t count = shape_out_count(s);
     const float *d_pre = x->d_out; /* gradient before the activation */
@@ -476,42 +472,37 @@ static void unit_backward(const ConvUnit *u, UnitActs *x, float *d_tmp, float *s
     if (u->has_bn)
         batchnorm_backward(x->d_conv_out, param_grads ? u->dbn_weight : NULL,
                            param_grads ? u->dbn_bias : NULL, d_pre, x->conv_out, x->mean, x->rstd,
-                           u->bn_weight, s->batch, s->out_ch, s->out_h * s->out_w, 1);
+                           u->bn_weight, s->batch, s->out_ch, s->out_h * s->out_w, 1, A->bn_sync,
+                           A->bn_stats);
     conv2d_backward(x->d_in, param_grads ? u->dweight : NULL, param_grads ? u->dbias : NULL,
-                    x->d_conv_out, x->in, u->weight, s, scratch);
+                    x->d_conv_out, x->in, u->weight, s, A->scratch);
 }
-
-static size_t plane_count(const ConvShape *s) { return (size_t)s->batch * s->out_ch; }
 
 void generator_forward(Network *g, Activations *A, const float *gray, int training) {
     UnitActs *x = A->apps;
     ConvUnit *u = g->units;
     int R = g->cfg.R, d2 = g_dec2(g), head = g->num_units - 1;
-    unit_forward(&u[G_ENC0], &x[G_ENC0], gray, A->scratch, training);
-    unit_forward(&u[G_ENC1], &x[G_ENC1], x[G_ENC0].out, A->scratch, training);
-    unit_forward(&u[G_ENC2], &x[G_ENC2], x[G_ENC1].out, A->scratch, training);
+    unit_forward(&u[G_ENC0], &x[G_ENC0], gray, A, training);
+    unit_forward(&u[G_ENC1], &x[G_ENC1], x[G_ENC0].out, A, training);
+    unit_forward(&u[G_ENC2], &x[G_ENC2], x[G_ENC1].out, A, training);
     const float *r = x[G_ENC2].out;
     size_t res_count = shape_out_count(&x[G_ENC2].shape);
     for (int i = 0; i < R; i++) {
         int c1 = G_RES0 + 2 * i;
-        unit_forward(&u[c1], &x[c1], r, A->scratch, training);
-        unit_forward(&u[c1 + 1], &x[c1 + 1], x[c1].out, A->scratch, training);
+        unit_forward(&u[c1], &x[c1], r, A, training);
+        unit_forward(&u[c1 + 1], &x[c1 + 1], x[c1].out, A, training);
         float *sum = A->res_sum[i];
         const float *t = x[c1 + 1].out;
 #pragma omp parallel for if (res_count > 32768)
         for (size_t k = 0; k < res_count; k++) sum[k] = r[k] + t[k];
         r = sum;
     }
-    unit_forward(&u[d2], &x[d2], r, A->scratch, training);
-    upsample2x_forward(A->up1, x[d2].out, (int)plane_count(&x[d2].shape), x[d2].shape.out_h,
-                       x[d2].shape.out_w);
-    unit_forward(&u[d2 + 1], &x[d2 + 1], A->up1, A->scratch, training);
-    upsample2x_forward(A->up0, x[d2 + 1].out, (int)plane_count(&x[d2 + 1].shape),
-                       x[d2 + 1].shape.out_h, x[d2 + 1].shape.out_w);
-    unit_forward(&u[d2 + 2], &x[d2 + 2], A->up0, A->scratch, training);
-    unit_forward(&u[head], &x[head], x[d2 + 2].out, A->scratch, training);
-    unit_forward(&u[head], &x[head + 1], x[d2 + 1].out, A->scratch, training);
-    unit_forward(&u[head], &x[head + 2], x[d2].out, A->scratch, training);
+    unit_forward(&u[d2], &x[d2], r, A, training);
+    unit_forward(&u[d2 + 1], &x[d2 + 1], x[d2].out, A, training);
+    unit_forward(&u[d2 + 2], &x[d2 + 2], x[d2 + 1].out, A, training);
+    unit_forward(&u[head], &x[head], x[d2 + 2].out, A, training);
+    unit_forward(&u[head], &x[head + 1], x[d2 + 1].out, A, training);
+    unit_forward(&u[head], &x[head + 2], x[d2].out, A, training);
 }
 
 void generator_backward(Network *g, Activations *A) { generator_backward_input(g, A, NULL); }
@@ -520,14 +511,10 @@ void generator_backward_input(Network *g, Activations *A, float *d_input) {
     UnitActs *x = A->apps;
     ConvUnit *u = g->units;
     int R = g->cfg.R, d2 = g_dec2(g), head = g->num_units - 1;
-    for (int k = 2; k >= 0; k--) unit_backward(&u[head], &x[head + k], A->d_tmp, A->scratch, 1);
-    unit_backward(&u[d2 + 2], &x[d2 + 2], A->d_tmp, A->scratch, 1);
-    upsample2x_backward(x[d2 + 1].d_out, A->d_up0, (int)plane_count(&x[d2 + 1].shape),
-                        x[d2 + 1].shape.out_h, x[d2 + 1].shape.out_w);
-    unit_backward(&u[d2 + 1], &x[d2 + 1], A->d_tmp, A->scratch, 1);
-    upsample2x_backward(x[d2].d_out, A->d_up1, (int)plane_count(&x[d2].shape), x[d2].shape.out_h,
-                        x[d2].shape.out_w);
-    unit_backward(&u[d2], &x[d2], A->d_tmp, A->scratch, 1);
+    for (int k = 2; k >= 0; k--) unit_backward(&u[head], &x[head + k], A, 1);
+    unit_backward(&u[d2 + 2], &x[d2 + 2], A, 1);
+    unit_backward(&u[d2 + 1], &x[d2 + 1], A, 1);
+    unit_backward(&u[d2], &x[d2], A, 1);
     size_t res_count = shape_out_count(&x[G_ENC2].shape);
     for (int i = R - 1; i >= 0; i--) {
         int c1 = G_RES0 + 2 * i;
@@ -536,24 +523,24 @@ void generator_backward_input(Network *g, Activations *A, float *d_input) {
         float *d_prev = x[c1].d_in;
 #pragma omp parallel for if (res_count > 32768)
         for (size_t k = 0; k < res_count; k++) d_prev[k] += d_sum[k];
-        unit_backward(&u[c1 + 1], &x[c1 + 1], A->d_tmp, A->scratch, 1);
-        unit_backward(&u[c1], &x[c1], A->d_tmp, A->scratch, 1);
+        unit_backward(&u[c1 + 1], &x[c1 + 1], A, 1);
+        unit_backward(&u[c1], &x[c1], A, 1);
     }
-    unit_backward(&u[G_ENC2], &x[G_ENC2], A->d_tmp, A->scratch, 1);
-    unit_backward(&u[G_ENC1], &x[G_ENC1], A->d_tmp, A->scratch, 1);
+    unit_backward(&u[G_ENC2], &x[G_ENC2], A, 1);
+    unit_backward(&u[G_ENC1], &x[G_ENC1], A, 1);
     x[G_ENC0].d_in = d_input; /* NULL: G's gray input needs no gradient */
-    unit_backward(&u[G_ENC0], &x[G_ENC0], A->d_tmp, A->scratch, 1);
+    unit_backward(&u[G_ENC0], &x[G_ENC0], A, 1);
 }
 
 void discriminator_forward(Network *d, Activations *A, const float *rgb, int training) {
     const float *in = rgb;
     for (int a = 0; a < d->num_units; a++) {
-        unit_forward(&d->units[a], &A->apps[a], in, A->scratch, training);
+        unit_forward(&d->units[a], &A->apps[a], in, A, training);
         in = A->apps[a].out;
     }
 }
 
 void discriminator_backward(Network *d, Activations *A, int param_grads) {
     for (int a = d->num_units - 1; a >= 0; a--)
-        unit_backward(&d->units[a], &A->apps[a], A->d_tmp, A->scratch, param_grads);
+        unit_backward(&d->units[a], &A->apps[a], A, param_grads);
 }

@@ -32,6 +32,7 @@
 
 #include "nn/arena.h"
 #include "nn/conv.h"
+#include "nn/ops.h"
 
 #define MODEL_NAME_MAX 64
 #define MODEL_MAX_SCALES 3
@@ -133,9 +134,11 @@ typedef struct {
     UnitActs *apps;        /* one per application of a unit (G's head is applied 3 times) */
     float *scratch;        /* conv workspace for the largest layer */
     float *d_tmp;          /* gradient before BN when a unit has BN and an activation */
+    double *bn_stats;      /* BatchNorm scratch (BN_STATS_DOUBLES of the widest unit) */
+    const BnSync *bn_sync; /* NULL: the batch is whole; else a slice, BN statistics summed
+                              over the replicas through it (nn/ops.h) */
     /* generator */
     float **res_sum, **d_res_sum; /* r_i = r_{i-1} + t_i, i < R */
-    float *up1, *d_up1, *up0, *d_up0;
     float *y[3];                  /* G: y1 (H), y2 (H/2), y3 (H/4); D: y[0] = scores */
     int y_h[3], y_w[3];
     float *d_y[3];

@@ -38,35 +38,53 @@ void tanh_backward(float *din, const float *dout, const float *out, size_t n) {
 
 void batchnorm_forward(float *out, float *mean, float *rstd, float *running_mean,
                        float *running_var, const float *in, const float *gamma, const float *beta,
-                       int batch, int ch, int hw, int training) {
-    size_t count = (size_t)batch * hw;
+                       int batch, int ch, int hw, int training, const BnSync *sync, double *stats) {
+    if (training) {
+        /* two passes (sum, then squared deviations) in double: accurate, and
+         * each pass's per-channel sums can be added up over replicas */
+        double *mu = stats, *sq = stats + ch + 1;
 #pragma omp parallel for schedule(static)
-    for (int c = 0; c < ch; c++) {
-        if (training) {
+        for (int c = 0; c < ch; c++) {
             double sum = 0.0;
             for (int b = 0; b < batch; b++) {
                 const float *x = in + ((size_t)b * ch + c) * hw;
                 for (int i = 0; i < hw; i++) sum += x[i];
             }
-            double mu = sum / (double)count;
-            double sq = 0.0;
+            mu[c] = sum;
+        }
+        mu[ch] = (double)batch * hw;
+        if (sync) sync->sum(mu, ch + 1, sync->ctx);
+        double count = mu[ch];
+#pragma omp parallel for schedule(static)
+        for (int c = 0; c < ch; c++) {
+            mu[c] /= count;
+            double s = 0.0;
             for (int b = 0; b < batch; b++) {
                 const float *x = in + ((size_t)b * ch + c) * hw;
                 for (int i = 0; i < hw; i++) {
-                    double d = x[i] - mu;
-                    sq += d * d;
+                    double d = x[i] - mu[c];
+                    s += d * d;
                 }
             }
-            double var = sq / (double)count;
-            mean[c] = (float)mu;
+            sq[c] = s;
+        }
+        if (sync) sync->sum(sq, ch, sync->ctx);
+        for (int c = 0; c < ch; c++) {
+            double var = sq[c] / count;
+            mean[c] = (float)mu[c];
             rstd[c] = (float)(1.0 / sqrt(var + BN_EPS));
-            double unbiased = count > 1 ? sq / (double)(count - 1) : var;
-            running_mean[c] = (1.0f - BN_MOMENTUM) * running_mean[c] + BN_MOMENTUM * (float)mu;
+            double unbiased = count > 1 ? sq[c] / (count - 1) : var;
+            running_mean[c] = (1.0f - BN_MOMENTUM) * running_mean[c] + BN_MOMENTUM * (float)mu[c];
             running_var[c] = (1.0f - BN_MOMENTUM) * running_var[c] + BN_MOMENTUM * (float)unbiased;
-        } else {
+        }
+    } else {
+        for (int c = 0; c < ch; c++) {
             mean[c] = running_mean[c];
             rstd[c] = 1.0f / sqrtf(running_var[c] + BN_EPS);
         }
+    }
+#pragma omp parallel for schedule(static)
+    for (int c = 0; c < ch; c++) {
         float scale = gamma[c] * rstd[c];
         float shift = beta[c] - mean[c] * scale;
         for (int b = 0; b < batch; b++) {
@@ -78,26 +96,34 @@ void batchnorm_forward(float *out, float *mean, float *rstd, float *running_mean
 
 void batchnorm_backward(float *din, float *dgamma, float *dbeta, const float *dout,
                         const float *in, const float *mean, const float *rstd, const float *gamma,
-                        int batch, int ch, int hw, int training) {
-    double count = (double)batch * hw;
+                        int batch, int ch, int hw, int training, const BnSync *sync,
+                        double *stats) {
+    double *sum_dy = stats, *sum_dy_xhat = stats + ch;
 #pragma omp parallel for schedule(static)
     for (int c = 0; c < ch; c++) {
-        double sum_dy = 0.0, sum_dy_xhat = 0.0;
+        double s = 0.0, sx = 0.0;
         for (int b = 0; b < batch; b++) {
             size_t off = ((size_t)b * ch + c) * hw;
             for (int i = 0; i < hw; i++) {
                 double xhat = (in[off + i] - mean[c]) * rstd[c];
-                sum_dy += dout[off + i];
-                sum_dy_xhat += dout[off + i] * xhat;
+                s += dout[off + i];
+                sx += dout[off + i] * xhat;
             }
         }
-        if (dgamma) dgamma[c] += (float)sum_dy_xhat;
-        if (dbeta) dbeta[c] += (float)sum_dy;
-        if (!din) continue;
+        sum_dy[c] = s, sum_dy_xhat[c] = sx;
+        if (dgamma) dgamma[c] += (float)sx;
+        if (dbeta) dbeta[c] += (float)s;
+    }
+    if (!din) return;
+    /* Training: the batch statistics depend on the input too, through the whole batch. */
+    stats[2 * ch] = (double)batch * hw;
+    if (training && sync) sync->sum(stats, 2 * ch + 1, sync->ctx);
+    double count = stats[2 * ch];
+#pragma omp parallel for schedule(static)
+    for (int c = 0; c < ch; c++) {
         float g = gamma[c] * rstd[c];
-        /* Training: the batch statistics depend on the input too. */
-        float mean_dy = training ? (float)(sum_dy / count) : 0.0f;
-        float mean_dy_xhat = training ? (float)(sum_dy_xhat / count) : 0.0f;
+        float mean_dy = training ? (float)(sum_dy[c] / count) : 0.0f;
+        float mean_dy_xhat = training ? (float)(sum_dy_xhat[c] / count) : 0.0f;
         for (int b = 0; b < batch; b++) {
             size_t off = ((size_t)b * ch + c) * hw;
             for (int i = 0; i < hw; i++) {

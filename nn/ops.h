@@ -31,15 +31,31 @@ void tanh_backward(float *din, const float *dout, const float *out, size_t n);
  * stores them in mean/rstd (per channel) and updates the running statistics
  * with momentum, using the unbiased variance, as PyTorch does. Eval mode uses
  * the running statistics (and still fills mean/rstd, so one backward serves
- * both). in and out may be the same buffer only in eval mode. */
+ * both). in and out may be the same buffer only in eval mode.
+ *
+ * Synchronised BatchNorm: in data-parallel training each replica holds a
+ * slice of the batch, and the statistics must be those of the whole batch.
+ * Given a BnSync, the per-channel sums (and element counts) go through
+ * sync->sum, which adds them up over the replicas: the forward's sums of x
+ * and then of (x - mean)^2, the backward's sums of dy and dy*xhat. dgamma
+ * and dbeta still receive the local sums (the caller sums parameter
+ * gradients over the replicas itself). With sync NULL the batch is whole.
+ * stats is scratch of BN_STATS_DOUBLES(ch) doubles. */
 #define BN_EPS 1e-5f
 #define BN_MOMENTUM 0.1f
+typedef struct {
+    /* values[i] = the sum of values[i] over every replica; all call it in the same order */
+    void (*sum)(double *values, int count, void *ctx);
+    void *ctx;
+} BnSync;
+#define BN_STATS_DOUBLES(ch) (2 * (size_t)(ch) + 1)
 void batchnorm_forward(float *out, float *mean, float *rstd, float *running_mean,
                        float *running_var, const float *in, const float *gamma, const float *beta,
-                       int batch, int ch, int hw, int training);
+                       int batch, int ch, int hw, int training, const BnSync *sync, double *stats);
 void batchnorm_backward(float *din, float *dgamma, float *dbeta, const float *dout,
                         const float *in, const float *mean, const float *rstd, const float *gamma,
-                        int batch, int ch, int hw, int training);
+                        int batch, int ch, int hw, int training, const BnSync *sync,
+                        double *stats);
 
 /* ---- resampling ------------------------------------------------------- */
 /* Nearest-neighbour x2: in [bc, h, w] -> out [bc, 2h, 2w]. */

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "pipeline/commands.h"
+#include "pipeline/dist.h"
 #include "pipeline/train.h"
 
 static volatile sig_atomic_t stop_requested = 0;
@@ -30,7 +31,8 @@ static void train_usage(FILE *out) {
         "  --color-bands R,G,B   1-based bands of color sources (e.g. 1,2,3 for RGBN)\n"
         "  --crop N              square crop side, multiple of 4, >= 96 (default %d)\n"
         "  --batch N             batch size (default %d; 4 or more keeps BatchNorm's\n"
-        "                        statistics close to what inference uses)\n"
+        "                        statistics close to what inference uses); under mpirun\n"
+        "                        the whole step's batch, shared evenly by the processes\n"
         "length:\n"
         "  --steps N             total steps of the run\n"
         "  --epochs N            total epochs (default %d); an epoch = the larger set once\n"
@@ -69,7 +71,12 @@ static void train_usage(FILE *out) {
         "  --keep-epochs         also keep DIR/epoch_NNNN.h5 after every epoch\n"
         "  -q                    quiet\n"
         "\n"
-        "SIGINT/SIGTERM stop after the current step with a checkpoint (exit 130).\n",
+        "SIGINT/SIGTERM/SIGUSR1 stop after the current step with a checkpoint (exit 130).\n"
+        "\n"
+        "mpirun -n N spynco train ... trains data-parallel on N processes (one or more\n"
+        "machines): each takes --batch/N images of every batch; the result is that of\n"
+        "one process with the same options, up to float rounding. Set --threads to\n"
+        "the cores each process may use. For a clean stop, send SIGUSR1 to mpirun.\n",
         d.crop, d.batch, d.epochs, d.lambdas.lambda_a, d.lambdas.lambda_b,
         CONTOURS_LAMBDA_DEFAULT, d.lr, d.seed, d.checkpoint_every);
 }
@@ -238,12 +245,17 @@ int cmd_train(int argc, char **argv) {
     o.stop = &stop_requested;
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
+    signal(SIGUSR1, on_signal); /* mpirun passes SIGUSR1 on; SIGINT/SIGTERM it turns into kills */
     char err[1024];
-    int rc = train_run(&o, out, resume, err, sizeof err);
-    if (rc < 0) {
+    if (dist_init(&argc, &argv, err, sizeof err)) {
         fprintf(stderr, "spynco train: %s\n", err);
         return 1;
     }
+    int rc = train_run(&o, out, resume, err, sizeof err);
+    /* every rank has the same outcome (and message): rank 0 reports it */
+    if (rc < 0 && dist_rank() == 0) fprintf(stderr, "spynco train: %s\n", err);
+    dist_finalize();
+    if (rc < 0) return 1;
     return rc == 1 && stop_requested ? 130 : 0;
 }
 

@@ -78,7 +78,9 @@ typedef struct {
 } Slot;
 
 typedef struct {
-    int width, height, tile_w, tile_h, halo, win_w, win_h;
+    int width, height;                 /* the raster */
+    int rx, ry, rw, rh;                /* the region colorized */
+    int tile_w, tile_h, halo, win_w, win_h;
     int *src_x, *src_y; /* mirror maps of one window */
     float *box_gray;
     uint8_t *box_valid, *pixels;
@@ -88,8 +90,8 @@ typedef struct {
 static int load_window(Tiling *t, Slot *s, int tx, int ty, TileReader read, void *ctx, char *err,
                        size_t n) {
     s->x0 = tx, s->y0 = ty;
-    s->w = t->width - tx < t->tile_w ? t->width - tx : t->tile_w;
-    s->h = t->height - ty < t->tile_h ? t->height - ty : t->tile_h;
+    s->w = t->rx + t->rw - tx < t->tile_w ? t->rx + t->rw - tx : t->tile_w;
+    s->h = t->ry + t->rh - ty < t->tile_h ? t->ry + t->rh - ty : t->tile_h;
     int bx0 = INT_MAX, bx1 = -1, by0 = INT_MAX, by1 = -1;
     for (int i = 0; i < t->win_w; i++) {
         t->src_x[i] = mirror((long)tx - t->halo + i, t->width);
@@ -128,7 +130,7 @@ static int store_window(Tiling *t, const Slot *s, int bands, TileWriter write, v
             }
             if (bands == 4) t->pixels[3 * plane + p] = ok ? 255 : 0;
         }
-    return write(ctx, s->x0, s->y0, s->w, s->h, t->pixels, err, n);
+    return write(ctx, s->x0 - t->rx, s->y0 - t->ry, s->w, s->h, t->pixels, err, n);
 }
 
 static int round_up(int x, int m) { return (x + m - 1) / m * m; }
@@ -146,9 +148,21 @@ int colorize_tiles(const InferModel *model, int width, int height, TileReader re
 
     Tiling t = {0};
     t.width = width, t.height = height;
-    /* a tile need not be larger than the raster: same pixels, less work */
-    t.tile_w = opt->tile < round_up(width, 4) ? opt->tile : round_up(width, 4);
-    t.tile_h = opt->tile < round_up(height, 4) ? opt->tile : round_up(height, 4);
+    const int *r = opt->region;
+    if (r[2] > 0) {
+        if (r[0] < 0 || r[1] < 0 || r[0] % 4 || r[1] % 4 || r[3] < 1 || r[0] + r[2] > width ||
+            r[1] + r[3] > height) {
+            snprintf(err, n, "region %d,%d %dx%d: not inside the %dx%d raster with its corner on "
+                             "multiples of 4", r[0], r[1], r[2], r[3], width, height);
+            return -1;
+        }
+        t.rx = r[0], t.ry = r[1], t.rw = r[2], t.rh = r[3];
+    } else {
+        t.rw = width, t.rh = height;
+    }
+    /* a tile need not be larger than the region: same pixels, less work */
+    t.tile_w = opt->tile < round_up(t.rw, 4) ? opt->tile : round_up(t.rw, 4);
+    t.tile_h = opt->tile < round_up(t.rh, 4) ? opt->tile : round_up(t.rh, 4);
     t.halo = round_up(rf.radius, rf.stride);
     t.win_w = t.tile_w + 2 * t.halo, t.win_h = t.tile_h + 2 * t.halo;
     size_t win = (size_t)t.win_w * t.win_h;
@@ -184,14 +198,14 @@ int colorize_tiles(const InferModel *model, int width, int height, TileReader re
         snprintf(err, n, "cannot start the compute thread");
         goto done;
     }
-    int cols = (width + t.tile_w - 1) / t.tile_w, rows = (height + t.tile_h - 1) / t.tile_h;
+    int cols = (t.rw + t.tile_w - 1) / t.tile_w, rows = (t.rh + t.tile_h - 1) / t.tile_h;
     long total = (long)cols * rows;
     rc = 0;
     /* Pipeline: read tile i while tile i-1 computes; write tile i-1 while i computes. */
     for (long i = 0; i <= total && rc == 0; i++) {
         Slot *cur = &slots[i % 2], *prev = &slots[(i + 1) % 2];
-        if (i < total && load_window(&t, cur, (int)(i % cols) * t.tile_w, (int)(i / cols) * t.tile_h,
-                                     read, read_ctx, err, n))
+        if (i < total && load_window(&t, cur, t.rx + (int)(i % cols) * t.tile_w,
+                                     t.ry + (int)(i / cols) * t.tile_h, read, read_ctx, err, n))
             rc = -1;
         if (i > 0) compute_wait(&c);
         if (rc) break;
@@ -235,6 +249,19 @@ static int read_raster(void *ctx, int x0, int y0, int w, int h, float *gray, uin
 static int write_raster(void *ctx, int x0, int y0, int w, int h, const uint8_t *pixels, char *err,
                         size_t n) {
     return color_writer_write(ctx, x0, y0, w, h, pixels, err, n);
+}
+
+/* Progress of the writer's last stages (reprojection, conversion): the bar
+ * unless quiet, and a way to stop them when a signal asks for it. */
+typedef struct {
+    const volatile sig_atomic_t *cancel;
+    int quiet;
+} StageProgress;
+
+static int CPL_STDCALL stage_progress(double done, const char *msg, void *arg) {
+    const StageProgress *sp = arg;
+    if (sp->cancel && *sp->cancel) return FALSE;
+    return sp->quiet ? TRUE : GDALTermProgress(done, msg, NULL);
 }
 
 /* FNV-1a: a short, stable fingerprint of the model's config. */
@@ -307,27 +334,38 @@ int colorize_file(const char *input, const char *output, const ColorizeOptions *
     snprintf(md[5], sizeof md[5], "SPYNCO_KEEP_LUMINANCE=%s", opt->keep_luminance ? "YES" : "NO");
     free(json);
     const char *metadata[7] = {md[0], md[1], md[2], md[3], md[4], md[5], NULL};
+    int windowed = opt->window[2] > 0;
     WriterOptions wopt = {.format = opt->format, .create_options = opt->create_options,
-                          .overviews = opt->overviews, .metadata = metadata};
+                          .overviews = opt->overviews, .metadata = metadata,
+                          .window = windowed ? opt->window : NULL, .warp = opt->warp};
     ColorWriter writer;
     if (color_writer_create(&writer, output, &src, &wopt, err, n)) {
         gray_source_close(&src);
         infer_model_free(&model);
         return -1;
     }
-    if (!opt->quiet)
+    if (!opt->quiet) {
         fprintf(stderr, "colorizing %s (%dx%d) with %s into %s%s\n", input, src.width, src.height,
                 model_path, output, writer.bands == 4 ? " (RGBA: alpha marks no-data)" : "");
+        if (windowed)
+            fprintf(stderr, "only the window %d,%d %dx%d\n", opt->window[0], opt->window[1],
+                    opt->window[2], opt->window[3]);
+    }
     TileOptions topt = {.tile = opt->tile ? opt->tile : COLORIZE_DEFAULT_TILE,
                         .threads = opt->threads, .bands = writer.bands,
                         .keep_luminance = opt->keep_luminance,
                         .progress = opt->quiet ? NULL : GDALTermProgress, .cancel = opt->cancel};
+    if (windowed) memcpy(topt.region, opt->window, sizeof topt.region);
     rc = colorize_tiles(&model, src.width, src.height, read_raster, &src, write_raster, &writer,
                         &topt, err, n);
-    if (rc == 0)
-        rc = color_writer_finish(&writer, opt->quiet ? NULL : GDALTermProgress, NULL, err, n);
-    else
+    if (rc == 0) {
+        if (!opt->quiet && opt->warp) fprintf(stderr, "reprojecting to %s\n", opt->warp->t_srs);
+        StageProgress sp = {opt->cancel, opt->quiet};
+        rc = color_writer_finish(&writer, stage_progress, &sp, err, n);
+        if (rc && opt->cancel && *opt->cancel) snprintf(err, n, "interrupted");
+    } else {
         color_writer_abort(&writer);
+    }
     gray_source_close(&src);
     infer_model_free(&model);
     return rc;

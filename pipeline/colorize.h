@@ -17,6 +17,11 @@
  * the previous one. Memory: two tiles' buffers plus the network's working
  * set for one window, independent of the raster's size.
  *
+ * A region of the raster can be colorized alone (an area of interest): its
+ * tiles start at the region's corner and their halos read the real pixels
+ * around it, so with the corner on the stride grid (multiples of 4) the
+ * result equals that part of the whole raster's output, bit for bit.
+ *
  * colorize_tiles is the engine, fed by callbacks (a GDAL raster in
  * colorize_file; images in memory for `eval`).
  */
@@ -39,7 +44,8 @@
 /* Reads gray (0..255) and validity of a window inside the raster. */
 typedef int (*TileReader)(void *ctx, int x0, int y0, int w, int h, float *gray, uint8_t *valid,
                           char *err, size_t err_size);
-/* Receives `bands` band-sequential planes (RGB or RGBA) of a finished window. */
+/* Receives `bands` band-sequential planes (RGB or RGBA) of a finished window,
+ * at x0, y0 relative to the region's corner. */
 typedef int (*TileWriter)(void *ctx, int x0, int y0, int w, int h, const uint8_t *pixels,
                           char *err, size_t err_size);
 
@@ -51,6 +57,7 @@ typedef struct {
     GDALProgressFunc progress; /* called from the calling thread; may be NULL */
     void *progress_arg;
     const volatile sig_atomic_t *cancel; /* set (by a signal handler) to stop early; may be NULL */
+    int region[4];    /* x0, y0 (multiples of 4), width, height; width 0: the whole raster */
 } TileOptions;
 
 int colorize_tiles(const InferModel *model, int width, int height, TileReader read, void *read_ctx,
@@ -68,9 +75,12 @@ typedef struct {
     char **create_options;
     int overviews;
     const volatile sig_atomic_t *cancel;
+    int window[4];          /* x0, y0 (multiples of 4), width, height; width 0: all of INPUT */
+    const WarpSpec *warp;   /* reproject the result (raster.h); NULL: INPUT's grid */
 } ColorizeOptions;
 
-/* Colorizes INPUT into OUTPUT (nothing is left at OUTPUT on failure). */
+/* Colorizes INPUT (or a window of it) into OUTPUT, reprojected if asked
+ * (nothing is left at OUTPUT on failure). */
 int colorize_file(const char *input, const char *output, const ColorizeOptions *opt, char *err,
                   size_t err_size);
 

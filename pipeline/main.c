@@ -14,6 +14,7 @@ static const Command COMMANDS[] = {
     {"colorize", cmd_colorize, "colorize a gray raster into a georeferenced color raster"},
     {"eval", cmd_eval, "score a model on real colour images (MSE, SSIM, PSNR) against the gray copy"},
     {"train", cmd_train, "train a model from unpaired gray and color images"},
+    {"run", cmd_run, "run a recipe: batch colorize, train, evaluate (resumable)"},
     {"export", cmd_export, "strip a training checkpoint to a release model"},
     {"info", cmd_info, "show a checkpoint's config, parameter counts and receptive field"},
     {"bench", cmd_bench, "time the network core (inference, training step)"},

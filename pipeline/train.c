@@ -18,6 +18,7 @@
 #include "nn/infer.h"
 #include "nn/ops.h"
 #include "nn/rng.h"
+#include "pipeline/dist.h"
 #include "pipeline/train_learned_f.h"
 #include "pipeline/train_report.h"
 
@@ -274,9 +275,11 @@ int export_model(const char *checkpoint, const char *model_path, char *err, size
 
 /* CycleGAN's ImagePool, one entry holding all three scales of an image: while
  * not full, store and return the new image; then, with probability 1/2,
- * return a random stored image and keep the new one in its place. */
-static void pool_query(TrainState *st, GanWorkspace *ws, int crop, float *const fakes[3]) {
-    for (int i = 0; i < ws->batch; i++) {
+ * return a random stored image and keep the new one in its place. The
+ * count images of the step (the whole batch) pass in order, from in to out. */
+static void pool_query(TrainState *st, int crop, float *const out[3], const float *const in[3],
+                       int count) {
+    for (int i = 0; i < count; i++) {
         int slot = -1, swap = 0;
         if (st->pool_count < HISTORY_POOL_SIZE) {
             slot = st->pool_count++;
@@ -286,19 +289,62 @@ static void pool_query(TrainState *st, GanWorkspace *ws, int crop, float *const 
         }
         for (int s = 0; s < 3; s++) {
             size_t sz = pool_image_floats(crop, s);
-            const float *img = ws->fake[s] + i * sz;
-            float *out = fakes[s] + i * sz;
+            const float *img = in[s] + i * sz;
+            float *dst = out[s] + i * sz;
             if (slot < 0) {
-                memcpy(out, img, sz * sizeof(float));
+                memcpy(dst, img, sz * sizeof(float));
             } else if (!swap) {
                 memcpy(st->pool[s] + slot * sz, img, sz * sizeof(float));
-                memcpy(out, img, sz * sizeof(float));
+                memcpy(dst, img, sz * sizeof(float));
             } else {
-                memcpy(out, st->pool[s] + slot * sz, sz * sizeof(float));
+                memcpy(dst, st->pool[s] + slot * sz, sz * sizeof(float));
                 memcpy(st->pool[s] + slot * sz, img, sz * sizeof(float));
             }
         }
     }
+}
+
+/* ---- several processes (pipeline/dist.h) --------------------------------------- */
+
+static void sum_over_ranks(double *values, int count, void *ctx) {
+    (void)ctx;
+    dist_sum_doubles(values, (size_t)count);
+}
+static const BnSync RANKS_BN_SYNC = {sum_over_ranks, NULL};
+
+/* Each rank's gradients are the means over its slice; equal slices make
+ * their average the gradient of the mean over the whole batch. */
+static void average_gradients(Network *net, int ranks) {
+    if (ranks == 1) return;
+    float *grad = net->grads.base;
+    dist_sum_floats(grad, net->grads.capacity);
+    for (size_t i = 0; i < net->grads.capacity; i++) grad[i] /= (float)ranks;
+}
+
+static void average_losses(GanLosses *L, int ranks) {
+    if (ranks == 1) return;
+    double v[12];
+    for (int s = 0; s < 3; s++) v[s] = L->cons_a[s], v[3 + s] = L->cons_b[s], v[6 + s] = L->gan[s];
+    v[9] = L->contours, v[10] = L->total_g, v[11] = L->total_d;
+    dist_sum_doubles(v, 12);
+    for (int s = 0; s < 3; s++)
+        L->cons_a[s] = v[s] / ranks, L->cons_b[s] = v[3 + s] / ranks, L->gan[s] = v[6 + s] / ranks;
+    L->contours = v[9] / ranks, L->total_g = v[10] / ranks, L->total_d = v[11] / ranks;
+}
+
+/* Averaged gradients and the same draws keep every rank's copy of the state
+ * identical; checked (by hashes) before each checkpoint rank 0 writes. */
+static int replicas_identical(const TrainState *st, int crop) {
+    int same = dist_same_everywhere(st->g.params.base, st->g.params.capacity * sizeof(float));
+    same &= dist_same_everywhere(st->g.buffers.base, st->g.buffers.capacity * sizeof(float));
+    same &= dist_same_everywhere(st->d.params.base, st->d.params.capacity * sizeof(float));
+    same &= dist_same_everywhere(st->d.buffers.base, st->d.buffers.capacity * sizeof(float));
+    same &= dist_same_everywhere(st->rng.s, sizeof st->rng.s);
+    for (int s = 0; s < 3; s++)
+        same &= dist_same_everywhere(st->pool[s],
+                                     st->pool_count * pool_image_floats(crop, s) * sizeof(float));
+    if (st->lf) same &= learned_f_replicas_identical(st->lf);
+    return same;
 }
 
 static float lr_at(const TrainOptions *o, long step) {
@@ -384,23 +430,32 @@ int train_run(const TrainOptions *opt_in, const char *out_dir, int resume, char 
     SampleSet *gray_set = NULL, *color_set = NULL;
     GanWorkspace ws;
     memset(&ws, 0, sizeof ws);
-    float *a = NULL, *b = NULL, *fakes[3] = {NULL, NULL, NULL};
+    TrainPreview preview;
+    memset(&preview, 0, sizeof preview);
+    float *a = NULL, *b = NULL, *fakes[3] = {NULL, NULL, NULL}, *pooled[3] = {NULL, NULL, NULL};
     FILE *csv = NULL;
     int rc = -1;
     long steps_per_epoch = 0;
     char last[4096];
     snprintf(last, sizeof last, "%s/last.h5", out_dir);
+    /* Several ranks: each runs this same function on its slice of every batch;
+     * rank 0 alone writes files and talks. */
+    int rank = dist_rank(), ranks = dist_size();
+    int local = 0, first = 0; /* this rank's slice of each batch */
+    if (rank != 0) o.quiet = 1;
     if (o.threads > 0) omp_set_num_threads(o.threads);
-    if (make_dir(out_dir, err, n)) return -1;
-    remove_stale_temporaries(out_dir, o.quiet);
+    if (rank == 0) {
+        if (make_dir(out_dir, err, n)) goto setup_end;
+        remove_stale_temporaries(out_dir, o.quiet);
+    }
 
     if (resume) {
         if (access(last, F_OK) != 0) {
             snprintf(err, n, "%s: nothing to resume (no last.h5 there)", out_dir);
-            return -1;
+            goto setup_end;
         }
         TrainOptions stored = o;
-        if (load_checkpoint(last, &st, &stored, &steps_per_epoch, &sp, err, n)) return -1;
+        if (load_checkpoint(last, &st, &stored, &steps_per_epoch, &sp, err, n)) goto setup_end;
         /* the run's identity comes from the checkpoint; a new total may be asked for */
         long total = o.steps ? o.steps : o.epochs ? o.epochs * steps_per_epoch : stored.steps;
         stored.threads = o.threads, stored.quiet = o.quiet, stored.stop = o.stop;
@@ -413,25 +468,31 @@ int train_run(const TrainOptions *opt_in, const char *out_dir, int resume, char 
     char cfg_err[160];
     if (model_config_check(&o.model, cfg_err, sizeof cfg_err)) {
         snprintf(err, n, "model config: %s", cfg_err);
-        goto done;
+        goto setup_end;
     }
     if (o.crop % 4 || o.crop < 96) {
         snprintf(err, n, "--crop %d: must be a multiple of 4 and at least 96 (the discriminator "
                          "needs 24 pixels at the smallest scale)", o.crop);
-        goto done;
+        goto setup_end;
     }
     if (o.batch < 1) {
         snprintf(err, n, "--batch must be at least 1");
-        goto done;
+        goto setup_end;
+    }
+    if (o.batch % ranks) {
+        snprintf(err, n, "--batch %d cannot be shared evenly by %d processes: the batch is the "
+                         "whole step's, split over the processes; make it a multiple of %d",
+                 o.batch, ranks, ranks);
+        goto setup_end;
     }
     if (o.learned_f && (o.lambdas.lambda_c > 0 || o.lambdas.luminance_lock)) {
         snprintf(err, n, "%s works through H_t, which --learned-f replaces: use one of them",
                  o.lambdas.lambda_c > 0 ? "--contours" : "--keep-luminance");
-        goto done;
+        goto setup_end;
     }
     if (o.num_gray < 1 || o.num_color < 1) {
         snprintf(err, n, "training needs --gray and --color sources");
-        goto done;
+        goto setup_end;
     }
     SampleSetOptions gopt = {.domain = DOMAIN_GRAY, .gray_from_color = o.gray_from_color,
                              .crop = o.crop, .verbose = !o.quiet};
@@ -439,53 +500,70 @@ int train_run(const TrainOptions *opt_in, const char *out_dir, int resume, char 
     memcpy(gopt.ht, o.model.ht, sizeof gopt.ht);
     memcpy(copt.ht, o.model.ht, sizeof copt.ht);
     memcpy(copt.band_map, o.color_bands, sizeof copt.band_map);
-    if (!(gray_set = sample_set_open(o.gray, o.num_gray, &gopt, err, n))) goto done;
-    if (!(color_set = sample_set_open(o.color, o.num_color, &copt, err, n))) goto done;
+    if (!(gray_set = sample_set_open(o.gray, o.num_gray, &gopt, err, n))) goto setup_end;
+    if (!(color_set = sample_set_open(o.color, o.num_color, &copt, err, n))) goto setup_end;
     if (!resume) {
         int larger = sample_set_count(gray_set) > sample_set_count(color_set)
                          ? sample_set_count(gray_set) : sample_set_count(color_set);
         steps_per_epoch = (larger + o.batch - 1) / o.batch;
         if (!o.steps) o.steps = (long)o.epochs * steps_per_epoch;
         if (o.init_from) {
-            if (init_from_checkpoint(&st, &o, err, n)) goto done;
+            if (init_from_checkpoint(&st, &o, err, n)) goto setup_end;
         } else {
             if (network_init_generator(&st.g, &o.model, err, n) ||
                 network_init_discriminator(&st.d, &o.model, err, n))
-                goto done;
+                goto setup_end;
             network_init_weights(&st.g, o.seed * 2 + 1);
             network_init_weights(&st.d, o.seed * 2 + 2);
         }
         rng_seed(&st.rng, o.seed);
         if (o.learned_f && !(st.lf = learned_f_create(&o.model, o.seed, o.crop, o.batch, err, n)))
-            goto done;
+            goto setup_end;
         if (state_alloc(&st, o.crop)) {
             snprintf(err, n, "out of memory for the training state");
-            goto done;
+            goto setup_end;
         }
     }
     if (o.steps < 1) {
         snprintf(err, n, "nothing to train: the run's total is %ld steps", o.steps);
-        goto done;
+        goto setup_end;
     }
-    if (gan_workspace_init(&ws, &st.g, &st.d, o.batch, o.crop, o.crop, err, n)) goto done;
+    local = o.batch / ranks, first = rank * local;
+    if (gan_workspace_init(&ws, &st.g, &st.d, local, o.crop, o.crop, err, n)) goto setup_end;
+    if (ranks > 1) gan_workspace_sync_batchnorm(&ws, &RANKS_BN_SYNC);
+    if (ranks > 1 && st.lf) cycle_workspace_sync_batchnorm(&st.lf->cw, &RANKS_BN_SYNC);
     size_t img = (size_t)o.crop * o.crop;
-    a = malloc((size_t)o.batch * img * sizeof(float));
-    b = malloc((size_t)o.batch * 3 * img * sizeof(float));
-    for (int s = 0; s < 3; s++) fakes[s] = malloc((size_t)o.batch * pool_image_floats(o.crop, s) * sizeof(float));
-    if (!a || !b || !fakes[0] || !fakes[1] || !fakes[2]) {
+    a = malloc((size_t)local * img * sizeof(float));
+    b = malloc((size_t)local * 3 * img * sizeof(float));
+    int buffers_ok = a && b;
+    for (int s = 0; s < 3; s++) { /* the whole batch's fakes, before and after the pool */
+        fakes[s] = malloc((size_t)o.batch * pool_image_floats(o.crop, s) * sizeof(float));
+        pooled[s] = malloc((size_t)o.batch * pool_image_floats(o.crop, s) * sizeof(float));
+        buffers_ok = buffers_ok && fakes[s] && pooled[s];
+    }
+    if (!buffers_ok) {
         snprintf(err, n, "out of memory for the batches");
+        goto setup_end;
+    }
+    if (rank == 0 && (train_report_open(&csv, out_dir, st.step, o.learned_f, err, n) ||
+                      train_preview_init(&preview, color_set, o.crop, o.model.ht, o.seed, err, n)))
+        goto setup_end;
+    rc = 0;
+setup_end:
+    if (dist_agree(rc, err, n)) {
+        rc = -1;
         goto done;
     }
-    if (train_report_open(&csv, out_dir, st.step, o.learned_f, err, n)) goto done;
-    TrainPreview preview;
-    if (train_preview_init(&preview, color_set, o.crop, o.model.ht, o.seed, err, n)) goto done;
 
-    if (!o.quiet)
+    if (!o.quiet) {
+        char procs[64] = "";
+        if (ranks > 1) snprintf(procs, sizeof procs, " (%d on each of %d processes)", local, ranks);
         fprintf(stderr, "training %s (G %zu, D %zu parameters) on %d gray / %d color images, crop %d, "
-                        "batch %d, %ld steps (%ld per epoch), %d threads\n",
+                        "batch %d%s, %ld steps (%ld per epoch), %d threads\n",
                 o.model.name, st.g.num_params, st.d.num_params, sample_set_count(gray_set),
-                sample_set_count(color_set), o.crop, o.batch, o.steps, steps_per_epoch,
+                sample_set_count(color_set), o.crop, o.batch, procs, o.steps, steps_per_epoch,
                 omp_get_max_threads());
+    }
     if (!o.quiet && st.lf)
         fprintf(stderr, "learned F in place of H_t (CycleGAN objective): F %zu, D_A %zu parameters; "
                         "D above is D_B\n", st.lf->f.num_params, st.lf->da.num_params);
@@ -494,10 +572,11 @@ int train_run(const TrainOptions *opt_in, const char *out_dir, int resume, char 
     long start_step = st.step, session_steps = 0;
     GanLosses L;
     memset(&L, 0, sizeof L);
-    rc = 0;
     while (st.step < o.steps) {
-        if (sample_batch(gray_set, &st.rng, o.batch, a, err, n) ||
-            sample_batch(color_set, &st.rng, o.batch, b, err, n)) {
+        /* every rank draws the whole batch (the same random numbers) and loads its slice */
+        int failed = sample_batch_part(gray_set, &st.rng, o.batch, first, local, a, err, n) ||
+                     sample_batch_part(color_set, &st.rng, o.batch, first, local, b, err, n);
+        if (dist_agree(failed, err, n)) {
             rc = -1;
             break;
         }
@@ -506,18 +585,26 @@ int train_run(const TrainOptions *opt_in, const char *out_dir, int resume, char 
             learned_f_generator_step(st.lf, &ws, &st.g, &st.d, a, b, &o.lambdas, &L);
         else
             gan_generator_step(&ws, &st.g, &st.d, a, b, &o.lambdas, &L);
+        average_gradients(&st.g, ranks);
         adam_update(st.g.params.base, st.g_m, st.g_v, st.g.grads.base, st.g.params.capacity, &adam,
                     st.step + 1);
-        pool_query(&st, &ws, o.crop, fakes);
-        gan_discriminator_step(&ws, &st.d, b, (const float *const *)fakes, &L);
+        /* the pool sees the whole batch's fakes in order, the same on every rank */
+        for (int s = 0; s < 3; s++)
+            dist_allgather_floats(fakes[s], ws.fake[s], (size_t)local * pool_image_floats(o.crop, s));
+        pool_query(&st, o.crop, pooled, (const float *const *)fakes, o.batch);
+        const float *my_pooled[3];
+        for (int s = 0; s < 3; s++) my_pooled[s] = pooled[s] + (size_t)first * pool_image_floats(o.crop, s);
+        gan_discriminator_step(&ws, &st.d, b, my_pooled, &L);
+        average_gradients(&st.d, ranks);
         adam_update(st.d.params.base, st.d_m, st.d_v, st.d.grads.base, st.d.params.capacity, &adam,
                     st.step + 1);
         if (st.lf) learned_f_finish_step(st.lf, a, &st.rng, &adam, st.step + 1, &L);
+        average_losses(&L, ranks);
         st.step++, session_steps++;
         double t = now();
-        train_report_losses(csv, st.step, st.step / steps_per_epoch, adam.lr, &L, t - t_start);
+        if (csv) train_report_losses(csv, st.step, st.step / steps_per_epoch, adam.lr, &L, t - t_start);
         int epoch_end = st.step % steps_per_epoch == 0;
-        int stopping = (o.stop && *o.stop) || (o.stop_after && session_steps >= o.stop_after);
+        int stopping = dist_max_int(o.stop && *o.stop) || (o.stop_after && session_steps >= o.stop_after);
         if (!o.quiet && (t - t_report > 1.0 || st.step == o.steps || epoch_end || stopping)) {
             double rate = (st.step - start_step) / (t - t_start);
             char eta[32];
@@ -531,26 +618,27 @@ int train_run(const TrainOptions *opt_in, const char *out_dir, int resume, char 
             t_report = t;
         }
         int save = st.step % o.checkpoint_every == 0 || st.step == o.steps || epoch_end || stopping;
-        if (save && save_checkpoint(last, &st, &o, steps_per_epoch, err, n)) {
-            rc = -1;
-            break;
+        int io = 0; /* rank 0's files; the other ranks learn of a failure below */
+        if (save && !replicas_identical(&st, o.crop)) {
+            snprintf(err, n, "step %ld: the processes' copies of the model differ, which averaged "
+                             "gradients should rule out (is the MPI reduction not reproducible?)",
+                     st.step);
+            io = -1;
         }
-        if (epoch_end) {
+        if (rank == 0 && !io && save) io = save_checkpoint(last, &st, &o, steps_per_epoch, err, n);
+        if (rank == 0 && !io && epoch_end) {
             long epoch = st.step / steps_per_epoch;
             char path[4200];
-            if (o.keep_epochs) {
-                snprintf(path, sizeof path, "%s/epoch_%04ld.h5", out_dir, epoch);
-                if (save_checkpoint(path, &st, &o, steps_per_epoch, err, n)) {
-                    rc = -1;
-                    break;
-                }
-            }
+            snprintf(path, sizeof path, "%s/epoch_%04ld.h5", out_dir, epoch);
             fflush(csv);
-            if (train_preview_write(&preview, &st.g, out_dir, epoch, err, n) ||
-                train_report_plot(out_dir, err, n)) {
-                rc = -1;
-                break;
-            }
+            if ((o.keep_epochs && save_checkpoint(path, &st, &o, steps_per_epoch, err, n)) ||
+                train_preview_write(&preview, &st.g, out_dir, epoch, err, n) ||
+                train_report_plot(out_dir, err, n))
+                io = -1;
+        }
+        if (dist_agree(io, err, n)) {
+            rc = -1;
+            break;
         }
         if (stopping && st.step < o.steps) {
             if (!o.quiet)
@@ -560,15 +648,19 @@ int train_run(const TrainOptions *opt_in, const char *out_dir, int resume, char 
         }
     }
     if (rc >= 0) {
-        fflush(csv);
-        if (train_report_plot(out_dir, err, n)) rc = -1;
+        int io = 0;
+        if (rank == 0) {
+            fflush(csv);
+            io = train_report_plot(out_dir, err, n);
+        }
+        if (dist_agree(io, err, n)) rc = -1;
     }
-    train_preview_free(&preview);
 done:
+    train_preview_free(&preview);
     if (csv) fclose(csv);
     gan_workspace_free(&ws);
     free(a), free(b);
-    for (int s = 0; s < 3; s++) free(fakes[s]);
+    for (int s = 0; s < 3; s++) free(fakes[s]), free(pooled[s]);
     if (gray_set) sample_set_close(gray_set);
     if (color_set) sample_set_close(color_set);
     state_free(&st);

@@ -14,6 +14,13 @@
  * stopped after N steps and resumed to N+M gives bit-identical weights to
  * one run of N+M steps (same thread count).
  *
+ * Under mpirun (pipeline/dist.h, docs/distributed.md) the same call trains
+ * data-parallel: opt->batch is the whole step's batch, split evenly over
+ * the ranks; BatchNorm statistics, gradients and losses are summed over
+ * them and the history pool sees every rank's fakes, so the run equals one
+ * process's up to float rounding. Rank 0 alone writes OUT_DIR; errors and
+ * stops are agreed, so every rank returns the same.
+ *
  * In OUT_DIR: last.h5 (the newest checkpoint, written atomically every
  * checkpoint_every steps and at the end), epoch_NNNN.h5 if asked,
  * losses.csv, losses.svg, and samples_epoch_NNNN.png (gray | colorized |

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "io/checkpoint.h"
+#include "pipeline/dist.h"
 #include "pipeline/train.h"
 
 /* F and D_A draw their initial weights from streams apart from G's and D's
@@ -17,7 +18,7 @@ void learned_f_destroy(LearnedF *lf) {
     network_free(&lf->f);
     network_free(&lf->da);
     free(lf->f_m), free(lf->f_v), free(lf->da_m), free(lf->da_v);
-    free(lf->pool), free(lf->pooled);
+    free(lf->pool), free(lf->fakes), free(lf->pooled);
     free(lf);
 }
 
@@ -29,6 +30,7 @@ static LearnedF *learned_f_alloc(const ModelConfig *cfg, int crop, int batch, ch
         return NULL;
     }
     lf->crop = crop, lf->batch = batch;
+    lf->local = batch / dist_size(), lf->first = dist_rank() * lf->local;
     if (learned_f_networks_init(&lf->f, &lf->da, cfg, err, n)) {
         free(lf);
         return NULL;
@@ -39,13 +41,14 @@ static LearnedF *learned_f_alloc(const ModelConfig *cfg, int crop, int batch, ch
     lf->da_m = calloc(lf->da.params.capacity, sizeof(float));
     lf->da_v = calloc(lf->da.params.capacity, sizeof(float));
     lf->pool = malloc(HISTORY_POOL_SIZE * img * sizeof(float));
+    lf->fakes = malloc((size_t)batch * img * sizeof(float));
     lf->pooled = malloc((size_t)batch * img * sizeof(float));
-    if (!lf->f_m || !lf->f_v || !lf->da_m || !lf->da_v || !lf->pool || !lf->pooled) {
+    if (!lf->f_m || !lf->f_v || !lf->da_m || !lf->da_v || !lf->pool || !lf->fakes || !lf->pooled) {
         snprintf(err, n, "out of memory for the learned-F state");
         learned_f_destroy(lf);
         return NULL;
     }
-    if (cycle_workspace_init(&lf->cw, &lf->f, &lf->da, batch, crop, crop, err, n)) {
+    if (cycle_workspace_init(&lf->cw, &lf->f, &lf->da, lf->local, crop, crop, err, n)) {
         learned_f_destroy(lf);
         return NULL;
     }
@@ -109,11 +112,12 @@ void learned_f_generator_step(LearnedF *lf, GanWorkspace *ws, Network *g, Networ
 
 /* CycleGAN's ImagePool, the rule train.c applies to G's fakes: while not
  * full, store and return the new image; then, with probability 1/2, return
- * a random stored image and keep the new one in its place. */
+ * a random stored image and keep the new one in its place. The whole
+ * batch's fakes pass in order, the same on every rank. */
 static void pool_query(LearnedF *lf, Rng *rng) {
     size_t sz = (size_t)lf->crop * lf->crop, bytes = sz * sizeof(float);
     for (int i = 0; i < lf->batch; i++) {
-        const float *img = lf->cw.fake_a + i * sz;
+        const float *img = lf->fakes + i * sz;
         float *out = lf->pooled + i * sz;
         if (lf->pool_count < HISTORY_POOL_SIZE) {
             memcpy(lf->pool + lf->pool_count++ * sz, img, bytes);
@@ -128,12 +132,43 @@ static void pool_query(LearnedF *lf, Rng *rng) {
     }
 }
 
+/* Each rank's gradients are the means over its slice; equal slices make
+ * their average the gradient of the mean over the whole batch. */
+static void average_gradients(Network *net) {
+    int ranks = dist_size();
+    if (ranks == 1) return;
+    float *grad = net->grads.base;
+    dist_sum_floats(grad, net->grads.capacity);
+    for (size_t i = 0; i < net->grads.capacity; i++) grad[i] /= (float)ranks;
+}
+
 void learned_f_finish_step(LearnedF *lf, const float *a, Rng *rng, const AdamConfig *adam,
                            long step, GanLosses *L) {
+    average_gradients(&lf->f);
     adam_update(lf->f.params.base, lf->f_m, lf->f_v, lf->f.grads.base, lf->f.params.capacity, adam,
                 step);
+    size_t img = (size_t)lf->crop * lf->crop;
+    dist_allgather_floats(lf->fakes, lf->cw.fake_a, (size_t)lf->local * img);
     pool_query(lf, rng);
-    gan_cycle_discriminator_a_step(&lf->cw, &lf->da, a, lf->pooled, L);
+    gan_cycle_discriminator_a_step(&lf->cw, &lf->da, a, lf->pooled + (size_t)lf->first * img, L);
+    average_gradients(&lf->da);
     adam_update(lf->da.params.base, lf->da_m, lf->da_v, lf->da.grads.base, lf->da.params.capacity,
                 adam, step);
+    int ranks = dist_size();
+    if (ranks > 1) { /* train.c averages the other terms (total_g holds gan_f) */
+        double v[2] = {L->gan_f, L->total_da};
+        dist_sum_doubles(v, 2);
+        L->gan_f = v[0] / ranks, L->total_da = v[1] / ranks;
+    }
+}
+
+int learned_f_replicas_identical(const LearnedF *lf) {
+    const Network *nets[2] = {&lf->f, &lf->da};
+    int same = 1;
+    for (int i = 0; i < 2; i++) {
+        same &= dist_same_everywhere(nets[i]->params.base, nets[i]->params.capacity * sizeof(float));
+        same &= dist_same_everywhere(nets[i]->buffers.base, nets[i]->buffers.capacity * sizeof(float));
+    }
+    size_t img = (size_t)lf->crop * lf->crop;
+    return same & dist_same_everywhere(lf->pool, lf->pool_count * img * sizeof(float));
 }

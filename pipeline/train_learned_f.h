@@ -14,6 +14,12 @@
  * One step, in train.c's loop: learned_f_generator_step (G's and F's grads)
  * in place of gan_generator_step; Adam on G; D_B's step as usual (pool,
  * gan_discriminator_step, Adam on D); then learned_f_finish_step.
+ *
+ * Under mpirun (pipeline/dist.h) each rank holds its slice of every batch,
+ * as train.c's G and D do: F's and D_A's gradients are averaged over the
+ * ranks before Adam, F's fakes gathered so that every rank runs the same
+ * pool on the whole batch, and gan_f, total_da averaged. (BatchNorm:
+ * cycle_workspace_sync_batchnorm on lf->cw.)
  */
 #ifndef SPYNCO_TRAIN_LEARNED_F_H
 #define SPYNCO_TRAIN_LEARNED_F_H
@@ -26,15 +32,18 @@
 typedef struct {
     Network f, da;
     float *f_m, *f_v, *da_m, *da_v; /* Adam moments, laid out like the params blocks */
-    int crop, batch;
+    int crop, batch;                /* batch: the whole step's, over every rank */
+    int local, first;               /* this rank's slice of it */
     int pool_count;
     float *pool;   /* HISTORY_POOL_SIZE gray images [1, crop, crop] */
-    float *pooled; /* the batch D_A judges as fake [batch, 1, crop, crop] */
-    CycleWorkspace cw;
+    float *fakes;  /* the whole batch's F(b) [batch, 1, crop, crop], before the pool */
+    float *pooled; /* and after it: what D_A judges as fake */
+    CycleWorkspace cw; /* sized for the slice */
 } LearnedF;
 
-/* A new F and D_A, initialised from seed, for crop x crop batches; NULL on
- * failure (message in err: e.g. a crop F cannot read at every scale). */
+/* A new F and D_A, initialised from seed, for crop x crop batches of batch
+ * images (split over dist_size() ranks); NULL on failure (message in err:
+ * e.g. a crop F cannot read at every scale). */
 LearnedF *learned_f_create(const ModelConfig *cfg, unsigned long long seed, int crop, int batch,
                            char *err, size_t err_size);
 /* Restores a LearnedF from a training checkpoint; NULL on failure (message in r). */
@@ -44,12 +53,16 @@ LearnedF *learned_f_read(H5Reader *r, const ModelConfig *cfg, int crop, int batc
 int learned_f_write(H5Writer *w, const LearnedF *lf);
 void learned_f_destroy(LearnedF *lf);
 
-/* G's and F's gradients for gray batch a and color batch b (d_b: the color discriminator). */
+/* G's and F's gradients for this rank's slices a (gray) and b (color) (d_b:
+ * the color discriminator). */
 void learned_f_generator_step(LearnedF *lf, GanWorkspace *ws, Network *g, Network *d_b,
                               const float *a, const float *b, const LossWeights *lw, GanLosses *L);
 /* After G's and D_B's updates: Adam on F, F's fakes through the history pool
- * (drawing from rng), D_A's step, Adam on D_A. step: the 1-based Adam step. */
+ * (drawing from rng), D_A's step on the slice a, Adam on D_A. step: the
+ * 1-based Adam step. Collective under mpirun. */
 void learned_f_finish_step(LearnedF *lf, const float *a, Rng *rng, const AdamConfig *adam,
                            long step, GanLosses *L);
+/* 1 if every rank holds the same F, D_A and pool (collective; see train.c). */
+int learned_f_replicas_identical(const LearnedF *lf);
 
 #endif

@@ -8,6 +8,9 @@ PACKAGES=(
   libgdal-dev gdal-bin libproj-dev
   libhdf5-dev hdf5-tools
   libopenblas-dev libcjson-dev
+  libyaml-dev zlib1g-dev       # recipes (spynco run): YAML parser; CRC-32 of outputs
+  clang libclang-rt-14-dev     # scripts/fuzz.sh: clang 14 and its libFuzzer runtime
+  libopenmpi-dev openmpi-bin   # distributed training and runs (mpirun); optional at build time
   python3-h5py python3-numpy   # tests: checkpoints written/read by h5py
   time                         # benchmarks: /usr/bin/time -v for peak memory
 )

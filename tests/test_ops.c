@@ -1,12 +1,14 @@
 /* Finite-difference gradient checks for every op in nn/ops.h and nn/conv.h,
  * plus Adam against a double-precision transcription of PyTorch's update. */
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "gradcheck.h"
 #include "nn/conv.h"
+#include "nn/gemm.h"
 #include "nn/ops.h"
 #include "testutil.h"
 
@@ -54,9 +56,12 @@ static double conv_loss(void *p) {
     return dot(c->out, c->r, (size_t)c->s.batch * c->s.out_ch * c->s.out_h * c->s.out_w);
 }
 
-static void test_conv(int batch, int cin, int h, int w, int cout, int k, int stride, int pad) {
+/* up: the input (h x w as stored) is read through nearest x2 upsampling. */
+static void test_conv_up(int up, int batch, int cin, int h, int w, int cout, int k, int stride,
+                         int pad) {
     ConvCtx c;
-    c.s = conv_shape(batch, cin, h, w, cout, k, stride, pad);
+    c.s = conv_shape(batch, cin, h << up, w << up, cout, k, stride, pad);
+    c.s.upsampled = up;
     size_t nin = (size_t)batch * cin * h * w, nw = (size_t)cout * cin * k * k;
     size_t nout = (size_t)batch * cout * c.s.out_h * c.s.out_w;
     c.in = rand_buf(nin, -1, 1);
@@ -70,8 +75,8 @@ static void test_conv(int batch, int cin, int h, int w, int cout, int k, int str
     conv2d_forward(c.out, c.in, c.w, c.b, &c.s, c.scratch);
     conv2d_backward(din, dw, db, c.r, c.in, c.w, &c.s, c.scratch);
     char name[96];
-    snprintf(name, sizeof name, "conv %dx%d s%d p%d %dx%d %d->%d in", k, k, stride, pad, w, h, cin,
-             cout);
+    snprintf(name, sizeof name, "conv %s%dx%d s%d p%d %dx%d %d->%d in", up ? "up2 " : "", k, k,
+             stride, pad, w, h, cin, cout);
     report(name, gradcheck(conv_loss, &c, c.in, din, nin, SAMPLES, EPS, RTOL));
     snprintf(name, sizeof name, "conv %dx%d s%d p%d weight", k, k, stride, pad);
     report(name, gradcheck(conv_loss, &c, c.w, dw, nw, SAMPLES, EPS, RTOL));
@@ -89,35 +94,63 @@ static void test_conv(int batch, int cin, int h, int w, int cout, int k, int str
     free(din), free(dw), free(db);
 }
 
+static void test_conv(int batch, int cin, int h, int w, int cout, int k, int stride, int pad) {
+    test_conv_up(0, batch, cin, h, w, cout, k, stride, pad);
+}
+
+/* The upsampling conv's phase split against an upsampled copy and the plain conv. */
+static void test_conv_upsampled_forward(void) {
+    int h = 7, w = 9, cin = 3, cout = 4;
+    ConvShape up = conv_shape(2, cin, 2 * h, 2 * w, cout, 3, 1, 1), plain = up;
+    up.upsampled = 1;
+    size_t nin = (size_t)2 * cin * h * w, nout = (size_t)2 * cout * 4 * h * w;
+    float *in = rand_buf(nin, -1, 1), *wt = rand_buf((size_t)cout * cin * 9, -1, 1);
+    float *b = rand_buf(cout, -1, 1), *big = malloc(4 * nin * sizeof(float));
+    float *out = malloc(nout * sizeof(float)), *ref = malloc(nout * sizeof(float));
+    float *scratch = malloc(conv_scratch_floats(&up, 4) * sizeof(float));
+    upsample2x_forward(big, in, 2 * cin, h, w);
+    conv2d_forward(ref, big, wt, b, &plain, scratch);
+    conv2d_forward(out, in, wt, b, &up, scratch);
+    double worst = 0;
+    for (size_t i = 0; i < nout; i++) worst = fmax(worst, fabs((double)out[i] - ref[i]));
+    CHECK(worst < 1e-5, "upsampling conv's phases differ from upsample + conv by %g", worst);
+    printf("  %-40s max diff %.2e\n", "up2 conv phases vs upsample + conv", worst);
+    free(in), free(wt), free(b), free(big), free(out), free(ref), free(scratch);
+}
+
 /* Direct convolution in double: the forward's reference. */
-static void test_conv_forward_reference(void) {
-    ConvShape s = conv_shape(2, 3, 23, 29, 5, 3, 2, 1);
-    size_t nin = (size_t)2 * 3 * 23 * 29, nw = 5 * 3 * 9, nout = (size_t)2 * 5 * s.out_h * s.out_w;
-    float *in = rand_buf(nin, -1, 1), *w = rand_buf(nw, -1, 1), *b = rand_buf(5, -1, 1);
+static void test_conv_forward_reference(int batch, int cin, int h, int w, int cout, int k,
+                                        int stride, int pad) {
+    ConvShape s = conv_shape(batch, cin, h, w, cout, k, stride, pad);
+    size_t nin = (size_t)batch * cin * h * w, nw = (size_t)cout * cin * k * k;
+    size_t nout = (size_t)batch * cout * s.out_h * s.out_w;
+    float *in = rand_buf(nin, -1, 1), *wt = rand_buf(nw, -1, 1), *b = rand_buf(cout, -1, 1);
     float *out = malloc(nout * sizeof(float));
     float *scratch = malloc(conv_scratch_floats(&s, 4) * sizeof(float));
-    conv2d_forward(out, in, w, b, &s, scratch);
+    conv2d_forward(out, in, wt, b, &s, scratch);
     double worst = 0;
-    for (int n = 0; n < 2; n++)
-        for (int co = 0; co < 5; co++)
+    for (int n = 0; n < batch; n++)
+        for (int co = 0; co < cout; co++)
             for (int y = 0; y < s.out_h; y++)
                 for (int x = 0; x < s.out_w; x++) {
                     double acc = b[co];
-                    for (int ci = 0; ci < 3; ci++)
-                        for (int ky = 0; ky < 3; ky++)
-                            for (int kx = 0; kx < 3; kx++) {
-                                int iy = y * 2 - 1 + ky, ix = x * 2 - 1 + kx;
-                                if (iy < 0 || ix < 0 || iy >= 23 || ix >= 29) continue;
-                                acc += (double)w[((co * 3 + ci) * 3 + ky) * 3 + kx] *
-                                       in[((n * 3 + ci) * 23 + iy) * 29 + ix];
+                    for (int ci = 0; ci < cin; ci++)
+                        for (int ky = 0; ky < k; ky++)
+                            for (int kx = 0; kx < k; kx++) {
+                                int iy = y * stride - pad + ky, ix = x * stride - pad + kx;
+                                if (iy < 0 || ix < 0 || iy >= h || ix >= w) continue;
+                                acc += (double)wt[((co * cin + ci) * k + ky) * k + kx] *
+                                       in[((n * cin + ci) * h + iy) * w + ix];
                             }
-                    double got = out[((n * 5 + co) * s.out_h + y) * s.out_w + x];
+                    double got = out[((n * cout + co) * s.out_h + y) * s.out_w + x];
                     worst = fmax(worst, fabs(got - acc));
                 }
-    CHECK(s.out_h == 12 && s.out_w == 15, "conv output size %dx%d", s.out_w, s.out_h);
-    CHECK(worst < 1e-5, "conv forward differs from direct convolution by %g", worst);
-    printf("  %-40s max diff %.2e\n", "conv forward vs direct (double)", worst);
-    free(in), free(w), free(b), free(out), free(scratch);
+    CHECK(worst < 1e-5 * sqrt((double)cin * k * k), "conv %dx%d s%d forward differs from direct convolution by %g", k, k,
+          stride, worst);
+    char name[64];
+    snprintf(name, sizeof name, "conv %dx%d s%d %dx%d forward vs direct", k, k, stride, w, h);
+    printf("  %-40s max diff %.2e\n", name, worst);
+    free(in), free(wt), free(b), free(out), free(scratch);
 }
 
 /* ---- BatchNorm ---------------------------------------------------------------- */
@@ -128,8 +161,9 @@ typedef struct {
 
 static double bn_loss(void *p) {
     BnCtx *c = p;
+    double stats[BN_STATS_DOUBLES(4)];
     batchnorm_forward(c->out, c->mean, c->rstd, c->rm, c->rv, c->in, c->gamma, c->beta, c->batch,
-                      c->ch, c->hw, c->training);
+                      c->ch, c->hw, c->training, NULL, stats);
     return dot(c->out, c->r, (size_t)c->batch * c->ch * c->hw);
 }
 
@@ -148,8 +182,9 @@ static void test_batchnorm(int training) {
     float *din = calloc(n, sizeof(float)), *dg = calloc(c.ch, sizeof(float)),
           *dbt = calloc(c.ch, sizeof(float));
     bn_loss(&c);
+    double stats[BN_STATS_DOUBLES(4)];
     batchnorm_backward(din, dg, dbt, c.r, c.in, c.mean, c.rstd, c.gamma, c.batch, c.ch, c.hw,
-                       training);
+                       training, NULL, stats);
     const char *mode = training ? "batchnorm (train)" : "batchnorm (eval)";
     char name[64];
     snprintf(name, sizeof name, "%s in", mode);
@@ -167,13 +202,107 @@ static void test_batchnorm(int training) {
 static void test_batchnorm_statistics(void) {
     float in[8] = {1, 2, 3, 4, 5, 6, 7, 8}; /* batch 2, 1 channel, hw 4 */
     float gamma = 1, beta = 0, out[8], mean, rstd, rm = 0.5f, rv = 2.0f;
-    batchnorm_forward(out, &mean, &rstd, &rm, &rv, in, &gamma, &beta, 2, 1, 4, 1);
+    double stats[BN_STATS_DOUBLES(1)];
+    batchnorm_forward(out, &mean, &rstd, &rm, &rv, in, &gamma, &beta, 2, 1, 4, 1, NULL, stats);
     double var_b = 5.25, var_u = 6.0;
     CHECK(fabs(mean - 4.5) < 1e-6, "batch mean %g", mean);
     CHECK(fabs(rstd - 1.0 / sqrt(var_b + 1e-5)) < 1e-6, "batch rstd %g", rstd);
     CHECK(fabs(rm - (0.9 * 0.5 + 0.1 * 4.5)) < 1e-6, "running mean %g", rm);
     CHECK(fabs(rv - (0.9 * 2.0 + 0.1 * var_u)) < 1e-6, "running var %g", rv);
     CHECK(fabs(out[0] - (1 - 4.5) / sqrt(var_b + 1e-5)) < 1e-5, "normalised value %g", out[0]);
+}
+
+/* Synchronised BatchNorm: two replicas (threads), each with half of the batch
+ * and its statistics summed through BnSync, must compute what one replica
+ * computes on the whole batch: outputs, running statistics, input gradients,
+ * and gamma/beta gradients that add up to the whole batch's. */
+enum { SB_BATCH = 4, SB_CH = 3, SB_HW = 30 };
+typedef struct {
+    pthread_barrier_t *barrier;
+    double **slots; /* shared: each replica's values, exchanged through the barrier */
+    int id;
+} PairSum;
+
+static void pair_sum(double *values, int count, void *ctx) {
+    PairSum *p = ctx;
+    memcpy(p->slots[p->id], values, (size_t)count * sizeof(double));
+    pthread_barrier_wait(p->barrier);
+    for (int i = 0; i < count; i++) values[i] = p->slots[0][i] + p->slots[1][i];
+    pthread_barrier_wait(p->barrier); /* both have read before the slots are reused */
+}
+
+typedef struct {
+    PairSum ctx;
+    BnSync sync;
+    int batch;
+    const float *in, *dout, *gamma, *beta;
+    float out[SB_BATCH * SB_CH * SB_HW], din[SB_BATCH * SB_CH * SB_HW];
+    float mean[SB_CH], rstd[SB_CH], rm[SB_CH], rv[SB_CH], dg[SB_CH], db[SB_CH];
+    double stats[BN_STATS_DOUBLES(SB_CH)];
+} BnReplica;
+
+static void *bn_replica_run(void *p) {
+    BnReplica *r = p;
+    const BnSync *sync = r->ctx.slots ? &r->sync : NULL;
+    batchnorm_forward(r->out, r->mean, r->rstd, r->rm, r->rv, r->in, r->gamma, r->beta, r->batch,
+                      SB_CH, SB_HW, 1, sync, r->stats);
+    batchnorm_backward(r->din, r->dg, r->db, r->dout, r->in, r->mean, r->rstd, r->gamma, r->batch,
+                       SB_CH, SB_HW, 1, sync, r->stats);
+    return NULL;
+}
+
+static void bn_replica_setup(BnReplica *r, int batch, const float *in, const float *dout,
+                             const float *gamma, const float *beta) {
+    memset(r, 0, sizeof *r);
+    r->batch = batch, r->in = in, r->dout = dout, r->gamma = gamma, r->beta = beta;
+    for (int c = 0; c < SB_CH; c++) r->rm[c] = 0.1f * c, r->rv[c] = 1.0f + 0.2f * c;
+}
+
+static void test_batchnorm_synchronised(void) {
+    size_t n = (size_t)SB_BATCH * SB_CH * SB_HW, half = n / 2;
+    float *in = rand_buf(n, -2, 3), *dout = rand_buf(n, -1, 1);
+    float *gamma = rand_buf(SB_CH, 0.5f, 1.5f), *beta = rand_buf(SB_CH, -0.5f, 0.5f);
+    static BnReplica whole, part[2];
+    bn_replica_setup(&whole, SB_BATCH, in, dout, gamma, beta);
+    bn_replica_run(&whole);
+    pthread_barrier_t barrier;
+    pthread_barrier_init(&barrier, NULL, 2);
+    double slot0[BN_STATS_DOUBLES(SB_CH)], slot1[BN_STATS_DOUBLES(SB_CH)];
+    double *slots[2] = {slot0, slot1};
+    pthread_t threads[2];
+    for (int k = 0; k < 2; k++) {
+        bn_replica_setup(&part[k], SB_BATCH / 2, in + k * half, dout + k * half, gamma, beta);
+        part[k].ctx = (PairSum){&barrier, slots, k};
+        part[k].sync = (BnSync){pair_sum, &part[k].ctx};
+        pthread_create(&threads[k], NULL, bn_replica_run, &part[k]);
+    }
+    for (int k = 0; k < 2; k++) pthread_join(threads[k], NULL);
+    pthread_barrier_destroy(&barrier);
+    double worst = 0;
+    for (int k = 0; k < 2; k++) {
+        for (size_t i = 0; i < half; i++) {
+            worst = fmax(worst, fabs(part[k].out[i] - whole.out[k * half + i]));
+            worst = fmax(worst, fabs(part[k].din[i] - whole.din[k * half + i]));
+        }
+        for (int c = 0; c < SB_CH; c++) {
+            worst = fmax(worst, fabs(part[k].rm[c] - whole.rm[c]));
+            worst = fmax(worst, fabs(part[k].rv[c] - whole.rv[c]));
+        }
+    }
+    for (int c = 0; c < SB_CH; c++) {
+        worst = fmax(worst, fabs(part[0].dg[c] + part[1].dg[c] - whole.dg[c]));
+        worst = fmax(worst, fabs(part[0].db[c] + part[1].db[c] - whole.db[c]));
+    }
+    /* the statistics are double sums in another order; the rest is the same float code */
+    CHECK(worst < 1e-5, "two synchronised half batches differ from the whole batch by %g", worst);
+    printf("  %-40s max diff %.2e\n", "synchronised BN, 2 x half batch", worst);
+    /* without the sync each half normalises by its own statistics: visibly different */
+    bn_replica_setup(&part[0], SB_BATCH / 2, in, dout, gamma, beta);
+    bn_replica_run(&part[0]);
+    double apart = 0;
+    for (size_t i = 0; i < half; i++) apart = fmax(apart, fabs(part[0].out[i] - whole.out[i]));
+    CHECK(apart > 1e-3, "a half batch alone normalises like the whole batch (%g)", apart);
+    free(in), free(dout), free(gamma), free(beta);
 }
 
 /* ---- element-wise and resampling ops ---------------------------------------- */
@@ -318,7 +447,8 @@ static void test_adam(void) {
 
 int main(void) {
     printf("conv2d\n");
-    test_conv_forward_reference();
+    test_conv_forward_reference(2, 3, 23, 29, 5, 3, 2, 1);
+    test_conv_forward_reference(2, 7, 11, 70, 5, 3, 1, 1);
     test_conv(2, 1, 13, 11, 4, 7, 1, 3);   /* enc0 */
     test_conv(2, 3, 12, 10, 5, 3, 2, 1);   /* enc1/enc2 */
     test_conv(1, 6, 9, 9, 4, 3, 1, 1);     /* res, dec */
@@ -329,10 +459,22 @@ int main(void) {
     test_conv(1, 2, 47, 45, 3, 3, 2, 1);   /* strided d(input): odd sides, several blocks per phase */
     test_conv(1, 2, 11, 10, 3, 2, 3, 0);   /* stride > kernel: input phases no tap reaches */
     test_conv(1, 2, 9, 8, 3, 3, 1, 3);     /* pad > kernel - 1: the phase path at stride 1 */
+    test_conv_upsampled_forward();
+    test_conv_up(1, 2, 3, 5, 6, 4, 3, 1, 1);  /* dec1, dec0: upsampling conv as 4 phase convs */
+    test_conv_up(1, 1, 2, 23, 25, 3, 3, 1, 1); /* several blocks, odd sides */
+    test_conv(2, 3, 7, 67, 4, 3, 1, 1);    /* Winograd backward: batch, two segments per tile row */
+    /* the portable path: the plain C GEMM kernel selects the plain C transforms */
+    GemmKernel best = gemm_current_kernel();
+    CHECK(gemm_set_kernel(GEMM_KERNEL_SCALAR) == 0, "the plain C kernel must be available");
+    test_conv_forward_reference(1, 4, 9, 11, 3, 3, 1, 1);
+    test_conv(1, 6, 9, 9, 4, 3, 1, 1);
+    test_conv_up(1, 2, 3, 5, 6, 4, 3, 1, 1);
+    gemm_set_kernel(best);
     printf("batchnorm\n");
     test_batchnorm(1);
     test_batchnorm(0);
     test_batchnorm_statistics();
+    test_batchnorm_synchronised();
     printf("element-wise and resampling\n");
     test_unary("relu", OP_RELU);
     test_unary("leaky relu 0.2", OP_LRELU);

@@ -569,6 +569,49 @@ static void test_large_and_nodata(void) {
     }
 }
 
+/* A batch in parts (data-parallel ranks): each part equals its slice of
+ * the whole batch, and the generator ends where the whole batch leaves it,
+ * for crops from memory and from disk, with and without no-data redraws. */
+static void test_batch_parts(void) {
+    enum { N = 64, B = 24 };
+    /* with an alpha mask (crops of other ranks are read for their validity)
+     * and without one (they are not read at all) */
+    const char *files[2] = {"landsat_rgba_240x200.tif", "cogeo_rgb_384x320.tif"};
+    const int cuts[4] = {0, 7, 16, B}; /* three ranks' unequal slices */
+    for (int f = 0; f < 2; f++)
+        for (int disk = 0; disk < 2; disk++) {
+            SampleSetOptions o = options(DOMAIN_COLOR, N);
+            o.max_memory_pixels = disk ? 1000 : 0;
+            SampleSet *set = open1(fixture(files[f]), &o);
+            CHECK(set, "%s: %s", files[f], err);
+            if (!set) continue;
+            size_t per = (size_t)3 * N * N;
+            float *whole = malloc(B * per * sizeof(float)), *part = malloc(B * per * sizeof(float));
+            Rng r0;
+            rng_seed(&r0, 5);
+            int ok = !sample_batch(set, &r0, B, whole, err, sizeof err);
+            for (int k = 0; ok && k < 3; k++) {
+                Rng r;
+                rng_seed(&r, 5);
+                int count = cuts[k + 1] - cuts[k];
+                memset(part, 0xff, B * per * sizeof(float));
+                ok = !sample_batch_part(set, &r, B, cuts[k], count, part, err, sizeof err);
+                CHECK(ok && !memcmp(part, whole + cuts[k] * per, count * per * sizeof(float)),
+                      "%s (%s): crops %d..%d differ from the whole batch's", files[f],
+                      disk ? "disk" : "memory", cuts[k], cuts[k + 1] - 1);
+                CHECK(ok && !memcmp(&r, &r0, sizeof r), "%s (%s): the part leaves the generator "
+                      "elsewhere", files[f], disk ? "disk" : "memory");
+                /* nothing written beyond the part */
+                const unsigned char *rest = (const unsigned char *)(part + count * per);
+                CHECK(rest[0] == 0xff && rest[(B - count) * per * sizeof(float) - 1] == 0xff,
+                      "sample_batch_part wrote past its crops");
+            }
+            CHECK(ok, "%s: %s", files[f], err);
+            free(whole), free(part);
+            sample_set_close(set);
+        }
+}
+
 int main(void) {
     GDALAllRegister();
     snprintf(tmp, sizeof tmp, "/tmp/spynco_test_samples_XXXXXX");
@@ -584,6 +627,7 @@ int main(void) {
     test_gray_alpha();
     test_determinism();
     test_large_and_nodata();
+    test_batch_parts();
     nftw(tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     return test_summary("test_samples");
 }
