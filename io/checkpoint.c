@@ -14,7 +14,7 @@ static const char *config_summary(char *buf, size_t size, const ModelConfig *cfg
 
 /* ---- saving --------------------------------------------------------------- */
 
-static int write_tensors(H5Writer *w, const char *group, const Network *net) {
+int checkpoint_write_network(H5Writer *w, const char *group, const Network *net) {
     char path[TENSOR_PATH_MAX];
     for (int i = 0; i < net->num_tensors; i++) {
         const TensorInfo *t = &net->tensors[i];
@@ -38,8 +38,8 @@ int checkpoint_write_model(H5Writer *w, const Network *g, const Network *d,
     h5w_attr_int(w, "/", "epoch", meta ? meta->epoch : 0);
     h5w_attr_int(w, "/", "step", meta ? meta->step : 0);
     free(config);
-    if (write_tensors(w, "G", g)) return -1;
-    return d ? write_tensors(w, "D", d) : 0;
+    if (checkpoint_write_network(w, "G", g)) return -1;
+    return d ? checkpoint_write_network(w, "D", d) : 0;
 }
 
 int checkpoint_save_model(const char *path, const Network *g, const Network *d,
@@ -132,8 +132,7 @@ static int refuse_unknown_dataset(const char *path, void *ctx) {
                     path, config_summary(summary, sizeof summary, &c->net->cfg));
 }
 
-/* Reads /<group> into net, which is already laid out for the file's config. */
-static int read_network(H5Reader *r, const char *group, Network *net) {
+int checkpoint_read_network(H5Reader *r, const char *group, Network *net) {
     char root[8];
     snprintf(root, sizeof root, "/%s", group);
     ExtraCheck check = {r, net, strlen(root) + 1};
@@ -153,10 +152,41 @@ int checkpoint_read_model(H5Reader *r, Network *g, Network *d, CheckpointMeta *m
         network_free(g);
         return h5r_fail(r, "%s", msg);
     }
-    if (read_network(r, "G", g) || (d && read_network(r, "D", d))) {
+    if (checkpoint_read_network(r, "G", g) || (d && checkpoint_read_network(r, "D", d))) {
         network_free(g);
         if (d) network_free(d);
         return -1;
+    }
+    return 0;
+}
+
+/* ---- Adam moments ------------------------------------------------------------ */
+
+int checkpoint_write_moments(H5Writer *w, const Network *net, const char *group, const float *m,
+                             const float *v) {
+    char path[160];
+    for (int i = 0; i < net->num_tensors; i++) {
+        const TensorInfo *t = &net->tensors[i];
+        if (!t->grad) continue;
+        size_t off = (size_t)(t->data - net->params.base);
+        snprintf(path, sizeof path, "/opt/%s/exp_avg/%s", group, t->path);
+        if (h5w_dataset(w, path, H5IO_FLOAT32, t->ndim, t->shape, m + off)) return -1;
+        snprintf(path, sizeof path, "/opt/%s/exp_avg_sq/%s", group, t->path);
+        if (h5w_dataset(w, path, H5IO_FLOAT32, t->ndim, t->shape, v + off)) return -1;
+    }
+    return 0;
+}
+
+int checkpoint_read_moments(H5Reader *r, const Network *net, const char *group, float *m, float *v) {
+    char path[160];
+    for (int i = 0; i < net->num_tensors; i++) {
+        const TensorInfo *t = &net->tensors[i];
+        if (!t->grad) continue;
+        size_t off = (size_t)(t->data - net->params.base);
+        snprintf(path, sizeof path, "/opt/%s/exp_avg/%s", group, t->path);
+        if (h5r_read(r, path, H5IO_FLOAT32, t->ndim, t->shape, m + off)) return -1;
+        snprintf(path, sizeof path, "/opt/%s/exp_avg_sq/%s", group, t->path);
+        if (h5r_read(r, path, H5IO_FLOAT32, t->ndim, t->shape, v + off)) return -1;
     }
     return 0;
 }

@@ -14,6 +14,11 @@
  *     h5w_dataset(w, "/opt/G/enc0/conv/weight", ...);   // and so on
  *     return h5w_commit(w);                             // atomic, see h5io.h
  *
+ * A learned-F training checkpoint (issue 6, nn/gan_cycle.h) also holds F at
+ * /F/<path> and D_A at /DA/<path>, with their Adam moments under /opt/F and
+ * /opt/DA; readers of G (and D) ignore those groups, so such a file exports
+ * and colorizes like any other.
+ *
  * Loading builds the networks from the file's own config and refuses, with a
  * message naming the file and the problem, anything that does not match:
  * format, version, config, a missing, extra or wrongly shaped tensor.
@@ -51,6 +56,15 @@ int checkpoint_read_model(H5Reader *r, Network *g, Network *d, CheckpointMeta *m
 /* Opens path and reads the model, as above; message in err. */
 int checkpoint_load_model(const char *path, Network *g, Network *d, CheckpointMeta *meta, char *err,
                           size_t err_size);
+/* One network's tensors at /<group>/<path> (G, D, F, DA). Reading checks
+ * every shape against net (already built) and refuses extra datasets. */
+int checkpoint_write_network(H5Writer *w, const char *group, const Network *net);
+int checkpoint_read_network(H5Reader *r, const char *group, Network *net);
+/* Adam moments m, v (laid out like net's params block) at
+ * /opt/<group>/exp_avg/<path> and /opt/<group>/exp_avg_sq/<path>. */
+int checkpoint_write_moments(H5Writer *w, const Network *net, const char *group, const float *m,
+                             const float *v);
+int checkpoint_read_moments(H5Reader *r, const Network *net, const char *group, float *m, float *v);
 /* Only the attributes: format, version, config, epoch and step. */
 int checkpoint_read_config(const char *path, ModelConfig *cfg, CheckpointMeta *meta, char *err,
                            size_t err_size);

@@ -63,7 +63,8 @@ void gan_workspace_sync_batchnorm(GanWorkspace *ws, const BnSync *sync) {
 }
 
 /* Fills down_a / down_b for scales 2 and 3 and points scale 1 at the inputs. */
-static void pool_targets(GanWorkspace *ws, const float *a, const float *b, const float *targets[2][3]) {
+void gan_downsample_targets(GanWorkspace *ws, const float *a, const float *b,
+                            const float *targets[2][3]) {
     targets[0][0] = a;
     targets[1][0] = b;
     for (int s = 1; s < 3; s++) {
@@ -74,16 +75,14 @@ static void pool_targets(GanWorkspace *ws, const float *a, const float *b, const
     }
 }
 
-/* (D(y) - 1)^2 for the generator: D runs forward in training mode, and only
- * its input gradient is added to dy. */
-static double realism_for_generator(Network *d, Activations *da, const float *y, float *dy) {
+double gan_realism_for_generator(Network *d, Activations *da, const float *y, float *dy) {
     discriminator_forward(d, da, y, 1);
     size_t count = (size_t)da->batch * da->y_h[0] * da->y_w[0];
     double loss = mse_const_forward(da->y[0], 1.0f, count);
     activations_zero_grads(da);
     mse_const_backward(da->d_y[0], da->y[0], 1.0f, count, 1.0f);
     discriminator_backward(d, da, 0);
-    size_t in_count = (size_t)da->batch * 3 * da->h * da->w;
+    size_t in_count = (size_t)da->batch * d->in_ch * da->h * da->w;
     for (size_t i = 0; i < in_count; i++) dy[i] += da->d_input[i];
     return loss;
 }
@@ -97,7 +96,7 @@ void gan_generator_step(GanWorkspace *ws, Network *g, Network *d, const float *a
     memset(L->cons_b, 0, sizeof L->cons_b);
     memset(L->gan, 0, sizeof L->gan);
     L->contours = 0.0;
-    pool_targets(ws, a, b, targets);
+    gan_downsample_targets(ws, a, b, targets);
     network_zero_grads(g);
 
     /* pseudo-cycle A: a -> G -> H_t, and realism */
@@ -128,7 +127,7 @@ void gan_generator_step(GanWorkspace *ws, Network *g, Network *d, const float *a
             sobel_backward(ws->d_ht_y, ws->d_sobel, ws->batch, hs, wsz);
         }
         ht_backward(dy, ws->d_ht_y, cfg->ht, ws->batch, hs * wsz);
-        L->gan[s] = realism_for_generator(d, &ws->d_acts[s], y, dy);
+        L->gan[s] = gan_realism_for_generator(d, &ws->d_acts[s], y, dy);
         if (lw->luminance_lock) luminance_lock_backward(ga->d_y[s], dy, cfg->ht, ws->batch, hs * wsz);
     }
     generator_backward(g, ga);
@@ -158,8 +157,7 @@ void gan_generator_step(GanWorkspace *ws, Network *g, Network *d, const float *a
     for (int s = 0; s < 3; s++) L->total_g += L->cons_a[s] + L->cons_b[s] + L->gan[s];
 }
 
-/* 0.5 * (D(x) - target)^2 with D's parameter gradients accumulated. */
-static double realism_for_discriminator(Network *d, Activations *da, const float *x, float target) {
+double gan_realism_for_discriminator(Network *d, Activations *da, const float *x, float target) {
     discriminator_forward(d, da, x, 1);
     size_t count = (size_t)da->batch * da->y_h[0] * da->y_w[0];
     double loss = 0.5 * mse_const_forward(da->y[0], target, count);
@@ -178,7 +176,7 @@ void gan_discriminator_step(GanWorkspace *ws, Network *d, const float *b,
         int s = cfg->scales[k] - 1;
         const float *real = s == 0 ? b : ws->down_b[s];
         if (s > 0) avgpool_forward(ws->down_b[s], b, 3 * ws->batch, ws->h, ws->w, 1 << s);
-        L->total_d += realism_for_discriminator(d, &ws->d_acts[s], real, 1.0f);
-        L->total_d += realism_for_discriminator(d, &ws->d_acts[s], fakes[s], 0.0f);
+        L->total_d += gan_realism_for_discriminator(d, &ws->d_acts[s], real, 1.0f);
+        L->total_d += gan_realism_for_discriminator(d, &ws->d_acts[s], fakes[s], 0.0f);
     }
 }

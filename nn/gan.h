@@ -38,6 +38,10 @@ typedef struct {
     double cons_a[3], cons_b[3], gan[3]; /* weighted terms per scale index (s-1) */
     double contours;
     double total_g, total_d;
+    /* learned-F variant (gan_cycle.h) only, where learned_f is set: F's realism
+     * through D_A (part of total_g) and D_A's loss */
+    int learned_f;
+    double gan_f, total_da;
 } GanLosses;
 
 typedef struct {
@@ -68,5 +72,15 @@ void gan_generator_step(GanWorkspace *ws, Network *g, Network *d, const float *a
 /* fakes[s-1]: the images D judges as fake at scale s (ws->fake or the history pool's). */
 void gan_discriminator_step(GanWorkspace *ws, Network *d, const float *b,
                             const float *const fakes[3], GanLosses *losses);
+
+/* Pieces shared with the learned-F objective (gan_cycle.h). */
+/* targets[0][s] = down_s(a), targets[1][s] = down_s(b) (ws->down_a/b; scale 1 is a, b). */
+void gan_downsample_targets(GanWorkspace *ws, const float *a, const float *b,
+                            const float *targets[2][3]);
+/* (D(x) - 1)^2 for a generator: D runs forward in training mode and only its
+ * input gradient is ADDED to dx (D's parameter grads are untouched). */
+double gan_realism_for_generator(Network *d, Activations *da, const float *x, float *dx);
+/* 0.5 * (D(x) - target)^2 with D's parameter gradients accumulated. */
+double gan_realism_for_discriminator(Network *d, Activations *da, const float *x, float target);
 
 #endif

@@ -96,16 +96,21 @@ static int network_finish(Network *net, char *err, size_t n) {
     return 0;
 }
 
-static int network_begin(Network *net, NetKind kind, const ModelConfig *cfg, int units, char *err,
-                         size_t n) {
+static int network_begin(Network *net, NetKind kind, const ModelConfig *cfg, int in_ch, int out_ch,
+                         int units, char *err, size_t n) {
     memset(net, 0, sizeof *net);
     char why[160];
     if (model_config_check(cfg, why, sizeof why)) {
         snprintf(err, n, "invalid model config: %s", why);
         return -1;
     }
+    if (in_ch < 1 || in_ch > 3 || out_ch < 1 || out_ch > 3) {
+        snprintf(err, n, "image channels must be 1..3 (in %d, out %d)", in_ch, out_ch);
+        return -1;
+    }
     net->kind = kind;
     net->cfg = *cfg;
+    net->in_ch = in_ch, net->out_ch = out_ch;
     net->num_units = units;
     net->units = calloc((size_t)units, sizeof *net->units);
     if (!net->units) {
@@ -120,10 +125,15 @@ enum { G_ENC0, G_ENC1, G_ENC2, G_RES0 };
 static int g_dec2(const Network *g) { return G_RES0 + 2 * g->cfg.R; }
 
 int network_init_generator(Network *net, const ModelConfig *cfg, char *err, size_t n) {
-    if (network_begin(net, NET_GENERATOR, cfg, 3 + 2 * cfg->R + 4, err, n)) return -1;
+    return network_init_generator_channels(net, cfg, 1, 3, err, n);
+}
+
+int network_init_generator_channels(Network *net, const ModelConfig *cfg, int in_ch, int out_ch,
+                                    char *err, size_t n) {
+    if (network_begin(net, NET_GENERATOR, cfg, in_ch, out_ch, 3 + 2 * cfg->R + 4, err, n)) return -1;
     int F = cfg->F, K = cfg->K;
     ConvUnit *u = net->units;
-    unit_set(&u[G_ENC0], "enc0/conv", "enc0/bn", 1, F, 7, 1, 3, ACT_RELU);
+    unit_set(&u[G_ENC0], "enc0/conv", "enc0/bn", in_ch, F, 7, 1, 3, ACT_RELU);
     unit_set(&u[G_ENC1], "enc1/conv", "enc1/bn", F, 2 * F, 3, 2, 1, ACT_RELU);
     unit_set(&u[G_ENC2], "enc2/conv", "enc2/bn", 2 * F, 4 * F, 3, 2, 1, ACT_RELU);
     for (int i = 0; i < cfg->R; i++) {
@@ -139,16 +149,21 @@ int network_init_generator(Network *net, const ModelConfig *cfg, char *err, size
     unit_set(&u[d2], "dec2/conv", "dec2/bn", 4 * F, K, 1, 1, 0, ACT_RELU);
     unit_set(&u[d2 + 1], "dec1/conv", "dec1/bn", K, K, 3, 1, 1, ACT_RELU);
     unit_set(&u[d2 + 2], "dec0/conv", "dec0/bn", K, K, 3, 1, 1, ACT_RELU);
-    unit_set(&u[d2 + 3], "head/conv", NULL, K, 3, 1, 1, 0, ACT_TANH);
+    unit_set(&u[d2 + 3], "head/conv", NULL, K, out_ch, 1, 1, 0, ACT_TANH);
     u[d2 + 1].upsample_before = u[d2 + 2].upsample_before = 1;
     return network_finish(net, err, n);
 }
 
 int network_init_discriminator(Network *net, const ModelConfig *cfg, char *err, size_t n) {
-    if (network_begin(net, NET_DISCRIMINATOR, cfg, 5, err, n)) return -1;
+    return network_init_discriminator_channels(net, cfg, 3, err, n);
+}
+
+int network_init_discriminator_channels(Network *net, const ModelConfig *cfg, int in_ch, char *err,
+                                        size_t n) {
+    if (network_begin(net, NET_DISCRIMINATOR, cfg, in_ch, 1, 5, err, n)) return -1;
     int nd = cfg->nd;
     ConvUnit *u = net->units;
-    unit_set(&u[0], "l0/conv", NULL, 3, nd, 4, 2, 1, ACT_LEAKY_RELU);
+    unit_set(&u[0], "l0/conv", NULL, in_ch, nd, 4, 2, 1, ACT_LEAKY_RELU);
     unit_set(&u[1], "l1/conv", "l1/bn", nd, 2 * nd, 4, 2, 1, ACT_LEAKY_RELU);
     unit_set(&u[2], "l2/conv", "l2/bn", 2 * nd, 4 * nd, 4, 2, 1, ACT_LEAKY_RELU);
     unit_set(&u[3], "l3/conv", "l3/bn", 4 * nd, 8 * nd, 4, 1, 1, ACT_LEAKY_RELU);
@@ -257,7 +272,7 @@ static size_t shape_out_count(const ConvShape *s) {
 /* Input (channels, h, w) of each application, from the one before it. */
 static void app_shapes(const Network *net, ConvShape *shapes, int batch, int h, int w) {
     int apps = num_applications(net);
-    int ch = net->kind == NET_GENERATOR ? 1 : 3;
+    int ch = net->in_ch;
     for (int a = 0; a < net->num_units; a++) {
         const ConvUnit *u = app_unit(net, a);
         if (u->upsample_before) h *= 2, w *= 2;
@@ -490,7 +505,9 @@ void generator_forward(Network *g, Activations *A, const float *gray, int traini
     unit_forward(&u[head], &x[head + 2], x[d2].out, A, training);
 }
 
-void generator_backward(Network *g, Activations *A) {
+void generator_backward(Network *g, Activations *A) { generator_backward_input(g, A, NULL); }
+
+void generator_backward_input(Network *g, Activations *A, float *d_input) {
     UnitActs *x = A->apps;
     ConvUnit *u = g->units;
     int R = g->cfg.R, d2 = g_dec2(g), head = g->num_units - 1;
@@ -511,7 +528,7 @@ void generator_backward(Network *g, Activations *A) {
     }
     unit_backward(&u[G_ENC2], &x[G_ENC2], A, 1);
     unit_backward(&u[G_ENC1], &x[G_ENC1], A, 1);
-    x[G_ENC0].d_in = NULL; /* the gray input needs no gradient */
+    x[G_ENC0].d_in = d_input; /* NULL: G's gray input needs no gradient */
     unit_backward(&u[G_ENC0], &x[G_ENC0], A, 1);
 }
 

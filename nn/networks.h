@@ -11,6 +11,11 @@
  * `tensors` names every view with its PyTorch state_dict path ('.' -> '/'),
  * which is also its HDF5 path under /G or /D in a checkpoint.
  *
+ * The channel counts are parameters for the learned-F variant (CycleGAN's
+ * second generator F: color -> gray, G's architecture with 3 inputs and 1
+ * output; and a gray discriminator D_A with 1 input): the plain init
+ * functions build the spec's G (1 -> 3) and D (3 -> score).
+ *
  * Activations live apart, in an Activations block sized for one input shape
  * (batch, height, width): a network can run many shapes (G on a tile, D on
  * each pyramid scale) and several threads can each run their own.
@@ -77,6 +82,7 @@ typedef enum { NET_GENERATOR, NET_DISCRIMINATOR } NetKind;
 typedef struct {
     NetKind kind;
     ModelConfig cfg;
+    int in_ch, out_ch; /* image channels in (both kinds) and out (generator) */
     int num_units;
     ConvUnit *units;
     Arena params, grads, buffers;
@@ -88,6 +94,12 @@ typedef struct {
 /* Both return 0, or -1 (out of memory or invalid config, message in err). */
 int network_init_generator(Network *net, const ModelConfig *cfg, char *err, size_t err_size);
 int network_init_discriminator(Network *net, const ModelConfig *cfg, char *err, size_t err_size);
+/* The same networks with other image channel counts (1..3): in_ch -> out_ch
+ * for a generator (G is 1 -> 3, F is 3 -> 1), in_ch for a discriminator. */
+int network_init_generator_channels(Network *net, const ModelConfig *cfg, int in_ch, int out_ch,
+                                    char *err, size_t err_size);
+int network_init_discriminator_channels(Network *net, const ModelConfig *cfg, int in_ch, char *err,
+                                        size_t err_size);
 void network_free(Network *net);
 void network_zero_grads(Network *net);
 /* PyTorch's default initialisation (kaiming-uniform convs, BN 1/0, running 0/1), from a seed. */
@@ -139,11 +151,15 @@ int activations_init(Activations *acts, const Network *net, int batch, int h, in
                      int with_grads, char *err, size_t err_size);
 void activations_free(Activations *acts);
 
-/* G: gray [batch,1,h,w] in [-1,1] -> acts->y[0..2]. training: batch statistics. */
+/* G: gray [batch,1,h,w] in [-1,1] -> acts->y[0..2]. training: batch statistics.
+ * (Any generator: input [batch,in_ch,h,w], outputs with out_ch channels.) */
 void generator_forward(Network *g, Activations *acts, const float *gray, int training);
 /* Back-propagates acts->d_y[0..2] (filled by the caller) into g's grads. */
 void generator_backward(Network *g, Activations *acts);
-/* D: rgb [batch,3,h,w] -> acts->y[0] scores [batch,1,y_h[0],y_w[0]]. */
+/* The same, and also ADDS d(loss)/d(input) [batch,in_ch,h,w] to d_input: the
+ * gradient passed on when the input is another network's output (learned F). */
+void generator_backward_input(Network *g, Activations *acts, float *d_input);
+/* D: rgb [batch,in_ch,h,w] -> acts->y[0] scores [batch,1,y_h[0],y_w[0]]. */
 void discriminator_forward(Network *d, Activations *acts, const float *rgb, int training);
 /* Back-propagates acts->d_y[0] into acts->d_input, and into d's grads when
  * param_grads is set (off when D only passes the generator its gradient). */

@@ -48,6 +48,13 @@ static void train_usage(FILE *out) {
         "                        chroma only; beyond the spec, off by default\n"
         "  --ht R,G,B            H_t weights (default 0.299,0.587,0.114); they sum to 1\n"
         "  --lr X                Adam learning rate (default %g), beta (0.5, 0.999)\n"
+        "  --learned-f           CycleGAN row: learn F (color -> gray, G's layers with 3\n"
+        "                        inputs, 1 output) and a gray discriminator D_A in place\n"
+        "                        of H_t; cycle A |F(G(a)_s) - a_s|, cycle B |G(F(b))_s - b_s|\n"
+        "                        over the scales, F(b) judged by D_A. Crops: multiples of\n"
+        "                        16 with scale 3 (F reads G's H/4 output); no --contours\n"
+        "                        or --keep-luminance; with --init, F and D_A start fresh.\n"
+        "                        The exported model is G alone, as usual\n"
         "model:\n"
         "  --F N --K N --R N --nd N   widths and residual blocks (default 32 64 6 32)\n"
         "  --name NAME           model name stored in the checkpoint (default spynco-s)\n"
@@ -176,6 +183,8 @@ int cmd_train(int argc, char **argv) {
             if (!strcmp(a, "--lambda-a")) o.lambdas.lambda_a = f[0];
             else if (!strcmp(a, "--lambda-b")) o.lambdas.lambda_b = f[0];
             else o.lr = f[0];
+        } else if (!strcmp(a, "--learned-f")) {
+            o.learned_f = 1;
         } else if (!strcmp(a, "--ht")) {
             NEED(1);
             if (parse_list(argv[++i], f, 3) != 3) BAD("--ht takes three weights R,G,B, not");

@@ -19,6 +19,7 @@
 #include "nn/ops.h"
 #include "nn/rng.h"
 #include "pipeline/dist.h"
+#include "pipeline/train_learned_f.h"
 #include "pipeline/train_report.h"
 
 TrainOptions train_options_default(void) {
@@ -44,6 +45,7 @@ typedef struct {
     Rng rng;
     int pool_count;
     float *pool[3];               /* HISTORY_POOL_SIZE images per scale, [3, h>>s, w>>s] */
+    LearnedF *lf;                 /* --learned-f: F, D_A and their state; NULL otherwise */
 } TrainState;
 
 static void state_free(TrainState *st) {
@@ -51,6 +53,7 @@ static void state_free(TrainState *st) {
     network_free(&st->d);
     free(st->g_m), free(st->g_v), free(st->d_m), free(st->d_v);
     for (int s = 0; s < 3; s++) free(st->pool[s]);
+    learned_f_destroy(st->lf);
     memset(st, 0, sizeof *st);
 }
 
@@ -99,6 +102,7 @@ static char *options_to_json(const TrainOptions *o, long steps_per_epoch) {
     cJSON_AddStringToObject(j, "seed", seed);
     cJSON_AddNumberToObject(j, "checkpoint_every", o->checkpoint_every);
     cJSON_AddBoolToObject(j, "keep_epochs", o->keep_epochs);
+    cJSON_AddBoolToObject(j, "learned_f", o->learned_f);
     char *text = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
     return text;
@@ -157,6 +161,7 @@ static int options_from_json(TrainOptions *o, long *steps_per_epoch, const char 
     o->seed = strtoull(seed->valuestring, NULL, 10);
     o->gray_from_color = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "gray_from_color"));
     o->keep_epochs = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "keep_epochs"));
+    o->learned_f = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "learned_f"));
     o->crop = (int)v[0], o->batch = (int)v[1], o->steps = (long)v[2];
     *steps_per_epoch = (long)v[3];
     /* absent in checkpoints from before the option: off */
@@ -172,42 +177,14 @@ done:
 
 /* ---- checkpoints ---------------------------------------------------------------- */
 
-static void write_moments(H5Writer *w, const Network *net, const char *prefix, const float *m,
-                          const float *v) {
-    char path[160];
-    for (int i = 0; i < net->num_tensors; i++) {
-        const TensorInfo *t = &net->tensors[i];
-        if (!t->grad) continue;
-        size_t off = (size_t)(t->data - net->params.base);
-        snprintf(path, sizeof path, "/opt/%s/exp_avg/%s", prefix, t->path);
-        h5w_dataset(w, path, H5IO_FLOAT32, t->ndim, t->shape, m + off);
-        snprintf(path, sizeof path, "/opt/%s/exp_avg_sq/%s", prefix, t->path);
-        h5w_dataset(w, path, H5IO_FLOAT32, t->ndim, t->shape, v + off);
-    }
-}
-
-static int read_moments(H5Reader *r, const Network *net, const char *prefix, float *m, float *v) {
-    char path[160];
-    for (int i = 0; i < net->num_tensors; i++) {
-        const TensorInfo *t = &net->tensors[i];
-        if (!t->grad) continue;
-        size_t off = (size_t)(t->data - net->params.base);
-        snprintf(path, sizeof path, "/opt/%s/exp_avg/%s", prefix, t->path);
-        if (h5r_read(r, path, H5IO_FLOAT32, t->ndim, t->shape, m + off)) return -1;
-        snprintf(path, sizeof path, "/opt/%s/exp_avg_sq/%s", prefix, t->path);
-        if (h5r_read(r, path, H5IO_FLOAT32, t->ndim, t->shape, v + off)) return -1;
-    }
-    return 0;
-}
-
 static int save_checkpoint(const char *path, const TrainState *st, const TrainOptions *o,
                            long steps_per_epoch, char *err, size_t n) {
     H5Writer *w = h5w_open(path, err, n);
     if (!w) return -1;
     CheckpointMeta meta = {st->step / steps_per_epoch, st->step};
     checkpoint_write_model(w, &st->g, &st->d, &meta);
-    write_moments(w, &st->g, "G", st->g_m, st->g_v);
-    write_moments(w, &st->d, "D", st->d_m, st->d_v);
+    checkpoint_write_moments(w, &st->g, "G", st->g_m, st->g_v);
+    checkpoint_write_moments(w, &st->d, "D", st->d_m, st->d_v);
     h5w_attr_int(w, "/opt", "adam_step", st->step);
     int rng_shape[1] = {4};
     h5w_dataset(w, "/train/rng", H5IO_UINT64, 1, rng_shape, st->rng.s);
@@ -218,6 +195,7 @@ static int save_checkpoint(const char *path, const TrainState *st, const TrainOp
         h5w_dataset(w, name, H5IO_FLOAT32, 4, shape, st->pool[s]);
     }
     h5w_attr_int(w, "/train", "pool_count", st->pool_count);
+    if (st->lf) learned_f_write(w, st->lf);
     char *json = options_to_json(o, steps_per_epoch);
     h5w_attr_string(w, "/train", "options", json);
     free(json);
@@ -258,7 +236,8 @@ static int load_checkpoint(const char *path, TrainState *st, TrainOptions *o, lo
         h5r_fail(r, "out of memory restoring the training state");
         goto done;
     }
-    if (read_moments(r, &st->g, "G", st->g_m, st->g_v) || read_moments(r, &st->d, "D", st->d_m, st->d_v))
+    if (checkpoint_read_moments(r, &st->g, "G", st->g_m, st->g_v) ||
+        checkpoint_read_moments(r, &st->d, "D", st->d_m, st->d_v))
         goto done;
     int rng_shape[1] = {4};
     if (h5r_read(r, "/train/rng", H5IO_UINT64, 1, rng_shape, st->rng.s)) goto done;
@@ -269,6 +248,7 @@ static int load_checkpoint(const char *path, TrainState *st, TrainOptions *o, lo
         int shape[4] = {st->pool_count, 3, o->crop >> s, o->crop >> s};
         if (h5r_read(r, name, H5IO_FLOAT32, 4, shape, st->pool[s])) goto done;
     }
+    if (o->learned_f && !(st->lf = learned_f_read(r, &st->g.cfg, o->crop, o->batch))) goto done;
     st->step = meta.step;
     if (adam_step != meta.step) {
         h5r_fail(r, "inconsistent: Adam step %lld, checkpoint step %ld", adam_step, meta.step);
@@ -363,6 +343,7 @@ static int replicas_identical(const TrainState *st, int crop) {
     for (int s = 0; s < 3; s++)
         same &= dist_same_everywhere(st->pool[s],
                                      st->pool_count * pool_image_floats(crop, s) * sizeof(float));
+    if (st->lf) same &= learned_f_replicas_identical(st->lf);
     return same;
 }
 
@@ -504,6 +485,11 @@ int train_run(const TrainOptions *opt_in, const char *out_dir, int resume, char 
                  o.batch, ranks, ranks);
         goto setup_end;
     }
+    if (o.learned_f && (o.lambdas.lambda_c > 0 || o.lambdas.luminance_lock)) {
+        snprintf(err, n, "%s works through H_t, which --learned-f replaces: use one of them",
+                 o.lambdas.lambda_c > 0 ? "--contours" : "--keep-luminance");
+        goto setup_end;
+    }
     if (o.num_gray < 1 || o.num_color < 1) {
         snprintf(err, n, "training needs --gray and --color sources");
         goto setup_end;
@@ -531,6 +517,8 @@ int train_run(const TrainOptions *opt_in, const char *out_dir, int resume, char 
             network_init_weights(&st.d, o.seed * 2 + 2);
         }
         rng_seed(&st.rng, o.seed);
+        if (o.learned_f && !(st.lf = learned_f_create(&o.model, o.seed, o.crop, o.batch, err, n)))
+            goto setup_end;
         if (state_alloc(&st, o.crop)) {
             snprintf(err, n, "out of memory for the training state");
             goto setup_end;
@@ -543,6 +531,7 @@ int train_run(const TrainOptions *opt_in, const char *out_dir, int resume, char 
     local = o.batch / ranks, first = rank * local;
     if (gan_workspace_init(&ws, &st.g, &st.d, local, o.crop, o.crop, err, n)) goto setup_end;
     if (ranks > 1) gan_workspace_sync_batchnorm(&ws, &RANKS_BN_SYNC);
+    if (ranks > 1 && st.lf) cycle_workspace_sync_batchnorm(&st.lf->cw, &RANKS_BN_SYNC);
     size_t img = (size_t)o.crop * o.crop;
     a = malloc((size_t)local * img * sizeof(float));
     b = malloc((size_t)local * 3 * img * sizeof(float));
@@ -556,7 +545,7 @@ int train_run(const TrainOptions *opt_in, const char *out_dir, int resume, char 
         snprintf(err, n, "out of memory for the batches");
         goto setup_end;
     }
-    if (rank == 0 && (train_report_open(&csv, out_dir, st.step, err, n) ||
+    if (rank == 0 && (train_report_open(&csv, out_dir, st.step, o.learned_f, err, n) ||
                       train_preview_init(&preview, color_set, o.crop, o.model.ht, o.seed, err, n)))
         goto setup_end;
     rc = 0;
@@ -575,6 +564,9 @@ setup_end:
                 sample_set_count(color_set), o.crop, o.batch, procs, o.steps, steps_per_epoch,
                 omp_get_max_threads());
     }
+    if (!o.quiet && st.lf)
+        fprintf(stderr, "learned F in place of H_t (CycleGAN objective): F %zu, D_A %zu parameters; "
+                        "D above is D_B\n", st.lf->f.num_params, st.lf->da.num_params);
     AdamConfig adam = {o.lr, o.beta1, o.beta2, 1e-8f};
     double t_start = now(), t_report = t_start;
     long start_step = st.step, session_steps = 0;
@@ -589,7 +581,10 @@ setup_end:
             break;
         }
         adam.lr = lr_at(&o, st.step);
-        gan_generator_step(&ws, &st.g, &st.d, a, b, &o.lambdas, &L);
+        if (st.lf)
+            learned_f_generator_step(st.lf, &ws, &st.g, &st.d, a, b, &o.lambdas, &L);
+        else
+            gan_generator_step(&ws, &st.g, &st.d, a, b, &o.lambdas, &L);
         average_gradients(&st.g, ranks);
         adam_update(st.g.params.base, st.g_m, st.g_v, st.g.grads.base, st.g.params.capacity, &adam,
                     st.step + 1);
@@ -603,6 +598,7 @@ setup_end:
         average_gradients(&st.d, ranks);
         adam_update(st.d.params.base, st.d_m, st.d_v, st.d.grads.base, st.d.params.capacity, &adam,
                     st.step + 1);
+        if (st.lf) learned_f_finish_step(st.lf, a, &st.rng, &adam, st.step + 1, &L);
         average_losses(&L, ranks);
         st.step++, session_steps++;
         double t = now();

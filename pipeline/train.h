@@ -4,7 +4,9 @@
  * gan_generator_step (G's gradients, D frozen); Adam on G; the generator's
  * outputs y_s go through the 50-image history pool; gan_discriminator_step
  * on real b and pooled fakes; Adam on D. The learning rate is constant for
- * the first half of the steps, then falls linearly towards 0.
+ * the first half of the steps, then falls linearly towards 0. With
+ * learned_f (--learned-f), F and D_A are learned in place of H_t
+ * (train_learned_f.h, nn/gan_cycle.h).
  *
  * Everything that decides the next step lives in the checkpoint: weights and
  * BatchNorm statistics, both Adam states, the step, the random generator
@@ -49,6 +51,7 @@ typedef struct {
     int threads;
     int checkpoint_every;         /* steps between checkpoints */
     int keep_epochs;              /* also keep epoch_NNNN.h5 */
+    int learned_f;                /* learn F (color -> gray) instead of H_t: train_learned_f.h */
     int quiet;
     const char *init_from;        /* start from this checkpoint's weights (fine-tuning); NULL: fresh */
     long stop_after;              /* stop (with a checkpoint) after this many steps of this session */

@@ -11,8 +11,11 @@
 #include "nn/rng.h"
 
 #define CSV_HEADER "step,epoch,lr,total_g,cons_a,cons_b,gan,contours,total_d,seconds\n"
+#define CSV_HEADER_LEARNED_F \
+    "step,epoch,lr,total_g,cons_a,cons_b,gan,contours,total_d,seconds,gan_f,total_da\n"
 
-int train_report_open(FILE **csv, const char *out_dir, long step, char *err, size_t n) {
+int train_report_open(FILE **csv, const char *out_dir, long step, int learned_f, char *err,
+                      size_t n) {
     char path[4200], tmp[4300], line[1024];
     snprintf(path, sizeof path, "%s/losses.csv", out_dir);
     snprintf(tmp, sizeof tmp, "%s/.losses.csv.tmp-%ld", out_dir, (long)getpid());
@@ -21,7 +24,7 @@ int train_report_open(FILE **csv, const char *out_dir, long step, char *err, siz
         snprintf(err, n, "%s: cannot write", tmp);
         return -1;
     }
-    fputs(CSV_HEADER, out);
+    fputs(learned_f ? CSV_HEADER_LEARNED_F : CSV_HEADER, out);
     /* keep the rows up to the checkpoint's step: a killed run may have logged more */
     FILE *in = step > 0 ? fopen(path, "r") : NULL;
     while (in && fgets(line, sizeof line, in))
@@ -44,8 +47,10 @@ void train_report_losses(FILE *csv, long step, long epoch, float lr, const GanLo
                          double seconds) {
     double a = 0, b = 0, g = 0;
     for (int s = 0; s < 3; s++) a += L->cons_a[s], b += L->cons_b[s], g += L->gan[s];
-    fprintf(csv, "%ld,%ld,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.1f\n", step, epoch, lr, L->total_g,
-            a, b, g, L->contours, L->total_d, seconds);
+    fprintf(csv, "%ld,%ld,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.1f", step, epoch, lr, L->total_g, a, b,
+            g, L->contours, L->total_d, seconds);
+    if (L->learned_f) fprintf(csv, ",%.6g,%.6g", L->gan_f, L->total_da);
+    fputc('\n', csv);
 }
 
 /* ---- the SVG plot ------------------------------------------------------------- */

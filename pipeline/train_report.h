@@ -1,5 +1,6 @@
 /* train_report.h: what people watch while a model trains.
- *  - losses.csv: one row per step (step, epoch, lr, every loss term, seconds);
+ *  - losses.csv: one row per step (step, epoch, lr, every loss term, seconds
+ *    since the session started; a --learned-f run adds gan_f, total_da);
  *    on resume, rows after the checkpoint's step are dropped first, so the
  *    file always describes the run that the checkpoint continues.
  *  - losses.svg: the loss curves, redrawn from losses.csv.
@@ -15,7 +16,9 @@
 #include "nn/infer.h"
 
 
-int train_report_open(FILE **csv, const char *out_dir, long step, char *err, size_t err_size);
+/* learned_f: the header also names the columns gan_f and total_da (after seconds). */
+int train_report_open(FILE **csv, const char *out_dir, long step, int learned_f, char *err,
+                      size_t err_size);
 void train_report_losses(FILE *csv, long step, long epoch, float lr, const GanLosses *L,
                          double seconds);
 int train_report_plot(const char *out_dir, char *err, size_t err_size);

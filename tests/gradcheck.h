@@ -13,6 +13,8 @@
 
 #include <stddef.h>
 
+#include "nn/networks.h"
+
 typedef double (*LossFn)(void *ctx);
 
 typedef struct {
@@ -32,5 +34,17 @@ void gradcheck_direction(LossFn loss, void *ctx, float *x, const float *grad, co
                          size_t n, float eps, double *numeric, double *analytic);
 /* A random direction in [-1, 1]^n from a seed. */
 void gradcheck_random_direction(float *dir, size_t n, unsigned long long seed);
+
+/* Every parameter tensor of net against loss, which must recompute net's
+ * grads on each call. Inside a network, single weights can move a ReLU or
+ * an |.| across its kink, so each tensor is checked along two directions
+ * instead: a random one and its own gradient's, perturbation eps, each
+ * within rtol of the tensor's gradient norm (CHECKs, and a summary line).
+ * Some tensors have a zero gradient in theory (a conv bias in front of a
+ * training-mode BatchNorm, or a BN bias whose per-channel shift the next
+ * conv+BN removes): where the analytic gradient is below 1e-6 of the
+ * network's, the numeric one must be below 1e-3 of it. */
+void gradcheck_network(LossFn loss, void *ctx, Network *net, const char *name, float eps,
+                       double rtol);
 
 #endif

@@ -12,7 +12,8 @@
  * history pool image by image, the losses step by step; that from a
  * checkpoint with a full pool, so the pool's random swaps are exercised
  * without 13 steps of training. A 2-process run stopped and resumed is
- * bit-identical to one that ran through. */
+ * bit-identical to one that ran through. The same one-step and resume
+ * checks for `--learned-f`, whose F and D_A are data-parallel too. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -441,6 +442,46 @@ static void test_full_pool(void) {
     printf("  2 processes, stopped after a step and resumed: bit-identical to running through\n");
 }
 
+/* ---- --learned-f: F and D_A data-parallel too ---------------------------------------- */
+
+static void test_learned_f(void) {
+    const char *one = path_in("lf-one", ""), *two = path_in("lf-two", ""),
+               *twice = path_in("lf-twice", "");
+    char log[1100];
+    snprintf(log, sizeof log, "%s.log", two);
+    CHECK(train(1, one, "--learned-f --batch 4 --steps 1", NULL) == 0,
+          "--learned-f, one process, one step failed");
+    int rc = train(2, two, "--learned-f --batch 4 --steps 1", log);
+    CHECK(rc == 0, "--learned-f, two processes, one step: exit %d (log %s)", rc, log);
+    Pair p;
+    if (open_pair(&p, path_in("lf-one", "last.h5"), path_in("lf-two", "last.h5"))) return;
+    check_same_layout(&p);
+    CHECK(same_int_attr(&p, "/train", "pool_f_count"), "F's pool counts differ");
+    double rel[4] = {0, 0, 0, 0};
+    int noise = 0;
+    const char *nets[4] = {"G", "D", "F", "DA"};
+    for (int i = 0; i < 4; i++) check_network_after_one_step(&p, nets[i], &rel[i], &noise);
+    double bn = fmax(check_tensors(&p, "/F", "running", 1e-5), check_tensors(&p, "/DA", "running", 1e-5));
+    double pool = check_tensors(&p, "/train", "pool_f", 1e-5);
+    printf("  --learned-f, one step, 1 vs 2 processes: gradients differ by %.2g (G), %.2g (D),\n"
+           "  %.2g (F), %.2g (D_A) of the largest; F's and D_A's BN statistics by %.2g, F's pool\n"
+           "  by %.2g\n", rel[0], rel[1], rel[2], rel[3], bn, pool);
+    close_pair(&p);
+
+    /* 2 processes, 3 steps: stopped after 2 and resumed, or straight through */
+    CHECK(train(2, twice, "--learned-f --batch 4 --steps 3 --stop-after 2", log) == 0,
+          "--learned-f, 2 processes, stop after 2 steps failed (log %s)", log);
+    CHECK(resume(2, twice, "", log) == 0, "--learned-f, 2 processes, resume failed (log %s)", log);
+    const char *through = path_in("lf-through", "");
+    CHECK(train(2, through, "--learned-f --batch 4 --steps 3", log) == 0,
+          "--learned-f, 2 processes, 3 steps failed (log %s)", log);
+    if (open_pair(&p, path_in("lf-twice", "last.h5"), path_in("lf-through", "last.h5"))) return;
+    CHECK(h5r_visit_datasets(p.one, "/", dataset_identical, &p) == 0,
+          "--learned-f, 2 processes: stopped and resumed differs from running through");
+    close_pair(&p);
+    printf("  --learned-f, 2 processes, stopped and resumed: bit-identical to running through\n");
+}
+
 /* ---- a batch the processes cannot share ----------------------------------------- */
 
 static void test_uneven_batch(void) {
@@ -462,6 +503,7 @@ int main(void) {
     dir = test_tmpdir("mpi-train");
     test_one_step();
     test_full_pool();
+    test_learned_f();
     test_uneven_batch();
     test_remove_tree(dir);
     return test_summary("test_mpi_train");

@@ -1,7 +1,12 @@
 /* spynco train, for real: the process on real imagery (tests/data crops),
  * checkpoint contents, bit-identical resume, a kill during a checkpoint
  * write, export, and the errors a user meets with bad data. Small model
- * (F=8, K=16, R=1, nd=8) and 96-pixel crops keep it quick. */
+ * (F=8, K=16, R=1, nd=8) and 96-pixel crops keep it quick.
+ *
+ * `test_train learned-f` (its own ctest entry, so the two run side by side)
+ * does the same for `spynco train --learned-f`: it learns, its checkpoint
+ * holds F and D_A with their training state, it resumes bit-identically,
+ * exports G alone, and refuses what it cannot train. */
 #include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
@@ -336,7 +341,149 @@ static void test_bad_data(void) {
     free(text);
 }
 
-int main(void) {
+/* ---- --learned-f ---------------------------------------------------------------- */
+
+static void test_learned_f_learns(void) {
+    const char *out = path_in("lf-learn", "");
+    char log[1100];
+    snprintf(log, sizeof log, "%s.log", out);
+    /* not -q: the log names the parameter counts */
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd,
+             "exec %s train --F 8 --K 16 --R 1 --nd 8 --crop 96 --batch 2 --threads 2 --seed 7 "
+             "--gray-from-color --gray %s/cogeo_rgb_384x320.tif %s/naip_plain.jpg "
+             "--color %s/naip_rgbn_266x204.tif %s/landsat_rgba_240x200.tif --out %s "
+             "--learned-f --steps 40 --lr 1e-3",
+             SPYNCO_BIN, DATA, DATA, DATA, DATA, out);
+    char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+    int rc = test_run(argv, NULL, log);
+    CHECK(rc == 0, "--learned-f training exited with %d (log %s)", rc, log);
+    char *text = test_read_file(log);
+    CHECK(text && strstr(text, "F 31009, D_A 44505 parameters"),
+          "the log lacks F's and D_A's parameter counts: %s", text ? text : "");
+    free(text);
+
+    char csv[1100];
+    snprintf(csv, sizeof csv, "%s/losses.csv", out);
+    text = test_read_file(csv);
+    const char *header = "step,epoch,lr,total_g,cons_a,cons_b,gan,contours,total_d,seconds,gan_f,"
+                         "total_da\n";
+    CHECK(text && !strncmp(text, header, strlen(header)), "losses.csv header: %.100s",
+          text ? text : "");
+    free(text);
+    /* the cycle terms (columns cons_a, cons_b) must fall */
+    double a0 = csv_mean(csv, 4, 0, 10), a1 = csv_mean(csv, 4, 30, 40);
+    double b0 = csv_mean(csv, 5, 0, 10), b1 = csv_mean(csv, 5, 30, 40);
+    printf("  learned F: cycle A %.3f -> %.3f, cycle B %.3f -> %.3f over 40 steps\n", a0, a1, b0, b1);
+    CHECK(a0 > 0 && a1 < 0.8 * a0, "cycle A did not decrease: %.3f -> %.3f", a0, a1);
+    CHECK(b0 > 0 && b1 < 0.8 * b0, "cycle B did not decrease: %.3f -> %.3f", b0, b1);
+    double f_gan = csv_mean(csv, 10, 0, 40), da = csv_mean(csv, 11, 0, 40);
+    CHECK(f_gan > 0 && da > 0, "gan_f %.3f, total_da %.3f: the D_A columns are empty", f_gan, da);
+
+    char last[1100];
+    snprintf(last, sizeof last, "%s/last.h5", out);
+    H5Reader *r = h5r_open(last, err, sizeof err);
+    CHECK(r != NULL, "%s", err);
+    if (!r) return;
+    const char *must[] = {"/G/enc0/conv/weight", "/D/l0/conv/weight", "/F/enc0/conv/weight",
+                          "/F/res0/bn1/running_var", "/F/head/conv/bias", "/DA/l0/conv/weight",
+                          "/DA/l3/bn/running_mean", "/opt/F/exp_avg/enc0/conv/weight",
+                          "/opt/F/exp_avg_sq/head/conv/weight", "/opt/DA/exp_avg/l4/conv/bias",
+                          "/opt/DA/exp_avg_sq/l1/bn/weight", "/train/pool_f"};
+    for (size_t i = 0; i < sizeof must / sizeof must[0]; i++)
+        CHECK(h5r_exists(r, must[i]), "the --learned-f checkpoint lacks %s", must[i]);
+    /* F is 3 -> 1 (enc0 reads 3 channels, the head writes 1); D_A reads 1 channel */
+    int nd = 0, shape[H5IO_MAX_DIMS];
+    CHECK(!h5r_shape(r, "/F/enc0/conv/weight", &nd, shape) && nd == 4 && shape[1] == 3,
+          "/F/enc0/conv/weight is not [8,3,7,7]");
+    CHECK(!h5r_shape(r, "/F/head/conv/weight", &nd, shape) && nd == 4 && shape[0] == 1,
+          "/F/head/conv/weight is not [1,16,1,1]");
+    CHECK(!h5r_shape(r, "/DA/l0/conv/weight", &nd, shape) && nd == 4 && shape[1] == 1,
+          "/DA/l0/conv/weight is not [8,1,4,4]");
+    CHECK(!h5r_shape(r, "/train/pool_f", &nd, shape) && nd == 4 && shape[0] == 50 && shape[1] == 1,
+          "/train/pool_f is not [50,1,96,96]");
+    long long pool = 0;
+    CHECK(h5r_attr_int(r, "/train", "pool_f_count", &pool) == 0 && pool == 50, "F's pool holds %lld",
+          pool);
+    h5r_close(r);
+
+    char info[1100];
+    snprintf(info, sizeof info, "%s/info.txt", dir);
+    char *inf[] = {SPYNCO_BIN, "info", last, NULL};
+    CHECK(test_run(inf, NULL, info) == 0, "spynco info on the --learned-f checkpoint failed");
+    text = test_read_file(info);
+    const char *want[] = {"G parameters: 30,259", "D (D_B) parameters: 44,761",
+                          "F parameters: 31,009", "D_A parameters: 44,505", "F and D_A"};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        CHECK(text && strstr(text, want[i]), "spynco info lacks '%s': %s", want[i], text ? text : "");
+    free(text);
+
+    /* the release model is G alone, and it colorizes */
+    char model[1100], colorized[1100];
+    snprintf(model, sizeof model, "%s/lf-model.h5", dir);
+    char *exp[] = {SPYNCO_BIN, "export", last, model, NULL};
+    CHECK(test_run(exp, NULL, NULL) == 0, "export of the --learned-f checkpoint failed");
+    r = h5r_open(model, err, sizeof err);
+    CHECK(r && h5r_exists(r, "/G") && !h5r_exists(r, "/F") && !h5r_exists(r, "/DA") &&
+              !h5r_exists(r, "/D") && !h5r_exists(r, "/opt"),
+          "the exported model must hold G only");
+    if (r) h5r_close(r);
+    snprintf(colorized, sizeof colorized, "%s/lf-colorized.tif", dir);
+    char *col[] = {SPYNCO_BIN, "colorize", "-q", "--model", model, DATA "/rasterio_byte_20x20.tif",
+                   colorized, NULL};
+    CHECK(test_run(col, NULL, NULL) == 0, "colorize with the --learned-f model failed");
+}
+
+static void test_learned_f_resume_is_exact(void) {
+    const char *one = path_in("lf-one", ""), *two = path_in("lf-two", "");
+    CHECK(train(one, "--learned-f --steps 9 --checkpoint-every 4", NULL, NULL) == 0,
+          "the one-go --learned-f run failed");
+    CHECK(train(two, "--learned-f --steps 9 --checkpoint-every 4 --stop-after 5", NULL, NULL) == 0,
+          "the first part failed");
+    char last_one[1100], last_two[1100];
+    snprintf(last_one, sizeof last_one, "%s/last.h5", one);
+    snprintf(last_two, sizeof last_two, "%s/last.h5", two);
+    CHECK(checkpoint_step(last_two) == 5, "stopped at step %ld, expected 5", checkpoint_step(last_two));
+    /* --learned-f comes back from the checkpoint's options */
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "exec %s train -q --threads 2 --out %s --resume", SPYNCO_BIN, two);
+    char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+    CHECK(test_run(argv, NULL, NULL) == 0, "resume failed");
+    int compared = 0;
+    CHECK(files_identical(last_one, last_two, &compared),
+          "--learned-f: 5 steps + resume to 9 differs from 9 steps in one run");
+    H5Reader *r = h5r_open(last_two, err, sizeof err);
+    CHECK(r && h5r_exists(r, "/F") && h5r_exists(r, "/opt/DA"), "the resumed run lost F or D_A");
+    if (r) h5r_close(r);
+    printf("  --learned-f resume: %d datasets bit-identical (G, D, F, D_A, Adam, RNG, both pools)\n",
+           compared);
+}
+
+static void test_learned_f_refusals(void) {
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd,
+             "--learned-f --crop 100 --gray-from-color --gray %s/cogeo_rgb_384x320.tif "
+             "--color %s/cogeo_rgb_384x320.tif", DATA, DATA);
+    expect_failure("--learned-f with a crop F cannot read at H/4", cmd, "multiples of 16");
+    snprintf(cmd, sizeof cmd,
+             "--learned-f --contours --crop 96 --gray-from-color --gray %s/cogeo_rgb_384x320.tif "
+             "--color %s/cogeo_rgb_384x320.tif", DATA, DATA);
+    expect_failure("--learned-f with --contours", cmd, "--contours");
+    snprintf(cmd, sizeof cmd,
+             "--learned-f --keep-luminance --crop 96 --gray-from-color --gray "
+             "%s/cogeo_rgb_384x320.tif --color %s/cogeo_rgb_384x320.tif", DATA, DATA);
+    expect_failure("--learned-f with --keep-luminance", cmd, "--keep-luminance");
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "learned-f")) {
+        dir = test_tmpdir("train-lf");
+        test_learned_f_learns();
+        test_learned_f_resume_is_exact();
+        test_learned_f_refusals();
+        test_remove_tree(dir);
+        return test_summary("test_train learned-f");
+    }
     dir = test_tmpdir("train");
     test_learns_and_checkpoint_layout();
     test_init_from_model();
