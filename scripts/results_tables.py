@@ -91,6 +91,12 @@ def main():
             secs = "-"
         print("| %s | %s | %s | %s |" % (label, i.get("step", "-"), params, secs))
     print()
+    print("Training times are wall seconds, 1 thread, on a machine shared with other jobs "
+          "(load varied), so they compare only roughly; in CPU time a learned-F step costs "
+          "about twice a default one (F and D_A double the learned networks: F 1,954,177 "
+          "and D_A 694,113 parameters on top of G and D). The default model's stages ran "
+          "with 2 threads (docs/data.md).")
+    print()
 
 
 if __name__ == "__main__":
