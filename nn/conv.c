@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "nn/gemm.h"
+#include "nn/winograd.h"
 
 ConvShape conv_shape(int batch, int in_ch, int in_h, int in_w, int out_ch, int kernel, int stride,
                      int pad) {
@@ -19,8 +20,6 @@ static int is_pointwise(const ConvShape *s) {
 
 static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
 
-/* Winograd jobs: up to WINO_SEG tiles of one row of 2x2 tiles. */
-#define WINO_SEG 32
 
 /* 3x3, stride 1, pad 1: Winograd F(2x2, 3x3). */
 static int is_winograd(const ConvShape *s) {
@@ -253,57 +252,6 @@ static void conv_backward_input_strided(float *din, const float *dout, const flo
 
 #define INLINE static inline __attribute__((always_inline))
 
-/* Rows y0-1 .. y0+2 of each channel of x (h x w) around the tiles whose top
- * left output pixels are (y0, x0 + 2k), k < nt, transformed: v[(e*ch + c)*WINO_SEG + k]. */
-INLINE void wino_inputs_body(float *v, const float *x, int ch, int h, int w, int y0, int x0, int nt,
-                             float *hv) {
-    int col0 = x0 - 1;
-    /* tiles [klo, khi) have all four columns col0+2k .. col0+2k+3 inside the row */
-    int klo = col0 >= 0 ? 0 : (1 - col0) / 2, khi = w - 4 - col0 >= 0 ? (w - 4 - col0) / 2 + 1 : 0;
-    if (klo > nt) klo = nt;
-    if (khi > nt) khi = nt;
-    if (khi < klo) khi = klo;
-    size_t ld = (size_t)ch * WINO_SEG;
-    for (int c = 0; c < ch; c++) {
-        const float *xc = x + (size_t)c * h * w;
-        for (int r = 0; r < 4; r++) {
-            int y = y0 - 1 + r;
-            float *h0 = hv + (4 * r) * WINO_SEG, *h1 = h0 + WINO_SEG, *h2 = h1 + WINO_SEG,
-                  *h3 = h2 + WINO_SEG;
-            if (y < 0 || y >= h) {
-                for (int k = 0; k < nt; k++) h0[k] = h1[k] = h2[k] = h3[k] = 0.0f;
-                continue;
-            }
-            const float *row = xc + (size_t)y * w;
-            for (int k = klo; k < khi; k++) {
-                const float *d = row + col0 + 2 * k;
-                float d0 = d[0], d1 = d[1], d2 = d[2], d3 = d[3];
-                h0[k] = d0 - d2, h1[k] = d1 + d2, h2[k] = d2 - d1, h3[k] = d1 - d3;
-            }
-            for (int k = 0; k < nt; k++) {
-                if (k == klo) k = khi;
-                if (k >= nt) break;
-                float d[4];
-                for (int j = 0; j < 4; j++) {
-                    int cx = col0 + 2 * k + j;
-                    d[j] = cx >= 0 && cx < w ? row[cx] : 0.0f;
-                }
-                h0[k] = d[0] - d[2], h1[k] = d[1] + d[2], h2[k] = d[2] - d[1], h3[k] = d[1] - d[3];
-            }
-        }
-        float *vc = v + (size_t)c * WINO_SEG;
-        for (int j = 0; j < 4; j++) {
-            const float *r0 = hv + j * WINO_SEG, *r1 = r0 + 4 * WINO_SEG, *r2 = r1 + 4 * WINO_SEG,
-                        *r3 = r2 + 4 * WINO_SEG;
-            float *v0 = vc + j * ld, *v1 = v0 + 4 * ld, *v2 = v1 + 4 * ld, *v3 = v2 + 4 * ld;
-            for (int k = 0; k < nt; k++) {
-                v0[k] = r0[k] - r2[k], v1[k] = r1[k] + r2[k];
-                v2[k] = r2[k] - r1[k], v3[k] = r1[k] - r3[k];
-            }
-        }
-    }
-}
-
 /* Products m[(e*ch + c)*WINO_SEG + k] -> the tiles' pixels, added to out
  * (h x w). t: 12 * WINO_SEG floats. */
 INLINE void wino_outputs_body(float *out, const float *m, int ch, int h, int w, int y0, int x0,
@@ -364,7 +312,7 @@ INLINE void wino_grads_body(float *dm, const float *dy, int ch, int h, int w, in
 
 static void wino_inputs_plain(float *v, const float *x, int ch, int h, int w, int y0, int x0, int nt,
                               float *hv) {
-    wino_inputs_body(v, x, ch, h, w, y0, x0, nt, hv);
+    wino_input_rows(v, (size_t)ch * WINO_SEG, x, ch, h, w, y0, x0, nt, hv);
 }
 static void wino_outputs_plain(float *out, const float *m, int ch, int h, int w, int y0, int x0,
                                int nt, float *t) {
@@ -385,7 +333,7 @@ typedef struct {
 __attribute__((target("avx512f"))) static void wino_inputs_avx512(float *v, const float *x, int ch,
                                                                   int h, int w, int y0, int x0,
                                                                   int nt, float *hv) {
-    wino_inputs_body(v, x, ch, h, w, y0, x0, nt, hv);
+    wino_input_rows(v, (size_t)ch * WINO_SEG, x, ch, h, w, y0, x0, nt, hv);
 }
 __attribute__((target("avx512f"))) static void wino_outputs_avx512(float *out, const float *m,
                                                                    int ch, int h, int w, int y0,

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "nn/gemm.h"
+#include "nn/winograd.h"
 #include "nn/ops.h"
 
 /* Which algorithm runs a unit. */
@@ -148,8 +149,6 @@ void infer_model_free(InferModel *m) {
     memset(m, 0, sizeof *m);
 }
 
-/* Winograd jobs: up to WINO_SEG tiles of one row of 2x2 tiles. */
-#define WINO_SEG 32
 
 /* Scratch per thread: for direct and phase convs an im2col block, the conv's
  * output block and the head's; for Winograd the transformed input and
@@ -345,53 +344,6 @@ static void phase_conv(float *out, const float *in, const FusedConv *f, int h, i
 
 #define INLINE static inline __attribute__((always_inline))
 
-/* Input rows row0 .. row0+3 of channel x (h x w) for tiles starting at input
- * column col0 (stride 2), transformed: v[e * ld + k] for tile k, e = 4u + v.
- * Interior tiles read the row directly (vectorised, stride-2 loads); tiles
- * that reach past the row's ends read zeros there. */
-INLINE void wino_input(float *v, size_t ld, const float *x, int h, int w, int row0, int col0,
-                       int nt, float *hv) {
-    /* tiles [klo, khi) have all four columns col0+2k .. col0+2k+3 inside the row */
-    int klo = col0 >= 0 ? 0 : (1 - col0) / 2, khi = w - 4 - col0 >= 0 ? (w - 4 - col0) / 2 + 1 : 0;
-    if (klo > nt) klo = nt;
-    if (khi > nt) khi = nt;
-    if (khi < klo) khi = klo;
-    for (int r = 0; r < 4; r++) {
-        int y = row0 + r;
-        float *h0 = hv + (4 * r) * WINO_SEG, *h1 = h0 + WINO_SEG, *h2 = h1 + WINO_SEG,
-              *h3 = h2 + WINO_SEG;
-        if (y < 0 || y >= h) {
-            for (int k = 0; k < nt; k++) h0[k] = h1[k] = h2[k] = h3[k] = 0.0f;
-            continue;
-        }
-        const float *row = x + (size_t)y * w;
-        for (int k = klo; k < khi; k++) {
-            const float *d = row + col0 + 2 * k;
-            float d0 = d[0], d1 = d[1], d2 = d[2], d3 = d[3];
-            h0[k] = d0 - d2, h1[k] = d1 + d2, h2[k] = d2 - d1, h3[k] = d1 - d3;
-        }
-        for (int k = 0; k < nt; k++) {
-            if (k == klo) k = khi;
-            if (k >= nt) break;
-            float d[4];
-            for (int j = 0; j < 4; j++) {
-                int c = col0 + 2 * k + j;
-                d[j] = c >= 0 && c < w ? row[c] : 0.0f;
-            }
-            h0[k] = d[0] - d[2], h1[k] = d[1] + d[2], h2[k] = d[2] - d[1], h3[k] = d[1] - d[3];
-        }
-    }
-    for (int c = 0; c < 4; c++) {
-        const float *r0 = hv + c * WINO_SEG, *r1 = r0 + 4 * WINO_SEG, *r2 = r1 + 4 * WINO_SEG,
-                    *r3 = r2 + 4 * WINO_SEG;
-        float *v0 = v + (size_t)c * ld, *v1 = v0 + 4 * ld, *v2 = v1 + 4 * ld, *v3 = v2 + 4 * ld;
-        for (int k = 0; k < nt; k++) {
-            v0[k] = r0[k] - r2[k], v1[k] = r1[k] + r2[k];
-            v2[k] = r2[k] - r1[k], v3[k] = r1[k] - r3[k];
-        }
-    }
-}
-
 /* Products m[e * ld + k] of one output channel -> the 2x2 tiles' pixels plus
  * bias, as rows o0, o1 (2 * nt values each); t: 8 * WINO_SEG floats. */
 INLINE void wino_output(float *o0, float *o1, const float *m, size_t ld, int nt, float bias,
@@ -436,15 +388,7 @@ INLINE void store_act(float *dst, const float *src, int lo, int hi, Activation a
     }
 }
 
-/* One job's transforms: every input channel of a row of nt tiles whose first
- * tile's top left output pixel is (y0, x0) -> v; and the products mm -> out. */
-INLINE void wino_inputs_body(float *v, size_t vld, const float *in, int ch, int h, int w, int y0,
-                             int x0, int nt, float *hv) {
-    for (int c = 0; c < ch; c++)
-        wino_input(v + (size_t)c * WINO_SEG, vld, in + (size_t)c * h * w, h, w, y0 - 1, x0 - 1, nt,
-                   hv);
-}
-
+/* One job's transforms: the products mm -> out (the inputs: wino_input_rows). */
 INLINE void wino_outputs_body(float *out, const float *mm, size_t mld, const FusedConv *f, int h,
                               int w, int y0, int x0, int nt, int residual, float *rows) {
     int lo = x0 < 0 ? -x0 : 0, hi = w - x0 < 2 * nt ? w - x0 : 2 * nt;
@@ -466,7 +410,7 @@ typedef void (*WinoOutputsFn)(float *out, const float *mm, size_t mld, const Fus
 
 static void wino_inputs_plain(float *v, size_t vld, const float *in, int ch, int h, int w, int y0,
                               int x0, int nt, float *hv) {
-    wino_inputs_body(v, vld, in, ch, h, w, y0, x0, nt, hv);
+    wino_input_rows(v, vld, in, ch, h, w, y0, x0, nt, hv);
 }
 static void wino_outputs_plain(float *out, const float *mm, size_t mld, const FusedConv *f, int h,
                                int w, int y0, int x0, int nt, int residual, float *rows) {
@@ -479,7 +423,7 @@ __attribute__((target("avx512f"))) static void wino_inputs_avx512(float *v, size
                                                                   const float *in, int ch, int h,
                                                                   int w, int y0, int x0, int nt,
                                                                   float *hv) {
-    wino_inputs_body(v, vld, in, ch, h, w, y0, x0, nt, hv);
+    wino_input_rows(v, vld, in, ch, h, w, y0, x0, nt, hv);
 }
 __attribute__((target("avx512f"))) static void wino_outputs_avx512(float *out, const float *mm,
                                                                    size_t mld, const FusedConv *f,
