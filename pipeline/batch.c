@@ -810,16 +810,9 @@ int batch_next_input(const BatchPlan *plan, int *cursor) {
 
 /* Files ".NAME.tmp-*" that the writer of a killed process left in dir. */
 static void remove_stale_temporaries(const char *dir, const char *name) {
-    DIR *d = opendir(dir);
-    char prefix[1100], path[8400];
+    char prefix[1100];
     snprintf(prefix, sizeof prefix, ".%s.tmp-", name);
-    size_t len = strlen(prefix);
-    for (struct dirent *e; d && (e = readdir(d));)
-        if (!strncmp(e->d_name, prefix, len)) {
-            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-            unlink(path);
-        }
-    if (d) closedir(d);
+    remove_files_with_prefix(dir, prefix);
 }
 
 static void remove_output(const char *path) {

@@ -144,10 +144,9 @@ int journal_read(const char *dir, const char *name, JournalEntry *e, char *err, 
     return 0;
 }
 
-void journal_remove_stale(const char *dir, const char *name) {
+void remove_files_with_prefix(const char *dir, const char *prefix) {
     DIR *d = opendir(dir);
-    char prefix[4200], path[8400];
-    snprintf(prefix, sizeof prefix, "%s.json.tmp-", name);
+    char path[8400];
     size_t len = strlen(prefix);
     for (struct dirent *e; d && (e = readdir(d));)
         if (!strncmp(e->d_name, prefix, len)) {
@@ -155,6 +154,12 @@ void journal_remove_stale(const char *dir, const char *name) {
             unlink(path);
         }
     if (d) closedir(d);
+}
+
+void journal_remove_stale(const char *dir, const char *name) {
+    char prefix[4200];
+    snprintf(prefix, sizeof prefix, "%s.json.tmp-", name);
+    remove_files_with_prefix(dir, prefix);
 }
 
 int file_checksum(const char *path, long long *bytes, unsigned long *crc32_out) {

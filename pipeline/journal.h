@@ -47,6 +47,9 @@ int journal_write(const char *dir, const char *name, const JournalEntry *e, char
 int journal_read(const char *dir, const char *name, JournalEntry *e, char *err, size_t err_size);
 /* Removes NAME.json.tmp-* left by a process killed while writing. */
 void journal_remove_stale(const char *dir, const char *name);
+/* Removes the files of dir whose names start with prefix (leftovers of
+ * killed writers; a missing dir is no error). */
+void remove_files_with_prefix(const char *dir, const char *prefix);
 
 /* Size and CRC-32 (zlib's) of a whole file; -1 if it cannot be read. */
 int file_checksum(const char *path, long long *bytes, unsigned long *crc32);
