@@ -170,20 +170,33 @@ static size_t thread_scratch(const InferModel *m) {
         size_t need = unit_scratch(&m->units[i]);
         if (need > most) most = need;
     }
-    return (most + 15) / 16 * 16; /* each thread's part 64-byte aligned */
+    return most;
 }
 
+/* enc1 rows per job of the encoder stem (encoder_stem) */
+#define STEM_ROWS 8
+
+/* enc0 rows a stem job holds: those of STEM_ROWS enc1 rows, and one more */
+static int stem_band_rows(int h) { return 2 * (STEM_ROWS < h / 2 ? STEM_ROWS : h / 2) + 2; }
+
+/* The activations, in floats per input pixel for the default config: the H/4
+ * trunk r and the residual branch h (8 + 8), enc1's output while enc2 reads
+ * it (16, beside r), then dec1's output (16, over r and h) while dec2's (4)
+ * is read. enc0's full-resolution output is never stored whole (the stem). */
 static void layout_work(InferWork *w, const InferModel *m) {
     size_t px = (size_t)w->h * w->w;
     int F = m->cfg.F, K = m->cfg.K;
-    size_t a = (size_t)F * px;                             /* enc0 */
-    if ((size_t)8 * F * px / 16 > a) a = (size_t)8 * F * px / 16; /* residual r and h */
-    if ((size_t)K * px / 4 > a) a = (size_t)K * px / 4;      /* dec1 */
-    size_t b = (size_t)2 * F * px / 4;                       /* enc1 */
-    if ((size_t)K * px / 16 > b) b = (size_t)K * px / 16;    /* dec2 */
-    w->buf_a = arena_take(&w->arena, a);
-    w->buf_b = arena_take(&w->arena, b);
-    w->scratch = arena_take(&w->arena, thread_scratch(m) * w->threads);
+    size_t trunk = (size_t)4 * F * px / 16, enc1 = (size_t)2 * F * px / 4;
+    size_t dec2 = (size_t)K * px / 16, dec1 = (size_t)K * px / 4;
+    size_t dec2_at = 2 * trunk > dec1 ? 2 * trunk : dec1;
+    size_t total = trunk + enc1 > dec2_at + dec2 ? trunk + enc1 : dec2_at + dec2;
+    w->acts = arena_take(&w->arena, total);
+    w->trunk = w->acts, w->branch = w->acts + trunk, w->enc1 = w->acts + trunk;
+    w->dec1 = w->acts, w->dec2 = w->acts + dec2_at;
+    size_t band = (size_t)m->units[0].out_ch * stem_band_rows(w->h) * w->w;
+    w->band_at = (thread_scratch(m) + 15) / 16 * 16; /* each part 64-byte aligned */
+    w->per_thread = w->band_at + (band + 15) / 16 * 16;
+    w->scratch = arena_take(&w->arena, w->per_thread * w->threads);
 }
 
 int infer_work_init(InferWork *w, const InferModel *m, int h, int wd, char *err, size_t n) {
@@ -223,39 +236,83 @@ static void activate(float *x, size_t n, Activation act) {
     }
 }
 
-/* out = act(conv(in)) (+ residual, in place allowed), or, with a head,
- * out = head(act(conv(in))): each block of pixels is finished in cache. */
+/* Output pixels p0 .. p0+n-1 (n <= CONV_BLOCK) of a direct conv of shape s:
+ * act(conv(in)) (+ residual) into out, pixel p0 first, planes out_plane
+ * floats apart. The block is finished in cache. */
+static void direct_block(float *out, size_t out_plane, const float *in, const ConvShape *s, int p0,
+                         int n, const FusedConv *f, int residual, float *scratch) {
+    float *col = scratch, *acc = col + (size_t)f->direct.k * CONV_BLOCK;
+    const float *b_op = in + p0;
+    int ldb = s->out_h * s->out_w;
+    if (!(f->kernel == 1 && f->stride == 1 && !f->upsample_before)) { /* else: in is the matrix */
+        conv_im2col_block(col, in, s, p0, n);
+        b_op = col, ldb = n;
+    }
+    for (int c = 0; c < f->out_ch; c++)
+        for (int j = 0; j < n; j++) acc[c * n + j] = f->bias[c];
+    gemm_packed_nn(n, &f->direct, b_op, ldb, 1.0f, acc, n);
+    activate(acc, (size_t)f->out_ch * n, f->act);
+    for (int c = 0; c < f->out_ch; c++) {
+        float *dst = out + (size_t)c * out_plane;
+        const float *src = acc + c * n;
+        if (residual)
+            for (int j = 0; j < n; j++) dst[j] += src[j];
+        else
+            memcpy(dst, src, n * sizeof(float));
+    }
+}
+
+/* out = act(conv(in)) (+ residual, in place allowed), block by block. */
 static void direct_conv(float *out, const float *in, const FusedConv *f, int h, int w,
-                        int residual, InferWork *work, size_t per_thread) {
+                        int residual, InferWork *work) {
     /* h, w: the input as stored; an upsampling conv reads it at twice the size */
     int ih = f->upsample_before ? 2 * h : h, iw = f->upsample_before ? 2 * w : w;
     ConvShape s = conv_shape(1, f->in_ch, ih, iw, f->out_ch, f->kernel, f->stride, f->pad);
     s.upsampled = f->upsample_before;
     int hw = s.out_h * s.out_w;
     int blocks = (hw + CONV_BLOCK - 1) / CONV_BLOCK;
-    int pointwise = f->kernel == 1 && f->stride == 1 && !f->upsample_before;
 #pragma omp parallel for schedule(dynamic)
     for (int job = 0; job < blocks; job++) {
         int p0 = job * CONV_BLOCK, n = hw - p0 < CONV_BLOCK ? hw - p0 : CONV_BLOCK;
-        float *col = work->scratch + (size_t)omp_get_thread_num() * per_thread;
-        float *acc = col + (size_t)f->direct.k * CONV_BLOCK;
-        const float *b_op = in + p0;
-        int ldb = hw;
-        if (!pointwise) {
-            conv_im2col_block(col, in, &s, p0, n);
-            b_op = col, ldb = n;
+        direct_block(out + p0, hw, in, &s, p0, n, f, residual,
+                     work->scratch + (size_t)omp_get_thread_num() * work->per_thread);
+    }
+}
+
+/* enc1 (a 3x3 stride-2 conv, pad 1) of enc0's output, in jobs of STEM_ROWS
+ * enc1 rows, so that enc0's full-resolution channels (the largest map) only
+ * ever exist a band at a time, in each thread's scratch. enc1 rows r0 .. r1-1
+ * read enc0 rows 2*r0-1 .. 2*r1-1; the band holds enc0 rows from 2*r0-2 (zero
+ * outside the image), so enc1 run on the band with its own padding gives
+ * those rows as its rows 1 .. r1-r0 (row 0 is not computed). Each pixel's
+ * arithmetic is the one of the whole-map convs. */
+static void encoder_stem(float *out, const float *in, const FusedConv *e0, const FusedConv *e1,
+                         int h, int w, InferWork *work) {
+    ConvShape s0 = conv_shape(1, e0->in_ch, h, w, e0->out_ch, e0->kernel, e0->stride, e0->pad);
+    int oh = h / 2, ow = w / 2, jobs = (oh + STEM_ROWS - 1) / STEM_ROWS;
+#pragma omp parallel for schedule(dynamic)
+    for (int job = 0; job < jobs; job++) {
+        int r0 = job * STEM_ROWS, rows = oh - r0 < STEM_ROWS ? oh - r0 : STEM_ROWS;
+        int first = 2 * r0 - 2, band_h = 2 * rows + 2;
+        float *scratch = work->scratch + (size_t)omp_get_thread_num() * work->per_thread;
+        float *band = scratch + work->band_at;
+        size_t plane = (size_t)band_h * w;
+        int lo = first < 0 ? 0 : first, hi = first + band_h < h ? first + band_h : h;
+        for (int c = 0; c < e0->out_ch; c++) { /* enc0 rows outside the image: zero padding */
+            memset(band + c * plane, 0, (size_t)(lo - first) * w * sizeof(float));
+            memset(band + c * plane + (size_t)(hi - first) * w, 0,
+                   (size_t)(first + band_h - hi) * w * sizeof(float));
         }
-        for (int c = 0; c < f->out_ch; c++)
-            for (int j = 0; j < n; j++) acc[c * n + j] = f->bias[c];
-        gemm_packed_nn(n, &f->direct, b_op, ldb, 1.0f, acc, n);
-        activate(acc, (size_t)f->out_ch * n, f->act);
-        for (int c = 0; c < f->out_ch; c++) {
-            float *dst = out + (size_t)c * hw + p0;
-            const float *src = acc + c * n;
-            if (residual)
-                for (int j = 0; j < n; j++) dst[j] += src[j];
-            else
-                memcpy(dst, src, n * sizeof(float));
+        for (int p = lo * w; p < hi * w; p += CONV_BLOCK) {
+            int n = hi * w - p < CONV_BLOCK ? hi * w - p : CONV_BLOCK;
+            direct_block(band + (p - (size_t)first * w), plane, in, &s0, p, n, e0, 0, scratch);
+        }
+        ConvShape s1 = conv_shape(1, e1->in_ch, band_h, w, e1->out_ch, e1->kernel, e1->stride,
+                                  e1->pad);
+        for (int q = ow; q < (rows + 1) * ow; q += CONV_BLOCK) {
+            int n = (rows + 1) * ow - q < CONV_BLOCK ? (rows + 1) * ow - q : CONV_BLOCK;
+            direct_block(out + (size_t)r0 * ow + (q - ow), (size_t)oh * ow, band, &s1, q, n, e1, 0,
+                         scratch);
         }
     }
 }
@@ -292,13 +349,13 @@ static void im2col_offset(float *col, const float *in, int ch, int h, int w, int
 /* Upsampling 3x3 conv of an h x w input as four 2x2 phase convs (see
  * pack_phases); with a head, out = head(act(conv)). */
 static void phase_conv(float *out, const float *in, const FusedConv *f, int h, int w,
-                       const FusedConv *head, InferWork *work, size_t per_thread) {
+                       const FusedConv *head, InferWork *work) {
     int hw = h * w, blocks = (hw + CONV_BLOCK - 1) / CONV_BLOCK, ow = 2 * w;
     size_t out_plane = (size_t)4 * hw;
 #pragma omp parallel for schedule(dynamic)
     for (int job = 0; job < blocks; job++) {
         int p0 = job * CONV_BLOCK, n = hw - p0 < CONV_BLOCK ? hw - p0 : CONV_BLOCK;
-        float *col = work->scratch + (size_t)omp_get_thread_num() * per_thread;
+        float *col = work->scratch + (size_t)omp_get_thread_num() * work->per_thread;
         float *acc = col + (size_t)f->in_ch * 4 * CONV_BLOCK;
         float *head_acc = acc + (size_t)f->out_ch * CONV_BLOCK;
         for (int a = 0; a < 2; a++)
@@ -394,6 +451,9 @@ INLINE void wino_outputs_body(float *out, const float *mm, size_t mld, const Fus
     int lo = x0 < 0 ? -x0 : 0, hi = w - x0 < 2 * nt ? w - x0 : 2 * nt;
     for (int c = 0; c < f->out_ch; c++) {
         float *o[2] = {rows, rows + 2 * WINO_SEG};
+        if (c + WINO_PREFETCH < f->out_ch)
+            wino_prefetch_rows(out + (size_t)(c + WINO_PREFETCH) * h * w, h, w, y0, 2, x0, 2 * nt,
+                               1);
         wino_output(o[0], o[1], mm + (size_t)c * WINO_SEG, mld, nt, f->bias[c], rows + 4 * WINO_SEG);
         for (int r = 0; r < 2; r++) {
             int y = y0 + r;
@@ -437,7 +497,7 @@ __attribute__((target("avx512f"))) static void wino_outputs_avx512(float *out, c
 /* out = act(conv3x3(in)) (+ residual, in place allowed) on an h x w map whose
  * 2x2 tiles start at row -oy, column -ox (oy, ox in {0, 1}). */
 static void winograd_conv(float *out, const float *in, const FusedConv *f, int h, int w, int oy,
-                          int ox, int residual, InferWork *work, size_t per_thread) {
+                          int ox, int residual, InferWork *work) {
     int th = (h + oy + 1) / 2, tw = (w + ox + 1) / 2;
     int segs = (tw + WINO_SEG - 1) / WINO_SEG;
     size_t vld = (size_t)f->in_ch * WINO_SEG, mld = (size_t)f->out_ch * WINO_SEG;
@@ -452,7 +512,7 @@ static void winograd_conv(float *out, const float *in, const FusedConv *f, int h
     for (int job = 0; job < th * segs; job++) {
         int ti = job / segs, j0 = (job % segs) * WINO_SEG;
         int nt = tw - j0 < WINO_SEG ? tw - j0 : WINO_SEG;
-        float *v = work->scratch + (size_t)omp_get_thread_num() * per_thread;
+        float *v = work->scratch + (size_t)omp_get_thread_num() * work->per_thread;
         float *mm = v + 16 * vld, *hv = mm + 16 * mld, *rows = hv + 16 * WINO_SEG;
         int y0 = 2 * ti - oy, x0 = 2 * j0 - ox; /* the first tile's top left output pixel */
         inputs(v, vld, in, f->in_ch, h, w, y0, x0, nt, hv);
@@ -463,11 +523,11 @@ static void winograd_conv(float *out, const float *in, const FusedConv *f, int h
 }
 
 static void run_conv(float *out, const float *in, const FusedConv *f, int h, int w, int oy, int ox,
-                     int residual, InferWork *work, size_t per_thread) {
+                     int residual, InferWork *work) {
     if (f->algo == CONV_WINOGRAD)
-        winograd_conv(out, in, f, h, w, oy, ox, residual, work, per_thread);
+        winograd_conv(out, in, f, h, w, oy, ox, residual, work);
     else
-        direct_conv(out, in, f, h, w, residual, work, per_thread);
+        direct_conv(out, in, f, h, w, residual, work);
 }
 
 static int floor_mod2(int x) { return x & 1; } /* two's complement: also for x < 0 */
@@ -475,24 +535,19 @@ static int floor_mod2(int x) { return x & 1; } /* two's complement: also for x <
 void generator_infer(const InferModel *m, InferWork *work, const float *gray, float *rgb, int x0,
                      int y0) {
     const FusedConv *u = m->units;
-    int R = m->cfg.R, H = work->h, W = work->w, F = m->cfg.F;
-    size_t per_thread = thread_scratch(m);
-    size_t quarter = (size_t)(H / 4) * (W / 4);
-    float *a = work->buf_a, *b = work->buf_b;
-    float *r = a, *hbuf = a + (size_t)4 * F * quarter;
+    int R = m->cfg.R, H = work->h, W = work->w;
+    float *r = work->trunk, *hbuf = work->branch;
     /* the Winograd tile grid at H/4: even rows and columns of the raster's H/4 grid */
     int oy = floor_mod2(y0 / 4), ox = floor_mod2(x0 / 4);
-    run_conv(a, gray, &u[0], H, W, 0, 0, 0, work, per_thread);          /* enc0 -> A */
-    run_conv(b, a, &u[1], H, W, 0, 0, 0, work, per_thread);             /* enc1 -> B */
-    run_conv(r, b, &u[2], H / 2, W / 2, 0, 0, 0, work, per_thread);     /* enc2 -> r */
+    encoder_stem(work->enc1, gray, &u[0], &u[1], H, W, work);      /* enc0, enc1 */
+    run_conv(r, work->enc1, &u[2], H / 2, W / 2, 0, 0, 0, work);    /* enc2 -> r */
     for (int i = 0; i < R; i++) {
         const FusedConv *c1 = &u[3 + 2 * i], *c2 = c1 + 1;
-        run_conv(hbuf, r, c1, H / 4, W / 4, oy, ox, 0, work, per_thread); /* h = relu(bn(conv)) */
-        run_conv(r, hbuf, c2, H / 4, W / 4, oy, ox, 1, work, per_thread); /* r += bn(conv(h)) */
+        run_conv(hbuf, r, c1, H / 4, W / 4, oy, ox, 0, work); /* h = relu(bn(conv)) */
+        run_conv(r, hbuf, c2, H / 4, W / 4, oy, ox, 1, work); /* r += bn(conv(h)) */
     }
     int d2 = 3 + 2 * R;
-    run_conv(b, r, &u[d2], H / 4, W / 4, 0, 0, 0, work, per_thread);          /* dec2 -> B */
-    phase_conv(a, b, &u[d2 + 1], H / 4, W / 4, NULL, work, per_thread);       /* dec1 (up) -> A */
-    phase_conv(rgb, a, &u[d2 + 2], H / 2, W / 2, &u[d2 + 3], work, per_thread); /* dec0+head */
+    run_conv(work->dec2, r, &u[d2], H / 4, W / 4, 0, 0, 0, work);               /* dec2 */
+    phase_conv(work->dec1, work->dec2, &u[d2 + 1], H / 4, W / 4, NULL, work);   /* dec1 (up) */
+    phase_conv(rgb, work->dec1, &u[d2 + 2], H / 2, W / 2, &u[d2 + 3], work);    /* dec0+head */
 }
-

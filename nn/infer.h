@@ -19,8 +19,10 @@
  *    exact; its 2x2 tiles lie on a grid fixed in raster coordinates, given
  *    by the input's origin;
  *  - weights are packed for the GEMM once, at init.
- * Two ping-pong buffers hold everything: about 48 floats per input pixel for
- * the default config (F=32, K=64), against ~190 for the training path.
+ *  - enc0 and enc1 run together in bands of rows (the stem), so enc0's
+ *    full-resolution output is never stored whole.
+ * One block holds the activations, about 24 floats per input pixel for the
+ * default config (F=32, K=64), against ~190 for the training path.
  *
  * Results equal generator_forward(..., training=0)'s y1 up to float rounding
  * (folding, the phases and Winograd reorder products), and do not depend on
@@ -58,7 +60,10 @@ void infer_model_free(InferModel *m);
 typedef struct {
     int h, w, threads;
     Arena arena;
-    float *buf_a, *buf_b, *scratch;
+    float *acts; /* one block: the views below share it by liveness (layout_work) */
+    float *enc1, *trunk, *branch, *dec2, *dec1;
+    float *scratch;       /* threads parts of per_thread floats */
+    size_t per_thread, band_at; /* a part, and where in it the stem's enc0 band starts */
 } InferWork;
 
 /* For inputs of h x w (multiples of 4), run by up to `threads` OpenMP threads. */

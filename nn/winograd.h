@@ -16,6 +16,25 @@
 
 #define WINO_INLINE static inline __attribute__((always_inline))
 
+/* Channels ahead whose rows are prefetched: a job reads a few cache lines
+ * from each of 4 rows of every channel plane, too many short streams for the
+ * hardware prefetcher, so the loads would wait on memory. */
+#define WINO_PREFETCH 4
+
+/* Prefetches rows row0 .. row0+rows-1, columns col0 .. col0+cols-1 (clipped)
+ * of an h x w plane, for reading (write 0) or writing (1). */
+WINO_INLINE void wino_prefetch_rows(const float *x, int h, int w, int row0, int rows, int col0,
+                                    int cols, int write) {
+    int lo = col0 < 0 ? 0 : col0, hi = col0 + cols > w ? w : col0 + cols;
+    for (int r = row0 < 0 ? 0 : row0; r < row0 + rows && r < h; r++)
+        for (int c = lo; c < hi; c += 16) {
+            if (write)
+                __builtin_prefetch(x + (size_t)r * w + c, 1);
+            else
+                __builtin_prefetch(x + (size_t)r * w + c, 0);
+        }
+}
+
 /* Input rows row0 .. row0+3 of channel x (h x w) for tiles starting at input
  * column col0 (stride 2), transformed: v[e * ld + k] for tile k, e = 4u + v.
  * Interior tiles read the row directly (vectorised, stride-2 loads); tiles
@@ -68,9 +87,13 @@ WINO_INLINE void wino_input(float *v, size_t ld, const float *x, int h, int w, i
  * at v + c * WINO_SEG, element e at stride vld. hv: 16 * WINO_SEG floats. */
 WINO_INLINE void wino_input_rows(float *v, size_t vld, const float *in, int ch, int h, int w, int y0,
                                  int x0, int nt, float *hv) {
-    for (int c = 0; c < ch; c++)
+    for (int c = 0; c < ch; c++) {
+        if (c + WINO_PREFETCH < ch)
+            wino_prefetch_rows(in + (size_t)(c + WINO_PREFETCH) * h * w, h, w, y0 - 1, 4, x0 - 1,
+                               2 * nt + 2, 0);
         wino_input(v + (size_t)c * WINO_SEG, vld, in + (size_t)c * h * w, h, w, y0 - 1, x0 - 1, nt,
                    hv);
+    }
 }
 
 #endif
