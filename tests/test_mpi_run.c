@@ -7,7 +7,8 @@
  * summary once; the journal has one valid entry per output, written by both
  * ranks; the cut input fails alone (exit 1 on every rank). A rerun under
  * mpirun keeps every output untouched; a run on a folder locked by another
- * process is refused (exit 2). */
+ * process is refused (exit 2). An eval job shared by 2 ranks gives one
+ * process's figures. */
 #include <cjson/cJSON.h>
 #include <cpl_conv.h>
 #include <cpl_string.h>
@@ -294,6 +295,41 @@ static void test_locked(void) {
     if (fd >= 0) close(fd);
 }
 
+/* An eval job: the images shared by 2 ranks give the figures of one process
+ * (the JSON but for the time taken); a gray image fails alone (exit 1). */
+static void test_eval(void) {
+    cJSON *json[2] = {NULL, NULL};
+    for (int ranks = 1; ranks <= 2; ranks++) {
+        char text[3 * PATH_MAX];
+        snprintf(text, sizeof text,
+                 "eval:\n  model: %s\n  inputs: [%s/eval_set, %s/rotterdam_pan_u16.tif]\n"
+                 "  json: eval%d/eval.json\n  samples: eval%d/samples\n  threads: 1\n",
+                 model, SPYNCO_TEST_DATA, SPYNCO_TEST_DATA, ranks, ranks);
+        const char *recipe = path("eval%d.yaml", ranks);
+        write_text(recipe, text);
+        int rc = run(ranks, recipe, "-q");
+        char *log = log_text();
+        CHECK(rc == 1 && occurrences(log, "3 images (1 more failed)") == 1 &&
+                  occurrences(log, "rotterdam_pan_u16.tif: 1 band") == 1,
+              "eval on %d process(es): exit %d (expected 1), the table and the failure once", ranks,
+              rc);
+        if (rc != 1) dump_log();
+        free(log);
+        char *body = test_read_file(path("eval%d/eval.json", ranks));
+        json[ranks - 1] = body ? cJSON_Parse(body) : NULL;
+        free(body);
+        cJSON_DeleteItemFromObject(json[ranks - 1], "seconds");
+        DIR *d = opendir(path("eval%d/samples", ranks));
+        int pngs = 0;
+        for (struct dirent *e; d && (e = readdir(d));) pngs += strstr(e->d_name, ".png") != NULL;
+        if (d) closedir(d);
+        CHECK(pngs == 3, "eval on %d process(es): %d triptychs, expected 3", ranks, pngs);
+    }
+    CHECK(json[0] && json[1] && cJSON_Compare(json[0], json[1], 1),
+          "eval: the JSON of 2 processes differs from one process's");
+    cJSON_Delete(json[0]), cJSON_Delete(json[1]);
+}
+
 int main(void) {
     const char *asan = getenv("ASAN_OPTIONS");
     snprintf(asan_options, sizeof asan_options, "ASAN_OPTIONS=%s%sfast_unwind_on_malloc=0",
@@ -308,6 +344,7 @@ int main(void) {
         test_one_and_two();
         test_rerun();
         test_locked();
+        test_eval();
     }
     CPLPopErrorHandler();
     if (!test_failed) test_remove_tree(dir);
