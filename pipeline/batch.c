@@ -7,6 +7,7 @@
 #include <cpl_vsi.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <fnmatch.h>
 #include <gdal_utils.h>
 #include <glob.h>
@@ -17,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -803,9 +805,42 @@ int batch_prepare(const BatchPlan *plan, char *err, size_t n) {
     return 0;
 }
 
-int batch_next_input(const BatchPlan *plan, int *cursor) {
-    while (*cursor < plan->count && plan->items[*cursor].status != ITEM_TODO) (*cursor)++;
-    return *cursor < plan->count ? (*cursor)++ : -1;
+int batch_lock(const BatchPlan *plan, char *err, size_t n) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/.spynco-lock", plan->output_dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    if (fd < 0) {
+        snprintf(err, n, "%s: cannot create the lock file: %s", path, strerror(errno));
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int busy = errno == EWOULDBLOCK;
+        char reason[256], holder[256];
+        snprintf(reason, sizeof reason, "%s", strerror(errno));
+        ssize_t got = pread(fd, holder, sizeof holder - 1, 0);
+        holder[got > 0 ? got : 0] = 0;
+        close(fd);
+        if (busy)
+            snprintf(err, n, "%s: another spynco run is writing into this folder (%s); wait for "
+                     "it to end or stop it, or give this recipe another output folder",
+                     plan->output_dir, *holder ? holder : "it has not said which process yet");
+        else
+            snprintf(err, n, "%s: cannot lock the output folder: %s", path, reason);
+        return -1;
+    }
+    char host[64] = "?", me[160];
+    gethostname(host, sizeof host - 1);
+    int len = snprintf(me, sizeof me, "process %ld on %s", (long)getpid(), host);
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, me, len, 0) != len) {
+        snprintf(err, n, "%s: cannot write the lock file: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+void batch_unlock(int lock) {
+    if (lock >= 0) close(lock); /* releases the flock */
 }
 
 /* Files ".NAME.tmp-*" that the writer of a killed process left in dir. */
@@ -847,7 +882,8 @@ ItemStatus batch_run_input(const BatchPlan *plan, int i, const BatchOptions *opt
                           .format = job->format, .create_options = job->creation_options,
                           .overviews = job->overviews,
                           .keep_luminance = batch_keep_luminance(job), .cancel = opt->cancel,
-                          .warp = it->has_warp ? &it->warp : NULL};
+                          .warp = it->has_warp ? &it->warp : NULL,
+                          .poll = opt->poll, .poll_arg = opt->poll_arg};
     memcpy(co.window, it->window, sizeof co.window);
     double t0 = now();
     CPLPushErrorHandler(CPLQuietErrorHandler);

@@ -22,12 +22,12 @@
  * the file has the recorded byte size and CRC-32 and, opened with GDAL, the
  * planned size, geotransform and CRS and the recorded bands.
  *
- * Running: batch_next_input hands out the todo items one by one and
- * batch_run_input colorizes one (colorize_file) and records it in the journal;
- * batch_collect then reads this run's results back from the journal. The
- * scheduler and the journal are the only links between inputs: a
- * distributed run replaces batch_next_input with dynamic assignment, lets
- * each process run the inputs it is given, and collects on one process.
+ * Running: batch_lock keeps other runs out of the output folder; the caller
+ * hands out the todo items (pipeline/cmd_run.c: through a DistQueue, so the
+ * processes of a distributed run share them), batch_run_input colorizes one
+ * (colorize_file) and records it in the journal; batch_collect then reads
+ * this run's results back from the journal, on one process. The journal is
+ * the only link between inputs.
  * All GDAL calls come from the calling thread.
  */
 #ifndef SPYNCO_BATCH_H
@@ -84,6 +84,8 @@ typedef struct {
     int threads;              /* compute threads; 0: the recipe's or all cores */
     int quiet;
     const volatile sig_atomic_t *cancel; /* set by a signal handler to stop */
+    void (*poll)(void *arg);  /* ColorizeOptions.poll: called between tiles; may be NULL */
+    void *poll_arg;
 } BatchOptions;
 
 /* Expands, names and opens the inputs. -1 with "FILE:LINE:COLUMN: ..." in err
@@ -96,8 +98,13 @@ int batch_check_journal(BatchPlan *plan, char *err, size_t err_size);
 void batch_print_plan(const BatchPlan *plan, FILE *out);
 /* Creates the output and journal folders. */
 int batch_prepare(const BatchPlan *plan, char *err, size_t err_size);
-/* The next todo item after *cursor (start at 0), or -1 when there is none. */
-int batch_next_input(const BatchPlan *plan, int *cursor);
+/* Takes the output folder for this run: an exclusive lock (flock) on
+ * OUTPUT/.spynco-lock, which names the holder (process and host). The
+ * kernel releases it however the process ends. Returns the descriptor for
+ * batch_unlock, or -1 with a message naming the folder and the process
+ * holding it (another run) or the system's reason. */
+int batch_lock(const BatchPlan *plan, char *err, size_t err_size);
+void batch_unlock(int lock);
 /* Colorizes item i and records the outcome in the journal; returns its status
  * (ITEM_DONE, ITEM_FAILED or ITEM_INTERRUPTED), the message in err. */
 ItemStatus batch_run_input(const BatchPlan *plan, int i, const BatchOptions *opt, char *err,

@@ -16,6 +16,7 @@
 #include "pipeline/batch.h"
 #include "pipeline/colorize.h"
 #include "pipeline/commands.h"
+#include "pipeline/dist.h"
 #include "pipeline/eval.h"
 #include "pipeline/train.h"
 
@@ -44,10 +45,14 @@ static void usage(FILE *out) {
         "Resumable: the colorize job keeps a journal in OUTPUT/.spynco-journal/; a rerun\n"
         "keeps outputs that are complete and valid and redoes the rest; a train job\n"
         "continues its checkpoint; an eval job evaluates again (its table goes to stdout).\n"
-        "An input that fails is reported and the others go on.\n"
+        "An input that fails is reported and the others go on. One run at a time per\n"
+        "output folder (a lock: OUTPUT/.spynco-lock).\n"
+        "`mpirun -n N spynco run RECIPE`: the ranks share the inputs of the colorize and\n"
+        "eval jobs (train is data-parallel); rank 0 prints the summary.\n"
         "Exit status: 0 all done; 1 something failed (see the summary); 2 the recipe or\n"
-        "the command line is wrong (FILE:LINE:COLUMN: message); 130 interrupted by\n"
-        "SIGINT/SIGTERM (finished outputs stay, the current one is discarded).\n");
+        "the command line is wrong (FILE:LINE:COLUMN: message), or another run holds the\n"
+        "output folder; 130 interrupted by SIGINT/SIGTERM/SIGUSR1 (finished outputs\n"
+        "stay, the current one is discarded).\n");
 }
 
 /* ---- train --------------------------------------------------------------------------- */
@@ -143,16 +148,21 @@ static int run_train(const Recipe *r, TrainOptions *o, int quiet, char *err, siz
     if (resume) o->init_from = NULL; /* the run started from it already */
     o->quiet = quiet;
     o->stop = &interrupted;
-    if (!quiet) fprintf(stderr, "train: %s %s\n", resume ? "continuing" : "starting", t->out.path);
+    int rank = dist_rank();
+    if (!quiet && rank == 0)
+        fprintf(stderr, "train: %s %s\n", resume ? "continuing" : "starting", t->out.path);
+    /* under mpirun: data-parallel, every rank with the same outcome */
     int rc = train_run(o, t->out.path, resume, err, n);
     if (rc != 0) return rc < 0 ? -1 : 1;
     /* export only when the checkpoint is newer than the model (HDF5 files carry
-     * timestamps: an unchanged model keeps the colorize job's outputs valid) */
-    if (t->export_model.path && !newer_or_same(t->export_model.path, last)) {
-        if (export_model(last, t->export_model.path, err, n)) return -1;
-        if (!quiet) fprintf(stderr, "train: exported %s\n", t->export_model.path);
+     * timestamps: an unchanged model keeps the colorize job's outputs valid);
+     * rank 0 writes it, the others wait for it */
+    rc = 0;
+    if (rank == 0 && t->export_model.path && !newer_or_same(t->export_model.path, last)) {
+        rc = export_model(last, t->export_model.path, err, n);
+        if (rc == 0 && !quiet) fprintf(stderr, "train: exported %s\n", t->export_model.path);
     }
-    return 0;
+    return dist_agree(rc, err, n);
 }
 
 static void print_train_plan(const Recipe *r, const TrainOptions *o) {
@@ -215,7 +225,8 @@ static int make_parent(const char *file, char *err, size_t n) {
     return -1;
 }
 
-/* 0 every image evaluated; 1 something failed; 130 interrupted. */
+/* 0 every image evaluated; 1 something failed; 130 interrupted (the same
+ * on every rank). */
 static int run_eval(const Recipe *r, int threads, int quiet) {
     const RecipeEval *e = &r->eval;
     const char **sources = malloc(e->inputs.count * sizeof *sources);
@@ -229,19 +240,22 @@ static int run_eval(const Recipe *r, int threads, int quiet) {
              (opt.csv_path && make_parent(opt.csv_path, err, sizeof err)) ||
              (opt.samples_dir && make_parent(opt.samples_dir, err, sizeof err)) ? -1 : 0;
     EvalResult res;
+    int rank = dist_rank(); /* the ranks share the images; rank 0 reports */
+    if (dist_agree(rc, err, sizeof err)) rc = -1;
     if (rc == 0) {
-        if (!quiet)
+        if (!quiet && rank == 0)
             fprintf(stderr, "eval: %s on %d source%s\n", opt.model_path ? opt.model_path
                     : default_model_path(), opt.num_sources, opt.num_sources == 1 ? "" : "s");
         rc = eval_run(&opt, &res, err, sizeof err);
     }
-    if (rc >= 0) {
+    if (rc >= 0 && rank == 0) {
         eval_print_table(stdout, &res);
         fflush(stdout);
     }
     free(sources);
+    if (dist_max_int(interrupted)) interrupted = 1;
     if (interrupted) return EXIT_INTERRUPTED;
-    if (rc != 0) fprintf(stderr, "spynco run: eval: %s\n", err);
+    if (rc != 0 && rank == 0) fprintf(stderr, "spynco run: eval: %s\n", err);
     return rc == 0 ? 0 : 1;
 }
 
@@ -258,39 +272,127 @@ static void print_eval_plan(const Recipe *r) {
     if (e->samples.path) printf("eval: samples in %s\n", e->samples.path);
 }
 
-/* ---- colorize --------------------------------------------------------------------------- */
+/* ---- colorize ---------------------------------------------------------------------------- */
 
-/* 0 all done, 1 something failed, 130 interrupted. */
+/* Rank 0 answers the other ranks' requests while it colorizes. */
+static void poll_queue(void *queue) { dist_queue_poll(queue); }
+
+/* Every rank takes rank 0's findings: what to do with each input, the
+ * settings' fingerprint and the run id (one run: one identity in the
+ * journal). The ranks planned on their own; they must have found the same
+ * inputs and outputs, in the same order. 0, or -1 on every rank (the
+ * message in err on one). */
+static int share_plan(BatchPlan *plan, char *err, size_t n) {
+    if (dist_size() == 1) return 0;
+    size_t bytes = (size_t)plan->count + 1;
+    for (int i = 0; i < plan->count; i++)
+        bytes += strlen(plan->items[i].input) + strlen(plan->items[i].output) + 2;
+    char *buf = malloc(bytes), *p = buf;
+    if (!buf) snprintf(err, n, "out of memory");
+    if (dist_max_int(!buf)) {
+        free(buf);
+        return -1;
+    }
+    for (int i = 0; i < plan->count; i++)
+        p += sprintf(p, "%s%c%s%c", plan->items[i].input, 0, plan->items[i].output, 0);
+    int same = dist_same_everywhere(&plan->count, sizeof plan->count) &&
+               dist_same_everywhere(buf, (size_t)(p - buf));
+    if (same) {
+        for (int i = 0; i < plan->count; i++) buf[i] = (char)plan->items[i].status;
+        dist_bcast(buf, (size_t)plan->count);
+        for (int i = 0; i < plan->count; i++) plan->items[i].status = (ItemStatus)buf[i];
+        dist_bcast(plan->fingerprint, sizeof plan->fingerprint);
+        dist_bcast(plan->run_id, sizeof plan->run_id);
+    }
+    free(buf);
+    if (!same && dist_rank() == 0)
+        snprintf(err, n, "the processes found different inputs (did files change while the run "
+                 "started, or do the machines see different files?); run again");
+    return same ? 0 : -1;
+}
+
+/* The next item for this rank; none once interrupted (for every rank: the queue stops). */
+static long next_input(DistQueue *q) {
+    if (interrupted) dist_queue_stop(q);
+    return dist_queue_next(q);
+}
+
+/* 0 all done, 1 something failed, 2 the output folder is in use, 130
+ * interrupted; the same on every rank. Under mpirun rank 0 locks the output
+ * folder and checks the journal, the ranks share the inputs to do (dynamic
+ * assignment: a slow input holds up only its rank), each writing its outputs
+ * and journal entries; rank 0 then reads the run's entries back, writes the
+ * mosaic and prints the summary. */
 static int run_colorize(BatchPlan *plan, const BatchOptions *opt) {
-    char err[2048];
-    if (batch_check_journal(plan, err, sizeof err) || batch_prepare(plan, err, sizeof err)) {
-        fprintf(stderr, "spynco run: %s\n", err);
-        return 1;
+    int rank = dist_rank(), ranks = dist_size(), rc = 0, lock = -1;
+    char err[2048] = "";
+    if (rank == 0) {
+        if (batch_prepare(plan, err, sizeof err)) rc = 1;
+        else if ((lock = batch_lock(plan, err, sizeof err)) < 0) rc = 2;
+        else if (batch_check_journal(plan, err, sizeof err)) rc = 1;
     }
-    int todo = 0, done = 0, cursor = 0;
-    for (int i = 0; i < plan->count; i++) todo += plan->items[i].status == ITEM_TODO;
-    if (!opt->quiet)
-        fprintf(stderr, "colorize: %d of %d inputs to do into %s\n", todo, plan->count,
+    dist_bcast(&rc, sizeof rc);
+    if (rc == 0 && share_plan(plan, err, sizeof err)) rc = 1;
+    int *todo = rc == 0 ? malloc(((size_t)plan->count + 1) * sizeof *todo) : NULL;
+    if (rc == 0 && !todo) snprintf(err, sizeof err, "out of memory"), rc = 1;
+    DistQueue *q = NULL;
+    int count = 0;
+    for (int i = 0; todo && i < plan->count; i++)
+        if (plan->items[i].status == ITEM_TODO) todo[count++] = i;
+    if (dist_max_int(rc) == 0 && !(q = dist_queue_create(count))) /* collective */
+        snprintf(err, sizeof err, "out of memory"), rc = 1;
+    rc = dist_max_int(rc);
+    if (rc) {
+        if (err[0]) fprintf(stderr, "spynco run: %s\n", err); /* where it happened */
+        batch_unlock(lock);
+        free(todo);
+        return rc;
+    }
+    if (!opt->quiet && rank == 0) {
+        fprintf(stderr, "colorize: %d of %d inputs to do into %s", count, plan->count,
                 plan->output_dir);
-    for (int i; !interrupted && (i = batch_next_input(plan, &cursor)) >= 0;) {
-        const BatchItem *it = &plan->items[i];
-        if (!opt->quiet)
-            fprintf(stderr, "[%d/%d] %s -> %s\n", ++done, todo, it->display, it->output_name);
-        if (batch_run_input(plan, i, opt, err, sizeof err) == ITEM_FAILED)
+        if (ranks > 1) fprintf(stderr, " by %d processes", ranks);
+        fprintf(stderr, "\n");
+    }
+    /* several processes: no progress bars running into each other */
+    BatchOptions run_opt = *opt;
+    if (ranks > 1) run_opt.quiet = 1;
+    if (ranks > 1 && rank == 0) run_opt.poll = poll_queue, run_opt.poll_arg = q;
+    int failed = 0;
+    for (long k; (k = next_input(q)) >= 0;) {
+        const BatchItem *it = &plan->items[todo[k]];
+        if (!opt->quiet && ranks > 1)
+            fprintf(stderr, "[%ld/%d] rank %d: %s -> %s\n", k + 1, count, rank, it->display,
+                    it->output_name);
+        else if (!opt->quiet)
+            fprintf(stderr, "[%ld/%d] %s -> %s\n", k + 1, count, it->display, it->output_name);
+        if (batch_run_input(plan, todo[k], &run_opt, err, sizeof err) == ITEM_FAILED) {
             fprintf(stderr, "spynco run: %s: %s\n", it->display, err);
+            failed = 1;
+        }
     }
-    batch_collect(plan);
-    int rc = batch_failures(plan) ? 1 : 0;
-    if (!interrupted) {
-        int m = batch_mosaic(plan, opt, err, sizeof err);
-        if (m < 0) fprintf(stderr, "spynco run: %s\n", err), rc = 1;
-        if (m == 1) fprintf(stderr, "spynco run: no output to mosaic; %s not written\n",
-                            plan->mosaic_path);
+    /* Rank 0's queue ended after every rank had asked once more, that is
+     * after each wrote its last journal entry: the journal is complete. */
+    dist_queue_free(q);
+    free(todo);
+    if (dist_max_int(interrupted)) interrupted = 1; /* a rank's signal stops them all */
+    failed = dist_max_int(failed);
+    if (rank == 0) {
+        batch_collect(plan);
+        rc = failed || batch_failures(plan) ? 1 : 0;
+        if (!interrupted) {
+            int m = batch_mosaic(plan, opt, err, sizeof err);
+            if (m < 0) fprintf(stderr, "spynco run: %s\n", err), rc = 1;
+            if (m == 1) fprintf(stderr, "spynco run: no output to mosaic; %s not written\n",
+                                plan->mosaic_path);
+        }
+        batch_print_summary(plan, stdout);
+        if (plan->mosaic_path && !interrupted && access(plan->mosaic_path, F_OK) == 0)
+            printf("mosaic: %s\n", plan->mosaic_path);
+        fflush(stdout);
     }
-    batch_print_summary(plan, stdout);
-    if (plan->mosaic_path && !interrupted && access(plan->mosaic_path, F_OK) == 0)
-        printf("mosaic: %s\n", plan->mosaic_path);
-    fflush(stdout);
+    dist_bcast(&rc, sizeof rc);
+    batch_unlock(lock);
     return interrupted ? EXIT_INTERRUPTED : rc;
 }
 
@@ -334,13 +436,19 @@ int cmd_run(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
-    char err[4096];
-    Recipe r;
-    if (recipe_load(&r, recipe_path, err, sizeof err)) {
+    char err[4096] = "";
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    signal(SIGUSR1, on_signal); /* mpirun passes SIGUSR1 on; SIGINT/SIGTERM it turns into kills */
+    if (dist_init(&argc, &argv, err, sizeof err)) {
         fprintf(stderr, "spynco run: %s\n", err);
-        recipe_free(&r);
-        return 2;
+        return 1;
     }
+    /* Under mpirun every rank plans the whole recipe; rank 0 alone talks
+     * and writes what is written once (summary, mosaic, checkpoints). */
+    int rank = dist_rank();
+    Recipe r;
+    int rc = recipe_load(&r, recipe_path, err, sizeof err) ? 2 : 0;
     /* Bounded memory whatever the rasters (as colorize): the user's setting wins. */
     if (!CPLGetConfigOption("GDAL_CACHEMAX", NULL)) GDALSetCacheMax64(256LL << 20);
     GDALAllRegister();
@@ -349,30 +457,29 @@ int cmd_run(int argc, char **argv) {
     TrainOptions train;
     BatchPlan plan;
     memset(&plan, 0, sizeof plan);
-    int rc = 0;
-    if (r.train.present && train_options(&train, &r, threads, err, sizeof err)) rc = 2;
+    if (rc == 0 && r.train.present && train_options(&train, &r, threads, err, sizeof err)) rc = 2;
     if (rc == 0 && r.colorize.present) {
         const char *export = r.train.present ? r.train.export_model.path : NULL;
         int from_train = export && r.colorize.model.path && !strcmp(export, r.colorize.model.path);
         if (batch_plan(&plan, &r, from_train, err, sizeof err)) rc = 2;
     }
     if (rc == 0 && r.eval.present && check_eval(&r, err, sizeof err)) rc = 2;
+    if (dist_agree(rc, err, sizeof err)) rc = 2; /* the message of the first rank that failed */
     if (rc) {
-        fprintf(stderr, "spynco run: %s\n", err);
+        if (rank == 0) fprintf(stderr, "spynco run: %s\n", err);
     } else if (dry_run) {
-        if (r.train.present) print_train_plan(&r, &train);
-        if (r.colorize.present) {
+        if (rank == 0 && r.train.present) print_train_plan(&r, &train);
+        if (rank == 0 && r.colorize.present) {
             if (access(plan.model_path, R_OK) == 0 && batch_check_journal(&plan, err, sizeof err))
                 fprintf(stderr, "spynco run: %s\n", err), rc = 1;
             batch_print_plan(&plan, stdout);
         }
-        if (r.eval.present) print_eval_plan(&r);
+        if (rank == 0 && r.eval.present) print_eval_plan(&r);
+        rc = dist_max_int(rc);
     } else {
-        signal(SIGINT, on_signal);
-        signal(SIGTERM, on_signal);
         if (r.train.present) {
             int t = run_train(&r, &train, quiet, err, sizeof err);
-            if (t < 0) fprintf(stderr, "spynco run: train: %s\n", err);
+            if (t < 0 && rank == 0) fprintf(stderr, "spynco run: train: %s\n", err);
             rc = t < 0 ? 1 : t > 0 ? EXIT_INTERRUPTED : 0;
         }
         int trained = rc == 0; /* the later jobs need the model */
@@ -385,10 +492,12 @@ int cmd_run(int argc, char **argv) {
             int e = run_eval(&r, threads, quiet);
             if (e) rc = e;
         }
-        if (interrupted) fprintf(stderr, "spynco run: interrupted; rerun the recipe to finish\n");
+        if (interrupted && rank == 0)
+            fprintf(stderr, "spynco run: interrupted; rerun the recipe to finish\n");
     }
     batch_free(&plan);
     recipe_free(&r);
     GDALDestroyDriverManager();
+    dist_finalize();
     return rc;
 }

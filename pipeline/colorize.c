@@ -251,17 +251,20 @@ static int write_raster(void *ctx, int x0, int y0, int w, int h, const uint8_t *
     return color_writer_write(ctx, x0, y0, w, h, pixels, err, n);
 }
 
-/* Progress of the writer's last stages (reprojection, conversion): the bar
- * unless quiet, and a way to stop them when a signal asks for it. */
+/* Progress: the caller's poll, and the bar unless quiet. In the writer's
+ * last stages (reprojection, conversion), which have no cancel flag of
+ * their own, also the way to stop them when a signal asks for it. */
 typedef struct {
-    const volatile sig_atomic_t *cancel;
-    int quiet;
-} StageProgress;
+    const ColorizeOptions *opt;
+    int stages;
+} FileProgress;
 
-static int CPL_STDCALL stage_progress(double done, const char *msg, void *arg) {
-    const StageProgress *sp = arg;
-    if (sp->cancel && *sp->cancel) return FALSE;
-    return sp->quiet ? TRUE : GDALTermProgress(done, msg, NULL);
+static int CPL_STDCALL file_progress(double done, const char *msg, void *arg) {
+    const FileProgress *fp = arg;
+    const ColorizeOptions *opt = fp->opt;
+    if (opt->poll) opt->poll(opt->poll_arg);
+    if (fp->stages && opt->cancel && *opt->cancel) return FALSE;
+    return opt->quiet ? TRUE : GDALTermProgress(done, msg, NULL);
 }
 
 /* FNV-1a: a short, stable fingerprint of the model's config. */
@@ -354,14 +357,15 @@ int colorize_file(const char *input, const char *output, const ColorizeOptions *
     TileOptions topt = {.tile = opt->tile ? opt->tile : COLORIZE_DEFAULT_TILE,
                         .threads = opt->threads, .bands = writer.bands,
                         .keep_luminance = opt->keep_luminance,
-                        .progress = opt->quiet ? NULL : GDALTermProgress, .cancel = opt->cancel};
+                        .cancel = opt->cancel};
+    FileProgress tiles = {opt, 0}, stages = {opt, 1};
+    if (!opt->quiet || opt->poll) topt.progress = file_progress, topt.progress_arg = &tiles;
     if (windowed) memcpy(topt.region, opt->window, sizeof topt.region);
     rc = colorize_tiles(&model, src.width, src.height, read_raster, &src, write_raster, &writer,
                         &topt, err, n);
     if (rc == 0) {
         if (!opt->quiet && opt->warp) fprintf(stderr, "reprojecting to %s\n", opt->warp->t_srs);
-        StageProgress sp = {opt->cancel, opt->quiet};
-        rc = color_writer_finish(&writer, stage_progress, &sp, err, n);
+        rc = color_writer_finish(&writer, file_progress, &stages, err, n);
         if (rc && opt->cancel && *opt->cancel) snprintf(err, n, "interrupted");
     } else {
         color_writer_abort(&writer);

@@ -77,6 +77,11 @@ typedef struct {
     const volatile sig_atomic_t *cancel;
     int window[4];          /* x0, y0 (multiples of 4), width, height; width 0: all of INPUT */
     const WarpSpec *warp;   /* reproject the result (raster.h); NULL: INPUT's grid */
+    /* Called from the calling thread after every tile and during the last
+     * stages, quiet or not; may be NULL. Rank 0 of a distributed run answers
+     * the other ranks' requests there (dist_queue_poll). */
+    void (*poll)(void *arg);
+    void *poll_arg;
 } ColorizeOptions;
 
 /* Colorizes INPUT (or a window of it) into OUTPUT, reprojected if asked

@@ -174,6 +174,17 @@ int dist_same_everywhere(const void *data, size_t bytes) {
     return 1;
 }
 
+void dist_bcast(void *data, size_t bytes) {
+#ifdef SPYNCO_HAVE_MPI
+    for (size_t i = 0; g_size > 1 && i < bytes; i += CHUNK) {
+        size_t k = bytes - i < CHUNK ? bytes - i : CHUNK;
+        MPI_Bcast((char *)data + i, (int)k, MPI_BYTE, 0, MPI_COMM_WORLD);
+    }
+#else
+    (void)data, (void)bytes;
+#endif
+}
+
 /* ---- DistQueue --------------------------------------------------------------- */
 
 #define TAG_REQUEST 7101
@@ -184,6 +195,7 @@ struct DistQueue {
     long next;      /* rank 0: the first item not given out yet */
     int told_done;  /* rank 0: ranks told that no items are left */
     int finished;   /* this rank was told so */
+    int stopping;   /* dist_queue_stop was called here */
     long *mine;     /* the items this rank was given, room for all */
     long count;
 #ifdef SPYNCO_HAVE_MPI
@@ -209,10 +221,13 @@ DistQueue *dist_queue_create(long num_items) {
 }
 
 #ifdef SPYNCO_HAVE_MPI
-/* Rank 0: receives one request (waiting for it) and answers with the next item. */
+/* Rank 0: receives one request (waiting for it) and answers with the next
+ * item. A request is 1 from a rank that stops the queue, else 0. */
 static void serve_one(DistQueue *q) {
     MPI_Status st;
-    MPI_Recv(NULL, 0, MPI_LONG, MPI_ANY_SOURCE, TAG_REQUEST, q->comm, &st);
+    long stop = 0;
+    MPI_Recv(&stop, 1, MPI_LONG, MPI_ANY_SOURCE, TAG_REQUEST, q->comm, &st);
+    if (stop) q->next = q->num_items;
     long item = q->next < q->num_items ? q->next++ : -1;
     if (item < 0) q->told_done++;
     MPI_Send(&item, 1, MPI_LONG, st.MPI_SOURCE, TAG_ITEM, q->comm);
@@ -233,6 +248,11 @@ void dist_queue_poll(DistQueue *q) {
 #endif
 }
 
+void dist_queue_stop(DistQueue *q) {
+    q->stopping = 1;
+    if (g_rank == 0) q->next = q->num_items;
+}
+
 long dist_queue_next(DistQueue *q) {
     if (q->finished) return -1;
     long item = -1;
@@ -246,7 +266,8 @@ long dist_queue_next(DistQueue *q) {
         else
             while (q->told_done < g_size - 1) serve_one(q);
     } else {
-        MPI_Send(NULL, 0, MPI_LONG, 0, TAG_REQUEST, q->comm);
+        long stop = q->stopping;
+        MPI_Send(&stop, 1, MPI_LONG, 0, TAG_REQUEST, q->comm);
         MPI_Recv(&item, 1, MPI_LONG, 0, TAG_ITEM, q->comm, MPI_STATUS_IGNORE);
     }
 #endif

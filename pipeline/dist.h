@@ -48,6 +48,8 @@ void dist_barrier(void);
 int dist_agree(int rc, char *err, size_t err_size);
 /* 1 if every rank holds the same bytes (compared through a 64-bit hash). */
 int dist_same_everywhere(const void *data, size_t bytes);
+/* data = rank 0's bytes, on every rank. */
+void dist_bcast(void *data, size_t bytes);
 
 /* ---- dynamic work assignment ------------------------------------------------
  *   DistQueue *q = dist_queue_create(n);              // collective
@@ -61,7 +63,9 @@ int dist_same_everywhere(const void *data, size_t bytes);
  * whichever rank asks first. Rank 0 works on items too and answers the
  * others' requests whenever it enters dist_queue_next or dist_queue_poll;
  * once the items are gone, its dist_queue_next serves until every rank has
- * been told there is no more. With one process: 0, 1, ..., n-1, then -1. */
+ * been told there is no more. With one process: 0, 1, ..., n-1, then -1.
+ * To end early (a signal), a rank calls dist_queue_stop, then
+ * dist_queue_next as usual: the other ranks get -1 once they ask. */
 typedef struct DistQueue DistQueue;
 /* NULL if out of memory (on any rank: then on every rank). */
 DistQueue *dist_queue_create(long num_items);
@@ -69,6 +73,9 @@ DistQueue *dist_queue_create(long num_items);
 long dist_queue_next(DistQueue *q);
 /* Rank 0: answers the requests waiting now; elsewhere nothing. Not collective. */
 void dist_queue_poll(DistQueue *q);
+/* No rank gets another item (not collective): at once on rank 0; from
+ * another rank, its next dist_queue_next tells rank 0 and returns -1. */
+void dist_queue_stop(DistQueue *q);
 /* The items this rank was given so far, in order (not collective). */
 long dist_queue_count_mine(const DistQueue *q);
 const long *dist_queue_mine(const DistQueue *q);

@@ -17,6 +17,7 @@
 #include "io/raster.h"
 #include "io/sources.h"
 #include "pipeline/colorize.h"
+#include "pipeline/dist.h"
 #include "pipeline/metrics.h"
 
 #define STRIP_PIXELS (1 << 20) /* images are read this many pixels at a time */
@@ -72,6 +73,7 @@ typedef struct {
     const InferModel *model;
     ImageList list;
     int index;                     /* the image being evaluated */
+    DistQueue *serve;              /* rank 0 of several: answer the queue between tiles */
     /* one image's planes, grown as needed */
     uint8_t *real, *valid, *gray, *color, *triptych;
     size_t cap_pixels;
@@ -126,10 +128,13 @@ static int write_color(void *ctx, int x0, int y0, int w, int h, const uint8_t *p
 typedef struct {
     const EvalOptions *opt;
     int index, count;
+    DistQueue *serve;
 } SetProgress;
 
 static int CPL_STDCALL image_progress(double done, const char *msg, void *arg) {
     const SetProgress *p = arg;
+    if (p->serve) dist_queue_poll(p->serve);
+    if (!p->opt->progress) return TRUE;
     return p->opt->progress((p->index + done) / p->count, msg, p->opt->progress_arg);
 }
 
@@ -274,11 +279,12 @@ static int eval_image(Eval *e, ImageRecord *r, char *err, size_t n) {
     ht_gray8(e->gray, e->real, plane, plane, e->model->cfg.ht);
 
     MemoryImage m = {w, h, e->gray, e->valid, e->color};
-    SetProgress sp = {opt, e->index, e->list.count};
+    SetProgress sp = {opt, e->index, e->list.count, e->serve};
     TileOptions topt = {.tile = opt->tile ? opt->tile : COLORIZE_DEFAULT_TILE,
                         .threads = opt->threads, .bands = 3,
                         .keep_luminance = opt->keep_luminance,
-                        .progress = opt->progress ? image_progress : NULL, .progress_arg = &sp,
+                        .progress = opt->progress || e->serve ? image_progress : NULL,
+                        .progress_arg = &sp,
                         .cancel = opt->cancel};
     if (colorize_tiles(e->model, w, h, read_gray, &m, write_color, &m, &topt, why, sizeof why)) {
         snprintf(err, n, "%s: %s", r->path, why);
@@ -437,12 +443,86 @@ static int write_csv(const EvalOptions *opt, const Eval *e, char *err, size_t n)
 
 /* ---- the run -------------------------------------------------------------------- */
 
+/* The counts, the failures on stderr, the means and the files, once every
+ * image has its outcome. Returns as eval_run. */
+static int report(const Eval *e, const EvalOptions *opt, EvalResult *out, double start, char *err,
+                  size_t n) {
+    for (int i = 0; i < e->list.count; i++) {
+        const ImageRecord *r = &e->list.items[i];
+        out->images += r->status == IMAGE_DONE, out->failed += r->status == IMAGE_FAILED;
+        if (r->status == IMAGE_FAILED) fprintf(stderr, "error: %s; not evaluated\n", r->message);
+        else if (r->status == IMAGE_SKIPPED && opt->verbose)
+            fprintf(stderr, "warning: %s; passed over\n", r->message);
+    }
+    int skipped = e->list.count - out->images - out->failed;
+    if (out->images == 0) {
+        if (out->failed)
+            snprintf(err, n, "no image could be evaluated (%d failed)", out->failed);
+        else
+            snprintf(err, n, "no images in the given sources, only %d file%s GDAL cannot read",
+                     skipped, skipped == 1 ? "" : "s");
+        return -1;
+    }
+    mean_scores(&e->list, out);
+    out->seconds = now() - start;
+    if (opt->json_path && write_json(opt, e, out, err, n)) return -1;
+    if (opt->csv_path && write_csv(opt, e, err, n)) return -1;
+    if (out->failed) {
+        snprintf(err, n, "%d of %d image%s could not be evaluated (see above); the figures are "
+                 "over the other %d", out->failed, out->images + out->failed,
+                 out->images + out->failed == 1 ? "" : "s", out->images);
+        return 1;
+    }
+    return 0;
+}
+
 static int make_folder(const char *dir, char *err, size_t n) {
     struct stat st;
     if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode)) return 0;
-    if (mkdir(dir, 0777) == 0) return 0;
+    /* the ranks of a distributed run may race to create it */
+    if (mkdir(dir, 0777) == 0 || (errno == EEXIST && stat(dir, &st) == 0 && S_ISDIR(st.st_mode)))
+        return 0;
     snprintf(err, n, "%s: cannot create the samples folder: %s", dir, strerror(errno));
     return -1;
+}
+
+/* What a rank found out about one image, for rank 0 (dist_queue_gather). */
+typedef struct {
+    ImageStatus status;
+    int width, height;
+    ImageScores model, baseline;
+    double seconds;
+    char message[512];
+} ImageResult;
+
+static void keep_result(ImageResult *res, const ImageRecord *r) {
+    *res = (ImageResult){r->status, r->width, r->height, r->model, r->baseline, r->seconds, ""};
+    if (r->message) snprintf(res->message, sizeof res->message, "%s", r->message);
+}
+
+/* Fills in an image evaluated by another rank. */
+static void take_result(ImageRecord *r, const ImageResult *res) {
+    if (r->status != IMAGE_PENDING || res->status == IMAGE_PENDING) return;
+    r->status = res->status, r->width = res->width, r->height = res->height;
+    r->model = res->model, r->baseline = res->baseline, r->seconds = res->seconds;
+    if (res->message[0]) r->message = strdup(res->message);
+}
+
+/* 1 if every rank listed the same images in the same order. */
+static int same_list_everywhere(const ImageList *l) {
+    unsigned long long h = 1469598103934665603ull; /* FNV-1a over the paths */
+    for (int i = 0; i < l->count; i++)
+        for (const char *c = l->items[i].path;; c++) {
+            h = (h ^ (unsigned char)*c) * 1099511628211ull;
+            if (!*c) break;
+        }
+    return dist_same_everywhere(&h, sizeof h);
+}
+
+/* The next image for this rank; none for any rank once stop is set. */
+static long next_image(DistQueue *q, int stop) {
+    if (stop) dist_queue_stop(q);
+    return dist_queue_next(q);
 }
 
 int eval_run(const EvalOptions *opt, EvalResult *out, char *err, size_t n) {
@@ -480,51 +560,60 @@ int eval_run(const EvalOptions *opt, EvalResult *out, char *err, size_t n) {
         rc = -1;
     }
     if (rc == 0 && opt->samples_dir) rc = make_folder(opt->samples_dir, err, n);
-    if (rc == 0 && opt->progress) opt->progress(0.0, NULL, opt->progress_arg);
-    for (e.index = 0; rc == 0 && e.index < e.list.count; e.index++) {
-        if (opt->cancel && *opt->cancel) {
-            snprintf(err, n, "interrupted");
-            rc = -1;
-            break;
-        }
-        ImageRecord *r = &e.list.items[e.index];
-        if (eval_image(&e, r, err, n) < 0) rc = -1;
-        else if (r->status == IMAGE_DONE) out->images++;
-        else if (r->status == IMAGE_FAILED) out->failed++;
-        if (rc == 0 && opt->progress)
-            opt->progress((e.index + 1.0) / e.list.count, NULL, opt->progress_arg);
-    }
-    CPLPopErrorHandler();
-    int skipped = e.list.count - out->images - out->failed;
-    for (int i = 0; rc == 0 && i < e.list.count; i++) {
-        const ImageRecord *r = &e.list.items[i];
-        if (r->status == IMAGE_FAILED) fprintf(stderr, "error: %s; not evaluated\n", r->message);
-        else if (r->status == IMAGE_SKIPPED && opt->verbose)
-            fprintf(stderr, "warning: %s; passed over\n", r->message);
-    }
-    if (rc == 0 && out->images == 0) {
-        if (out->failed)
-            snprintf(err, n, "no image could be evaluated (%d failed)", out->failed);
-        else
-            snprintf(err, n, "no images in the given sources, only %d file%s GDAL cannot read",
-                     skipped, skipped == 1 ? "" : "s");
+    if (dist_agree(rc, err, n)) rc = -1; /* every rank stops, with the first failure's message */
+    else if (!same_list_everywhere(&e.list)) {
+        snprintf(err, n, "the processes found different images in the sources (did files change "
+                 "while the run started, or do the machines see different files?)");
         rc = -1;
     }
-    if (rc == 0) {
-        mean_scores(&e.list, out);
-        out->seconds = now() - start;
-        if (opt->json_path) rc = write_json(opt, &e, out, err, n);
-        if (rc == 0 && opt->csv_path) rc = write_csv(opt, &e, err, n);
+    ImageResult *results = rc == 0 ? calloc((size_t)e.list.count, sizeof *results) : NULL;
+    if (rc == 0 && !results) snprintf(err, n, "out of memory"), rc = -1;
+    DistQueue *q = NULL;
+    if (dist_agree(rc, err, n)) rc = -1;
+    else if (!(q = dist_queue_create(e.list.count))) {
+        snprintf(err, n, "out of memory");
+        rc = -1;
     }
-    if (rc == 0 && out->failed) {
-        snprintf(err, n, "%d of %d image%s could not be evaluated (see above); the figures are "
-                 "over the other %d", out->failed, out->images + out->failed,
-                 out->images + out->failed == 1 ? "" : "s", out->images);
-        rc = 1;
+    if (q) {
+        int rank = dist_rank(), ranks = dist_size();
+        /* several processes: rank 0's bar (over its own share) and no other */
+        GDALProgressFunc progress = rank == 0 ? opt->progress : NULL;
+        EvalOptions mine = *opt;
+        mine.progress = progress;
+        e.opt = &mine;
+        e.serve = ranks > 1 && rank == 0 ? q : NULL;
+        if (progress) progress(0.0, NULL, opt->progress_arg);
+        int stop = 0;
+        for (long k; (k = next_image(q, stop)) >= 0;) {
+            ImageRecord *r = &e.list.items[k];
+            e.index = (int)k;
+            if (eval_image(&e, r, err, n) < 0) rc = -1, stop = 1;
+            if (opt->cancel && *opt->cancel) stop = 1;
+            keep_result(&results[k], r);
+            if (rc == 0 && progress) progress((k + 1.0) / e.list.count, NULL, opt->progress_arg);
+        }
+        if (rc == 0 && progress && ranks > 1) progress(1.0, NULL, opt->progress_arg); /* the others' share */
+        e.opt = opt;
+        if (dist_max_int(opt->cancel && *opt->cancel) && rc == 0) { /* a signal stops all */
+            snprintf(err, n, "interrupted");
+            rc = -1;
+        }
+        if (dist_agree(rc, err, n)) rc = -1;
+        if (dist_queue_gather(q, results, sizeof *results)) snprintf(err, n, "out of memory"), rc = -1;
+        dist_queue_free(q);
+        for (int i = 0; rc == 0 && i < e.list.count; i++) take_result(&e.list.items[i], &results[i]);
     }
+    free(results);
+    CPLPopErrorHandler();
+    /* rank 0 has every image's outcome: it counts, reports and writes */
+    if (rc == 0 && dist_rank() == 0) rc = report(&e, opt, out, start, err, n);
     list_free(&e.list);
     free(e.real), free(e.valid), free(e.gray), free(e.color), free(e.triptych);
     infer_model_free(&model);
+    /* every rank returns rank 0's outcome */
+    dist_bcast(&rc, sizeof rc);
+    dist_bcast(out, sizeof *out);
+    dist_bcast(err, n);
     return rc;
 }
 

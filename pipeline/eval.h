@@ -24,6 +24,10 @@
  * json_path (the figures, the model, the options, the failures), csv_path
  * (one row per evaluated image), and in samples_dir one PNG per image,
  * NNNN_<name>.png: gray | colorized | real, side by side.
+ * Under mpirun (pipeline/dist.h) every rank calls eval_run: the images are
+ * handed out dynamically, each rank writes the triptychs of its own, rank 0
+ * gathers the scores, reports the failures and writes the files; every
+ * rank returns rank 0's outcome (result and message).
  * All GDAL calls come from the calling thread.
  */
 #ifndef SPYNCO_EVAL_H

@@ -41,6 +41,10 @@ static void test_collectives(void) {
     double same[3] = {1, 2, 3}, own[3] = {1, 2, (double)rank};
     CHECK(dist_same_everywhere(same, sizeof same), "equal data seen as different");
     CHECK(dist_same_everywhere(own, sizeof own) == (size == 1), "different data seen as equal");
+    char word[8];
+    snprintf(word, sizeof word, "rank %d", rank);
+    dist_bcast(word, sizeof word);
+    CHECK(!strcmp(word, "rank 0"), "broadcast: '%s', not rank 0's", word);
     dist_barrier();
 }
 
@@ -104,6 +108,28 @@ static void test_queue(void) {
     free(rec);
 }
 
+/* Stopped early by the last rank after its first item (as a signal would):
+ * no rank gets another item, every rank's loop ends. Rank 0 takes 20 ms
+ * per item, so without the stop it would go on for a second. */
+static void test_queue_stop(void) {
+    enum { N = 50 };
+    int rank = dist_rank(), size = dist_size();
+    DistQueue *q = dist_queue_create(N);
+    CHECK(q != NULL, "dist_queue_create");
+    if (!q) return;
+    dist_barrier();
+    for (long i; (i = dist_queue_next(q)) >= 0;) {
+        if (rank == size - 1) dist_queue_stop(q);
+        else sleep_ms(20), dist_queue_poll(q);
+    }
+    CHECK(dist_queue_next(q) == -1, "items after the stop");
+    double counts[2] = {(double)dist_queue_count_mine(q), rank == size - 1 ? dist_queue_count_mine(q) : 0};
+    dist_sum_doubles(counts, 2);
+    CHECK(counts[1] == 1, "the stopping rank got %g items, not 1", counts[1]);
+    CHECK(counts[0] < N / 2, "%g of %d items handed out despite the stop", counts[0], N);
+    dist_queue_free(q);
+}
+
 /* Starts this program on two ranks; their exit status tells. */
 static void test_two_ranks(void) {
 #ifdef MPIEXEC
@@ -142,6 +168,7 @@ int main(int argc, char **argv) {
     printf("%s\n", size > 1 ? "rank of 2 processes" : "one process");
     test_collectives();
     test_queue();
+    test_queue_stop();
     if (size == 1) test_two_ranks();
     int rc = test_summary(size > 1 ? "test_dist (2 ranks)" : "test_dist");
     dist_finalize();

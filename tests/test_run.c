@@ -603,6 +603,42 @@ static void test_interrupt(void) {
     CHECK(rc == 0 && journal_count(out, "done") == BIG_INPUTS, "the rerun finishes (exit %d)", rc);
 }
 
+/* Two runs on one output folder: the second is refused while the first
+ * (stopped with SIGSTOP, so the test does not race it) holds the lock. */
+static void test_lock(void) {
+    write_big_recipe("lock.yaml", "out_lock");
+    char *argv[] = {SPYNCO_BIN, "run", "-q", "--threads", "2", tp("lock.yaml"), NULL};
+    pid_t first = test_spawn(argv, NULL, tp("lock-first.log"));
+    char holder[64], *text = NULL;
+    snprintf(holder, sizeof holder, "process %ld on ", (long)first);
+    struct timespec nap = {0, 1000 * 1000};
+    int status = 0, ended = 0;
+    for (long waited = 0; waited < KILL_TIMEOUT * 1000L && !ended; waited++) {
+        free(text);
+        text = test_read_file(tp("out_lock/.spynco-lock"));
+        if (text && strstr(text, holder)) break;
+        ended = waitpid(first, &status, WNOHANG) == first;
+        nanosleep(&nap, NULL);
+    }
+    free(text);
+    if (ended || kill(first, SIGSTOP) != 0) {
+        CHECK(0, "the first run ended before the test could stop it");
+        return;
+    }
+    int rc = spynco_run(tp("lock.yaml"), "-q", NULL);
+    char expected[PATH_MAX + 128];
+    snprintf(expected, sizeof expected, "%s: another spynco run is writing into this folder (%s",
+             tp("out_lock"), holder);
+    CHECK(rc == 2 && log_has(expected), "a second run on a locked folder: exit %d (expected 2), "
+          "message \"%s...\"", rc, expected);
+    if (rc != 2) dump_log();
+    kill(first, SIGCONT);
+    rc = test_wait(first);
+    CHECK(rc == 0, "the first run, continued: exit %d", rc);
+    rc = spynco_run(tp("lock.yaml"), "-q", NULL);
+    CHECK(rc == 0 && log_has("5 inputs: 0 done, 5 kept"), "after the first run: exit %d, all kept", rc);
+}
+
 /* ---- (f) malformed recipes: exit 2, FILE:LINE:COLUMN ------------------------------------------- */
 
 static void test_malformed(void) {
@@ -917,6 +953,7 @@ int main(void) {
     test_kill_and_resume();
     test_damaged_outputs();
     test_interrupt();
+    test_lock();
     test_malformed();
     test_bad_input();
     test_dry_run();

@@ -1,0 +1,353 @@
+/* `spynco run` under mpirun: the same batch recipe (a folder of real GeoTIFFs:
+ * four tiles of the cogeo fixture, the whole of it, and a cut copy that GDAL
+ * opens but cannot read; a mosaic) run by one process and by
+ * `mpirun -n 2`. The outputs must be pixel-identical (the single process
+ * uses another tile size and thread count: colorize does not depend on
+ * them) with the same georeferencing; rank 0 writes the mosaic and the
+ * summary once; the journal has one valid entry per output, written by both
+ * ranks; the cut input fails alone (exit 1 on every rank). A rerun under
+ * mpirun keeps every output untouched; a run on a folder locked by another
+ * process is refused (exit 2). An eval job shared by 2 ranks gives one
+ * process's figures. */
+#include <cjson/cJSON.h>
+#include <cpl_conv.h>
+#include <cpl_string.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <gdal.h>
+#include <gdal_utils.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "testmodel.h"
+#include "testutil.h"
+
+#define COGEO SPYNCO_TEST_DATA "/cogeo_rgb_384x320.tif"
+#define GOOD 5 /* good inputs: 4 tiles and the whole */
+static const char *const NAMES[GOOD] = {"t0", "t1", "t2", "t3", "cogeo_rgb_384x320"};
+static char dir[256], model[PATH_MAX], log_path[PATH_MAX];
+
+/* Open MPI refuses root without the first two; waiting ranks yield the CPU
+ * (CI runs tests side by side on 2 cores); ASan needs full stacks to match
+ * the MPI leak suppressions in tests/lsan.supp. One compute thread a rank. */
+static char asan_options[1024] = "ASAN_OPTIONS=";
+static char *mpi_env[] = {"OMPI_ALLOW_RUN_AS_ROOT=1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1",
+                          "OMPI_MCA_mpi_yield_when_idle=1", "OMP_NUM_THREADS=1", asan_options,
+                          NULL};
+
+static const char *path(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static const char *path(const char *fmt, ...) {
+    static char buf[8][PATH_MAX];
+    static int k;
+    char *p = buf[k++ % 8];
+    int len = snprintf(p, PATH_MAX, "%s/", dir);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(p + len, PATH_MAX - len, fmt, ap);
+    va_end(ap);
+    return p;
+}
+
+static void write_text(const char *file, const char *text) {
+    FILE *f = fopen(file, "w");
+    CHECK(f && fputs(text, f) >= 0, "cannot write %s", file);
+    if (f) fclose(f);
+}
+
+/* spynco run RECIPE on `ranks` processes (1: no mpirun), output into log_path. */
+static int run(int ranks, const char *recipe, const char *flags) {
+    char launcher[512] = "", cmd[4096];
+    if (ranks > 1)
+        snprintf(launcher, sizeof launcher, "%s -n %d %s ", MPIEXEC, ranks, MPIEXEC_FLAGS);
+    snprintf(cmd, sizeof cmd, "exec %s%s run %s %s", launcher, SPYNCO_BIN, flags, recipe);
+    char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+    unlink(log_path);
+    return test_run(argv, mpi_env, log_path);
+}
+
+static char *log_text(void) {
+    char *t = test_read_file(log_path);
+    return t ? t : calloc(1, 1);
+}
+
+static int occurrences(const char *text, const char *part) {
+    int n = 0;
+    for (const char *p = text; (p = strstr(p, part)); p++) n++;
+    return n;
+}
+
+static void dump_log(void) {
+    char *t = log_text();
+    fprintf(stderr, "---- %s ----\n%s----\n", log_path, t);
+    free(t);
+}
+
+/* ---- fixtures --------------------------------------------------------------------- */
+
+static int make_inputs(void) {
+    mkdir(path("in"), 0777);
+    static const int at[4][2] = {{0, 0}, {192, 0}, {0, 160}, {192, 160}};
+    GDALDatasetH src = GDALOpen(COGEO, GA_ReadOnly);
+    int ok = src != NULL;
+    for (int i = 0; ok && i < 4; i++) {
+        char x[16], y[16];
+        snprintf(x, sizeof x, "%d", at[i][0]);
+        snprintf(y, sizeof y, "%d", at[i][1]);
+        char *args[] = {"-srcwin", x, y, "192", "160", NULL};
+        GDALTranslateOptions *o = GDALTranslateOptionsNew(args, NULL);
+        GDALDatasetH out = GDALTranslate(path("in/t%d.tif", i), src, o, NULL);
+        ok = out != NULL;
+        if (out) GDALClose(out);
+        GDALTranslateOptionsFree(o);
+    }
+    if (src) GDALClose(src);
+    /* the whole fixture, and its first 40%: a cloud-optimized GeoTIFF keeps its
+     * header in front, so GDAL opens the cut copy and fails reading it */
+    char *bytes = test_read_file(COGEO);
+    struct stat st;
+    FILE *whole = fopen(path("in/cogeo_rgb_384x320.tif"), "wb"), *cut = fopen(path("in/cut.tif"), "wb");
+    ok = ok && bytes && stat(COGEO, &st) == 0 && whole && cut &&
+         fwrite(bytes, 1, st.st_size, whole) == (size_t)st.st_size &&
+         fwrite(bytes, 1, st.st_size * 2 / 5, cut) == (size_t)(st.st_size * 2 / 5);
+    if (whole) fclose(whole);
+    if (cut) fclose(cut);
+    free(bytes);
+    CHECK(ok, "cannot make the inputs in %s", path("in"));
+    return ok ? 0 : -1;
+}
+
+static void write_recipe(const char *name, const char *out, int tile, int threads) {
+    char text[2 * PATH_MAX];
+    snprintf(text, sizeof text,
+             "colorize:\n  model: %s\n  inputs: in\n  output: %s\n  tile: %d\n  threads: %d\n"
+             "  mosaic: true\n", model, out, tile, threads);
+    write_text(path("%s", name), text);
+}
+
+/* ---- comparisons -------------------------------------------------------------------- */
+
+/* Same size, bands, geotransform, CRS and pixels. */
+static int same_raster(const char *a, const char *b) {
+    GDALDatasetH da = GDALOpen(a, GA_ReadOnly), db = GDALOpen(b, GA_ReadOnly);
+    int same = da && db;
+    int w = same ? GDALGetRasterXSize(da) : 0, h = same ? GDALGetRasterYSize(da) : 0;
+    int bands = same ? GDALGetRasterCount(da) : 0;
+    same = same && w == GDALGetRasterXSize(db) && h == GDALGetRasterYSize(db) &&
+           bands == GDALGetRasterCount(db) && bands >= 3;
+    double ga[6], gb[6];
+    same = same && GDALGetGeoTransform(da, ga) == CE_None && GDALGetGeoTransform(db, gb) == CE_None &&
+           !memcmp(ga, gb, sizeof ga);
+    same = same && !strcmp(GDALGetProjectionRef(da), GDALGetProjectionRef(db)) &&
+           *GDALGetProjectionRef(da);
+    size_t bytes = (size_t)w * h * bands;
+    uint8_t *pa = same ? malloc(bytes) : NULL, *pb = same ? malloc(bytes) : NULL;
+    same = same && pa && pb &&
+           GDALDatasetRasterIO(da, GF_Read, 0, 0, w, h, pa, w, h, GDT_Byte, bands, NULL, 0, 0, 0) == CE_None &&
+           GDALDatasetRasterIO(db, GF_Read, 0, 0, w, h, pb, w, h, GDT_Byte, bands, NULL, 0, 0, 0) == CE_None &&
+           !memcmp(pa, pb, bytes);
+    free(pa), free(pb);
+    if (da) GDALClose(da);
+    if (db) GDALClose(db);
+    return same;
+}
+
+/* The journal of OUT: entries done and failed, each a whole JSON object of
+ * this run (one run id), and the number of processes that wrote them. */
+static void journal_summary(const char *out, int *done, int *failed, int *valid, int *writers) {
+    char jdir[PATH_MAX + 32];
+    snprintf(jdir, sizeof jdir, "%s/.spynco-journal", out);
+    DIR *d = opendir(jdir);
+    char run[128] = "";
+    long pids[2] = {0, 0};
+    *done = *failed = *writers = 0, *valid = 1;
+    for (struct dirent *e; d && (e = readdir(d));) {
+        if (e->d_name[0] == '.') continue;
+        char file[2 * PATH_MAX];
+        snprintf(file, sizeof file, "%s/%s", jdir, e->d_name);
+        char *text = test_read_file(file);
+        cJSON *j = text ? cJSON_Parse(text) : NULL;
+        free(text);
+        const cJSON *state = cJSON_GetObjectItem(j, "state"), *id = cJSON_GetObjectItem(j, "run"),
+                    *pid = cJSON_GetObjectItem(j, "pid");
+        int ok = cJSON_IsString(state) && cJSON_IsString(id) && cJSON_IsNumber(pid) &&
+                 strlen(e->d_name) > 5 && !strcmp(e->d_name + strlen(e->d_name) - 5, ".json");
+        if (ok && !run[0]) snprintf(run, sizeof run, "%s", id->valuestring);
+        ok = ok && !strcmp(run, id->valuestring);
+        if (ok) {
+            *done += !strcmp(state->valuestring, "done");
+            *failed += !strcmp(state->valuestring, "failed");
+            long p = (long)pid->valuedouble;
+            if (p != pids[0] && p != pids[1] && *writers < 2) pids[(*writers)++] = p;
+        }
+        *valid &= ok;
+        cJSON_Delete(j);
+    }
+    if (d) closedir(d);
+}
+
+static double mtime_of(const char *file, ino_t *inode) {
+    struct stat st;
+    if (stat(file, &st) != 0) return -1;
+    *inode = st.st_ino;
+    return st.st_mtim.tv_sec + st.st_mtim.tv_nsec * 1e-9;
+}
+
+/* ---- the runs ------------------------------------------------------------------------ */
+
+static void test_one_and_two(void) {
+    write_recipe("one.yaml", "one", 128, 2);
+    write_recipe("two.yaml", "two", 64, 1);
+    int rc = run(1, path("one.yaml"), "-q");
+    CHECK(rc == 1, "one process: exit %d, expected 1 (the cut input)", rc);
+    if (rc != 1) dump_log();
+    rc = run(2, path("two.yaml"), "");
+    CHECK(rc == 1, "mpirun -n 2: exit %d, expected 1 (the cut input)", rc);
+    char *text = log_text();
+    if (rc != 1) dump_log();
+
+    for (int i = 0; i < GOOD; i++) {
+        const char *a = path("one/%s_color.tif", NAMES[i]), *b = path("two/%s_color.tif", NAMES[i]);
+        CHECK(access(b, F_OK) == 0, "%s missing", b);
+        CHECK(same_raster(a, b), "%s and %s differ (size, georeferencing or pixels)", a, b);
+    }
+    printf("  %d outputs of 2 processes (tile 64, 1 thread each) = those of 1 process (tile 128, "
+           "2 threads), pixels and georeferencing\n", GOOD);
+
+    /* both ranks worked; the summary and the mosaic come once, from rank 0 */
+    CHECK(strstr(text, "] rank 0: ") && strstr(text, "] rank 1: "), "not both ranks colorized");
+    CHECK(occurrences(text, "6 inputs: 5 done, 0 kept, 0 skipped, 1 failed") == 1,
+          "the summary's totals, once");
+    CHECK(occurrences(text, "mosaic of 5 outputs") == 1, "the mosaic is built once");
+    const char *failed_by = strstr(text, "in/cut.tif -> ");
+    int bad_rank = failed_by && failed_by - text > 2 ? failed_by[-3] - '0' : -1;
+    int summary_line = 0;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n"))
+        summary_line += !strncmp(line, "in/cut.tif ", 11) && strstr(line, " failed ");
+    CHECK(summary_line == 1, "the cut input's failure is in the summary once");
+    free(text);
+    printf("  the cut input failed on rank %d and appears in rank 0's summary\n", bad_rank);
+
+    int done, failed, valid, writers;
+    journal_summary(path("two"), &done, &failed, &valid, &writers);
+    CHECK(valid && done == GOOD && failed == 1 && writers == 2, "journal: %d done, %d failed, "
+          "valid %d, written by %d processes (expected %d, 1, 1, 2)", done, failed, valid, writers,
+          GOOD);
+
+    GDALDatasetH vrt = GDALOpen(path("two/mosaic.vrt"), GA_ReadOnly);
+    char **files = vrt ? GDALGetFileList(vrt) : NULL;
+    int listed = 0;
+    for (int i = 0; i < GOOD; i++)
+        for (int j = 0; files && files[j]; j++) {
+            char name[64];
+            snprintf(name, sizeof name, "/%s_color.tif", NAMES[i]);
+            listed += strstr(files[j], name) != NULL;
+        }
+    CHECK(listed == GOOD && CSLCount(files) == GOOD + 1, "the mosaic lists the %d outputs (%d of "
+          "%d files)", GOOD, listed, CSLCount(files));
+    CSLDestroy(files);
+    if (vrt) GDALClose(vrt);
+    CHECK(same_raster(path("one/mosaic.vrt"), path("two/mosaic.vrt")), "the mosaics differ");
+}
+
+static void test_rerun(void) {
+    double mtimes[GOOD];
+    ino_t inodes[GOOD];
+    for (int i = 0; i < GOOD; i++) mtimes[i] = mtime_of(path("two/%s_color.tif", NAMES[i]), &inodes[i]);
+    unlink(path("in/cut.tif"));
+    int rc = run(2, path("two.yaml"), "");
+    char *text = log_text();
+    CHECK(rc == 0 && strstr(text, "5 inputs: 0 done, 5 kept, 0 skipped, 0 failed") &&
+              !strstr(text, "] rank "),
+          "rerun under mpirun: exit %d, everything kept, nothing colorized", rc);
+    if (rc) dump_log();
+    free(text);
+    for (int i = 0; i < GOOD; i++) {
+        ino_t inode = 0;
+        double m = mtime_of(path("two/%s_color.tif", NAMES[i]), &inode);
+        CHECK(m == mtimes[i] && inode == inodes[i], "%s_color.tif was rewritten", NAMES[i]);
+    }
+}
+
+/* Another process holds the folder's lock: every rank exits 2, the message
+ * names the folder and the holder (as the lock file says). */
+static void test_locked(void) {
+    int fd = open(path("two/.spynco-lock"), O_RDWR | O_CREAT, 0666);
+    CHECK(fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0, "cannot lock %s", path("two/.spynco-lock"));
+    char holder[64];
+    int len = snprintf(holder, sizeof holder, "process %ld on the test", (long)getpid());
+    CHECK(fd >= 0 && ftruncate(fd, 0) == 0 && pwrite(fd, holder, len, 0) == len, "write the lock");
+    int rc = run(2, path("two.yaml"), "-q");
+    char expected[PATH_MAX + 200], *text = log_text();
+    snprintf(expected, sizeof expected, "%s: another spynco run is writing into this folder (%s)",
+             path("two"), holder);
+    CHECK(rc == 2 && occurrences(text, expected) == 1, "locked folder: exit %d (expected 2), "
+          "message \"%s\" once", rc, expected);
+    if (rc != 2) dump_log();
+    free(text);
+    if (fd >= 0) close(fd);
+}
+
+/* An eval job: the images shared by 2 ranks give the figures of one process
+ * (the JSON but for the time taken); a gray image fails alone (exit 1). */
+static void test_eval(void) {
+    cJSON *json[2] = {NULL, NULL};
+    for (int ranks = 1; ranks <= 2; ranks++) {
+        char text[3 * PATH_MAX];
+        snprintf(text, sizeof text,
+                 "eval:\n  model: %s\n  inputs: [%s/eval_set, %s/rotterdam_pan_u16.tif]\n"
+                 "  json: eval%d/eval.json\n  samples: eval%d/samples\n  threads: 1\n",
+                 model, SPYNCO_TEST_DATA, SPYNCO_TEST_DATA, ranks, ranks);
+        const char *recipe = path("eval%d.yaml", ranks);
+        write_text(recipe, text);
+        int rc = run(ranks, recipe, "-q");
+        char *log = log_text();
+        CHECK(rc == 1 && occurrences(log, "3 images (1 more failed)") == 1 &&
+                  occurrences(log, "rotterdam_pan_u16.tif: 1 band") == 1,
+              "eval on %d process(es): exit %d (expected 1), the table and the failure once", ranks,
+              rc);
+        if (rc != 1) dump_log();
+        free(log);
+        char *body = test_read_file(path("eval%d/eval.json", ranks));
+        json[ranks - 1] = body ? cJSON_Parse(body) : NULL;
+        free(body);
+        cJSON_DeleteItemFromObject(json[ranks - 1], "seconds");
+        DIR *d = opendir(path("eval%d/samples", ranks));
+        int pngs = 0;
+        for (struct dirent *e; d && (e = readdir(d));) pngs += strstr(e->d_name, ".png") != NULL;
+        if (d) closedir(d);
+        CHECK(pngs == 3, "eval on %d process(es): %d triptychs, expected 3", ranks, pngs);
+    }
+    CHECK(json[0] && json[1] && cJSON_Compare(json[0], json[1], 1),
+          "eval: the JSON of 2 processes differs from one process's");
+    cJSON_Delete(json[0]), cJSON_Delete(json[1]);
+}
+
+int main(void) {
+    const char *asan = getenv("ASAN_OPTIONS");
+    snprintf(asan_options, sizeof asan_options, "ASAN_OPTIONS=%s%sfast_unwind_on_malloc=0",
+             asan ? asan : "", asan && *asan ? ":" : "");
+    GDALAllRegister();
+    CPLPushErrorHandler(CPLQuietErrorHandler);
+    snprintf(dir, sizeof dir, "%s", test_tmpdir("mpi-run"));
+    snprintf(model, sizeof model, "%s/vivid.h5", dir);
+    snprintf(log_path, sizeof log_path, "%s/run.log", dir);
+    ModelConfig cfg = test_small_config("test-vivid");
+    if (test_save_model(model, &cfg, 1, 0, 42) == 0 && make_inputs() == 0) {
+        test_one_and_two();
+        test_rerun();
+        test_locked();
+        test_eval();
+    }
+    CPLPopErrorHandler();
+    if (!test_failed) test_remove_tree(dir);
+    else fprintf(stderr, "kept %s for inspection\n", dir);
+    return test_summary("test_mpi_run");
+}
