@@ -85,4 +85,9 @@ if [ $colorize = 1 ]; then
   mp=$(awk -v n="$mosaic" -v s="$wall" 'BEGIN{printf "%.3f", n*n/s/1e6}')
   echo "colorize: ${wall} s, ${mp} megapixels/s, peak RSS $((rss / 1024)) MB"
   echo "network-only at 512, 2 threads: ${infer[512,2]} megapixels/s -> colorize/network = $(awk -v a="$mp" -v b="${infer[512,2]}" 'BEGIN{printf "%.2fx", a/b}')"
+  # the same network on colorize's own tile size, without the halo
+  tile=$($bin colorize --help 2>&1 | sed -n 's/.*--tile N.*(default \([0-9]*\)).*/\1/p')
+  line=$($bin bench --infer "$tile" --threads 2 --repeat $repeat)
+  echo "$line"
+  echo "network-only at colorize's tile $tile: $(echo "$line" | rate) megapixels/s -> colorize/network = $(awk -v a="$mp" -v b="$(echo "$line" | rate)" 'BEGIN{printf "%.2fx", a/b}')"
 fi
