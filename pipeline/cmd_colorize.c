@@ -1,19 +1,13 @@
 /* spynco colorize: a georeferenced gray raster in, a georeferenced color raster out. */
 #include <cpl_conv.h>
 #include <cpl_string.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "pipeline/cli.h"
 #include "pipeline/colorize.h"
 #include "pipeline/commands.h"
-
-static volatile sig_atomic_t interrupted = 0;
-static void on_signal(int sig) {
-    (void)sig;
-    interrupted = 1;
-}
 
 static void usage(FILE *out) {
     fprintf(out,
@@ -54,59 +48,33 @@ static void usage(FILE *out) {
         COLORIZE_DEFAULT_TILE, KEEP_LUMINANCE_DEFAULT ? "on" : "off");
 }
 
-static int parse_int(const char *s, int *out) {
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (*s == 0 || *end || v < -1000000000L || v > 1000000000L) return -1;
-    *out = (int)v;
-    return 0;
-}
-
-static int parse_double(const char *s, double *out) {
-    char *end;
-    *out = strtod(s, &end);
-    return *s == 0 || *end ? -1 : 0;
-}
-
 int cmd_colorize(int argc, char **argv) {
-    ColorizeOptions opt = {.keep_luminance = KEEP_LUMINANCE_DEFAULT};
+    ColorizeOptions opt = {0};
+    ModelRunOptions m = {.keep_luminance = KEEP_LUMINANCE_DEFAULT};
     const char *pos[2] = {NULL, NULL};
     int npos = 0, rc = 2;
     char **create_options = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        int left = argc - i - 1;
+        int left = argc - i - 1, shared = cli_model_option("colorize", argc, argv, &i, &m);
+        if (shared < 0) goto out;
+        if (shared) continue;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
             CSLDestroy(create_options);
             return 0;
         } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
             opt.quiet = 1;
-        } else if (!strcmp(a, "--keep-luminance")) {
-            opt.keep_luminance = 1;
-        } else if (!strcmp(a, "--no-keep-luminance")) {
-            opt.keep_luminance = 0;
         } else if (!strcmp(a, "--overviews")) {
             opt.overviews = 1;
-        } else if (!strcmp(a, "--model") && left >= 1) {
-            opt.model_path = argv[++i];
-        } else if (!strcmp(a, "--tile") && left >= 1) {
-            if (parse_int(argv[++i], &opt.tile) || opt.tile < 4 || opt.tile % 4) {
-                fprintf(stderr, "spynco colorize: --tile takes a positive multiple of 4, not '%s'\n", argv[i]);
-                goto out;
-            }
-        } else if (!strcmp(a, "--threads") && left >= 1) {
-            if (parse_int(argv[++i], &opt.threads) || opt.threads < 1) {
-                fprintf(stderr, "spynco colorize: --threads takes a positive number, not '%s'\n", argv[i]);
-                goto out;
-            }
         } else if (!strcmp(a, "-b") && left >= 1) {
-            if (parse_int(argv[++i], &opt.band) || opt.band < 1) {
+            if (cli_parse_int(argv[++i], &opt.band) || opt.band < 1) {
                 fprintf(stderr, "spynco colorize: -b takes a band number (1, 2, ...), not '%s'\n", argv[i]);
                 goto out;
             }
         } else if (!strcmp(a, "--scale") && left >= 2) {
-            if (parse_double(argv[i + 1], &opt.scale_min) || parse_double(argv[i + 2], &opt.scale_max) ||
+            if (cli_parse_double(argv[i + 1], &opt.scale_min) ||
+                cli_parse_double(argv[i + 2], &opt.scale_max) ||
                 !(opt.scale_max > opt.scale_min)) {
                 fprintf(stderr, "spynco colorize: --scale takes two numbers MIN < MAX\n");
                 goto out;
@@ -121,9 +89,6 @@ int cmd_colorize(int argc, char **argv) {
                 goto out;
             }
             create_options = CSLAddString(create_options, argv[i]);
-        } else if (!strcmp(a, "--config") && left >= 2) {
-            CPLSetConfigOption(argv[i + 1], argv[i + 2]);
-            i += 2;
         } else if (a[0] == '-' && a[1] != 0) {
             fprintf(stderr, "spynco colorize: unknown or incomplete option '%s'\n\n", a);
             usage(stderr);
@@ -142,15 +107,15 @@ int cmd_colorize(int argc, char **argv) {
     /* Bounded memory whatever the raster: GDAL's block cache would otherwise
      * grow to 5% of RAM. The user's --config or environment wins. */
     if (!CPLGetConfigOption("GDAL_CACHEMAX", NULL)) GDALSetCacheMax64(256LL << 20);
+    opt.model_path = m.model_path, opt.tile = m.tile, opt.threads = m.threads;
+    opt.keep_luminance = m.keep_luminance;
     opt.create_options = create_options;
-    opt.cancel = &interrupted;
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
+    opt.cancel = cli_catch_interrupts();
     char err[1024];
     CPLPushErrorHandler(CPLQuietErrorHandler);
     rc = colorize_file(pos[0], pos[1], &opt, err, sizeof err) ? 1 : 0;
     CPLPopErrorHandler();
-    if (rc) fprintf(stderr, "spynco colorize: %s\n", interrupted ? "interrupted; nothing written" : err);
+    if (rc) fprintf(stderr, "spynco colorize: %s\n", *opt.cancel ? "interrupted; nothing written" : err);
 out:
     CSLDestroy(create_options);
     GDALDestroyDriverManager();

@@ -1,19 +1,13 @@
 /* spynco eval: how well a model colorizes real colour images, against the gray copy. */
 #include <cpl_conv.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "pipeline/cli.h"
 #include "pipeline/colorize.h"
 #include "pipeline/commands.h"
 #include "pipeline/eval.h"
-
-static volatile sig_atomic_t interrupted = 0;
-static void on_signal(int sig) {
-    (void)sig;
-    interrupted = 1;
-}
 
 static void usage(FILE *out) {
     fprintf(out,
@@ -55,16 +49,9 @@ static void usage(FILE *out) {
         COLORIZE_DEFAULT_TILE, KEEP_LUMINANCE_DEFAULT ? "on" : "off");
 }
 
-static int parse_int(const char *s, int *out) {
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (*s == 0 || *end || v < -1000000000L || v > 1000000000L) return -1;
-    *out = (int)v;
-    return 0;
-}
-
 int cmd_eval(int argc, char **argv) {
-    EvalOptions opt = {.keep_luminance = KEEP_LUMINANCE_DEFAULT, .verbose = 1};
+    EvalOptions opt = {.verbose = 1};
+    ModelRunOptions m = {.keep_luminance = KEEP_LUMINANCE_DEFAULT};
     const char **sources = calloc(argc > 1 ? argc : 1, sizeof *sources);
     int quiet = 0, rc = 2;
     if (!sources) {
@@ -73,40 +60,21 @@ int cmd_eval(int argc, char **argv) {
     }
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        int left = argc - i - 1;
+        int left = argc - i - 1, shared = cli_model_option("eval", argc, argv, &i, &m);
+        if (shared < 0) goto out;
+        if (shared) continue;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
             free(sources);
             return 0;
         } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
             quiet = 1;
-        } else if (!strcmp(a, "--keep-luminance")) {
-            opt.keep_luminance = 1;
-        } else if (!strcmp(a, "--no-keep-luminance")) {
-            opt.keep_luminance = 0;
-        } else if (!strcmp(a, "--model") && left >= 1) {
-            opt.model_path = argv[++i];
-        } else if (!strcmp(a, "--tile") && left >= 1) {
-            if (parse_int(argv[++i], &opt.tile) || opt.tile < 4 || opt.tile % 4) {
-                fprintf(stderr, "spynco eval: --tile takes a positive multiple of 4, not '%s'\n",
-                        argv[i]);
-                goto out;
-            }
-        } else if (!strcmp(a, "--threads") && left >= 1) {
-            if (parse_int(argv[++i], &opt.threads) || opt.threads < 1) {
-                fprintf(stderr, "spynco eval: --threads takes a positive number, not '%s'\n",
-                        argv[i]);
-                goto out;
-            }
         } else if (!strcmp(a, "--json") && left >= 1) {
             opt.json_path = argv[++i];
         } else if (!strcmp(a, "--csv") && left >= 1) {
             opt.csv_path = argv[++i];
         } else if (!strcmp(a, "--samples") && left >= 1) {
             opt.samples_dir = argv[++i];
-        } else if (!strcmp(a, "--config") && left >= 2) {
-            CPLSetConfigOption(argv[i + 1], argv[i + 2]);
-            i += 2;
         } else if (a[0] == '-' && a[1] != 0) {
             fprintf(stderr, "spynco eval: unknown or incomplete option '%s'\n\n", a);
             usage(stderr);
@@ -122,18 +90,18 @@ int cmd_eval(int argc, char **argv) {
     }
     /* Bounded memory: GDAL's block cache would otherwise grow to 5% of RAM. */
     if (!CPLGetConfigOption("GDAL_CACHEMAX", NULL)) GDALSetCacheMax64(256LL << 20);
+    opt.model_path = m.model_path, opt.tile = m.tile, opt.threads = m.threads;
+    opt.keep_luminance = m.keep_luminance;
     opt.sources = sources;
     opt.verbose = !quiet;
     opt.progress = quiet ? NULL : GDALTermProgress;
-    opt.cancel = &interrupted;
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
+    opt.cancel = cli_catch_interrupts();
     char err[2048];
     EvalResult res;
     int status = eval_run(&opt, &res, err, sizeof err);
     if (status >= 0) eval_print_table(stdout, &res);
     if (status != 0)
-        fprintf(stderr, "spynco eval: %s\n", interrupted ? "interrupted; nothing written" : err);
+        fprintf(stderr, "spynco eval: %s\n", *opt.cancel ? "interrupted; nothing written" : err);
     rc = status == 0 ? 0 : 1;
 out:
     free(sources);

@@ -1,0 +1,40 @@
+/* cli.h: what the subcommands' option parsers share.
+ *
+ * `colorize` and `eval` run the same model the same way, so they take the
+ * same model options, parsed here with the same messages:
+ *
+ *   ModelRunOptions m = {.keep_luminance = KEEP_LUMINANCE_DEFAULT};
+ *   for (int i = 1; i < argc; i++) {
+ *       int r = cli_model_option("colorize", argc, argv, &i, &m);
+ *       if (r < 0) return 2;   // bad value, message printed
+ *       if (r > 0) continue;   // consumed (with its values)
+ *       ...                    // the command's own options
+ *   }
+ *
+ * plus number parsing and the SIGINT/SIGTERM flag their long loops poll. */
+#ifndef SPYNCO_CLI_H
+#define SPYNCO_CLI_H
+
+#include <signal.h>
+
+typedef struct {
+    const char *model_path; /* --model FILE */
+    int tile;               /* --tile N, multiple of 4; 0: the default */
+    int threads;            /* --threads N; 0: all cores */
+    int keep_luminance;     /* --keep-luminance / --no-keep-luminance */
+} ModelRunOptions;
+
+/* 1: argv[*i] was --model, --tile, --threads, --[no-]keep-luminance or
+ * --config KEY VALUE (applied at once), *i now on its last value; 0: none of
+ * them (or a value is missing); -1: a bad value, said on stderr as "spynco CMD: ...". */
+int cli_model_option(const char *cmd, int argc, char **argv, int *i, ModelRunOptions *o);
+
+/* 0 and *out set if s is a whole decimal integer (|v| <= 1e9) or number; else -1. */
+int cli_parse_int(const char *s, int *out);
+int cli_parse_double(const char *s, double *out);
+
+/* Sets a flag on SIGINT and SIGTERM instead of dying, so that a command can
+ * stop cleanly (nothing half-written); returns the flag. */
+const volatile sig_atomic_t *cli_catch_interrupts(void);
+
+#endif
