@@ -138,6 +138,9 @@ int dist_agree(int rc, char *err, size_t n) {
             size_t k = n - i < CHUNK ? n - i : CHUNK;
             MPI_Bcast(err + i, (int)k, MPI_CHAR, first, MPI_COMM_WORLD);
         }
+        /* rank 0 reports it: say whose it was (another machine may see other files) */
+        size_t len = strlen(err);
+        if (first > 0) snprintf(err + len, n - len, " (on rank %d)", first);
         return -1;
     }
 #else

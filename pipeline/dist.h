@@ -44,7 +44,8 @@ void dist_allgather_floats(float *all, const float *mine, size_t count);
 int dist_max_int(int value);
 void dist_barrier(void);
 /* Agreement on failure: when any rank's rc is nonzero, every rank returns -1
- * with the message (err) of the lowest failing rank; otherwise 0. */
+ * with the message (err) of the lowest failing rank, followed by
+ * " (on rank N)" unless that is rank 0; otherwise 0. */
 int dist_agree(int rc, char *err, size_t err_size);
 /* 1 if every rank holds the same bytes (compared through a 64-bit hash). */
 int dist_same_everywhere(const void *data, size_t bytes);

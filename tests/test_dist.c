@@ -36,7 +36,8 @@ static void test_collectives(void) {
     if (rank == size - 1) snprintf(err, sizeof err, "rank %d failed", rank);
     int rc = dist_agree(rank == size - 1 ? -1 : 0, err, sizeof err);
     char expected[64];
-    snprintf(expected, sizeof expected, "rank %d failed", size - 1);
+    if (size == 1) snprintf(expected, sizeof expected, "rank 0 failed");
+    else snprintf(expected, sizeof expected, "rank %d failed (on rank %d)", size - 1, size - 1);
     CHECK(rc == -1 && !strcmp(err, expected), "agreement on a failure: %d '%s'", rc, err);
     double same[3] = {1, 2, 3}, own[3] = {1, 2, (double)rank};
     CHECK(dist_same_everywhere(same, sizeof same), "equal data seen as different");

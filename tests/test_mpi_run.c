@@ -8,7 +8,8 @@
  * ranks; the cut input fails alone (exit 1 on every rank). A rerun under
  * mpirun keeps every output untouched; a run on a folder locked by another
  * process is refused (exit 2). An eval job shared by 2 ranks gives one
- * process's figures. */
+ * process's figures. `test_mpi_run setup`: a setup step failing on one
+ * rank only stops every rank, with one message (no hang). */
 #include <cjson/cJSON.h>
 #include <cpl_conv.h>
 #include <cpl_string.h>
@@ -18,6 +19,7 @@
 #include <gdal_utils.h>
 #include <limits.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -25,6 +27,8 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "testmodel.h"
@@ -62,15 +66,45 @@ static void write_text(const char *file, const char *text) {
     if (f) fclose(f);
 }
 
+/* Starts the shell command cmd (exec mpirun ...: its pid is mpirun's),
+ * output into log_path. */
+static pid_t start(const char *cmd) {
+    char *argv[] = {"/bin/sh", "-c", (char *)cmd, NULL};
+    unlink(log_path);
+    return test_spawn(argv, mpi_env, log_path);
+}
+
+#define HUNG (-2)
+#define RUN_LIMIT 300 /* seconds; the runs take a few (ASan: tens) */
+
+/* The exit status of the run started as pid (test_wait), or HUNG if it
+ * still runs after `limit` seconds: then mpirun gets SIGTERM (it ends its
+ * ranks), SIGKILL 5 s later, so that no process stays behind. */
+static int finish(pid_t pid, int limit) {
+    for (long ms = 0; pid > 0; ms += 50) {
+        siginfo_t info;
+        memset(&info, 0, sizeof info);
+        if (waitid(P_PID, pid, &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == pid)
+            return test_wait(pid);
+        if (ms >= limit * 1000L) {
+            kill(pid, SIGTERM);
+            sleep(5);
+            kill(pid, SIGKILL);
+            test_wait(pid);
+            return HUNG;
+        }
+        nanosleep(&(struct timespec){0, 50000000}, NULL);
+    }
+    return -1;
+}
+
 /* spynco run RECIPE on `ranks` processes (1: no mpirun), output into log_path. */
 static int run(int ranks, const char *recipe, const char *flags) {
     char launcher[512] = "", cmd[4096];
     if (ranks > 1)
         snprintf(launcher, sizeof launcher, "%s -n %d %s ", MPIEXEC, ranks, MPIEXEC_FLAGS);
     snprintf(cmd, sizeof cmd, "exec %s%s run %s %s", launcher, SPYNCO_BIN, flags, recipe);
-    char *argv[] = {"/bin/sh", "-c", cmd, NULL};
-    unlink(log_path);
-    return test_run(argv, mpi_env, log_path);
+    return finish(start(cmd), RUN_LIMIT);
 }
 
 static char *log_text(void) {
@@ -330,7 +364,84 @@ static void test_eval(void) {
     cJSON_Delete(json[0]), cJSON_Delete(json[1]);
 }
 
-int main(void) {
+/* ---- a setup step failing on one rank ------------------------------------------ */
+
+/* Copies `bytes` bytes of from (all: -1) to to. */
+static int copy_file(const char *from, const char *to, long bytes) {
+    char *data = test_read_file(from);
+    struct stat st;
+    FILE *f = fopen(to, "wb");
+    size_t n = data && stat(from, &st) == 0 ? (size_t)(bytes < 0 ? st.st_size : bytes) : 0;
+    int ok = n && f && fwrite(data, 1, n, f) == n;
+    if (f) ok &= fclose(f) == 0;
+    free(data);
+    CHECK(ok, "cannot copy %s to %s", from, to);
+    return ok ? 0 : -1;
+}
+
+/* spynco run RECIPE on 2 ranks, rank N in the folder rankN: each reads the
+ * recipe (a relative path) and what it names relative to it from there, as
+ * ranks on machines with their own copies of the files would. */
+static int run_per_rank(const char *recipe) {
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "exec %s -n 2 %s /bin/sh -c 'cd %s/rank$OMPI_COMM_WORLD_RANK && "
+             "exec %s run -q %s'", MPIEXEC, MPIEXEC_FLAGS, dir, SPYNCO_BIN, recipe);
+    /* a failure ends a run within seconds; a rank left behind hangs it */
+    return finish(start(cmd), 60);
+}
+
+/* One rank cannot get through a setup step: every rank stops there with the
+ * same status, the message (naming the rank) comes once, nothing is
+ * written. Before, a rank that could not load the eval model returned
+ * alone and the others waited for it forever. Rank 1's copy of the model
+ * is cut short (an interrupted copy): it exists, so the recipe checks pass,
+ * but it does not load and its checksum differs. */
+static void test_setup_fails_on_one_rank(void) {
+    char text[2 * PATH_MAX];
+    for (int r = 0; r < 2; r++) {
+        mkdir(path("rank%d", r), 0777);
+        struct stat st;
+        if (stat(model, &st) != 0 ||
+            copy_file(model, path("rank%d/model.h5", r), r == 0 ? -1 : (long)st.st_size / 2))
+            return;
+        snprintf(text, sizeof text, "eval:\n  model: model.h5\n  inputs: %s/eval_set\n"
+                 "  threads: 1\n", SPYNCO_TEST_DATA);
+        write_text(path("rank%d/eval.yaml", r), text);
+        snprintf(text, sizeof text, "colorize:\n  model: model.h5\n  inputs: %s\n  output: %s\n"
+                 "  threads: 1\n", path("in"), path("setup_out"));
+        write_text(path("rank%d/colorize.yaml", r), text);
+    }
+    write_text(path("rank0/rank0_only.yaml"), text);
+    static const struct {
+        const char *recipe, *message;
+        int status, by_rank1; /* the failing rank's message names it; a comparison is everyone's */
+    } cases[] = {
+        {"eval.yaml", "rank1/model.h5: damaged or truncated HDF5 file", 1, 1},
+        {"colorize.yaml", "model.h5: the processes read different model files", 1, 0},
+        {"rank0_only.yaml", "rank0_only.yaml: cannot read the recipe", 2, 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        int rc = run_per_rank(cases[i].recipe);
+        char *log = log_text();
+        CHECK(rc != HUNG, "%s failing on rank 1: the run hangs", cases[i].recipe);
+        CHECK(rc == cases[i].status && occurrences(log, cases[i].message) == 1 &&
+                  occurrences(log, "(on rank 1)") == cases[i].by_rank1,
+              "%s failing on rank 1: exit %d (expected %d), the message (\"%s\") once",
+              cases[i].recipe, rc, cases[i].status, cases[i].message);
+        if (rc != cases[i].status) dump_log();
+        free(log);
+    }
+    DIR *d = opendir(path("setup_out"));
+    int outputs = 0;
+    for (struct dirent *e; d && (e = readdir(d));) outputs += strstr(e->d_name, "_color") != NULL;
+    if (d) closedir(d);
+    CHECK(outputs == 0, "%d outputs written though a rank had another model", outputs);
+}
+
+/* test_mpi_run [setup]: the runs above, or one other part
+ * (each its own ctest entry, with its own time limit). */
+int main(int argc, char **argv) {
+    const char *part = argc > 1 ? argv[1] : "";
     const char *asan = getenv("ASAN_OPTIONS");
     snprintf(asan_options, sizeof asan_options, "ASAN_OPTIONS=%s%sfast_unwind_on_malloc=0",
              asan ? asan : "", asan && *asan ? ":" : "");
@@ -341,13 +452,19 @@ int main(void) {
     snprintf(log_path, sizeof log_path, "%s/run.log", dir);
     ModelConfig cfg = test_small_config("test-vivid");
     if (test_save_model(model, &cfg, 1, 0, 42) == 0 && make_inputs() == 0) {
-        test_one_and_two();
-        test_rerun();
-        test_locked();
-        test_eval();
+        if (!strcmp(part, "setup")) {
+            test_setup_fails_on_one_rank();
+        } else {
+            test_one_and_two();
+            test_rerun();
+            test_locked();
+            test_eval();
+        }
     }
     CPLPopErrorHandler();
     if (!test_failed) test_remove_tree(dir);
     else fprintf(stderr, "kept %s for inspection\n", dir);
-    return test_summary("test_mpi_run");
+    char name[64];
+    snprintf(name, sizeof name, "test_mpi_run%s%s", *part ? " " : "", part);
+    return test_summary(name);
 }
