@@ -9,7 +9,8 @@
  * mpirun keeps every output untouched; a run on a folder locked by another
  * process is refused (exit 2). An eval job shared by 2 ranks gives one
  * process's figures. `test_mpi_run setup`: a setup step failing on one
- * rank only stops every rank, with one message (no hang). */
+ * rank only stops every rank, with one message (no hang). `test_mpi_run
+ * train`: a train job on 2 ranks exports one process's model. */
 #include <cjson/cJSON.h>
 #include <cpl_conv.h>
 #include <cpl_string.h>
@@ -31,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "io/h5io.h"
 #include "testmodel.h"
 #include "testutil.h"
 
@@ -438,7 +440,126 @@ static void test_setup_fails_on_one_rank(void) {
     CHECK(outputs == 0, "%d outputs written though a rank had another model", outputs);
 }
 
-/* test_mpi_run [setup]: the runs above, or one other part
+/* ---- a train job ------------------------------------------------------------------ */
+
+#define TRAIN_STEPS 2
+#define LR 2e-4 /* the default learning rate */
+
+typedef struct {
+    char names[256][160];
+    int count;
+} Names;
+
+static int add_name(const char *name, void *p) {
+    Names *l = p;
+    if (l->count < 256) snprintf(l->names[l->count++], sizeof l->names[0], "%s", name);
+    return 0;
+}
+
+static float *read_all(H5Reader *r, const char *name, size_t *count) {
+    int nd, shape[H5IO_MAX_DIMS];
+    if (h5r_shape(r, name, &nd, shape)) return NULL;
+    size_t n = 1;
+    for (int i = 0; i < nd; i++) n *= (size_t)shape[i];
+    float *x = malloc(n * sizeof *x);
+    if (x && h5r_read(r, name, H5IO_FLOAT32, nd, shape, x)) free(x), x = NULL;
+    *count = n;
+    return x;
+}
+
+/* The exported models of 1 and 2 processes: the same datasets, with values
+ * equal to float rounding (the ranks sum the gradients in another order;
+ * see test_mpi_train). The conv kernels, the bulk of the model, are checked
+ * so. Some 1-D parameters have (nearly) no gradient: a conv bias with a
+ * BatchNorm behind it, which removes any constant, or a residual block's
+ * last BatchNorm shift, which the next one removes but at the borders. Their
+ * computed gradient is rounding noise of either sign that Adam turns into
+ * steps of up to lr, and the running means take those biases in: the 1-D
+ * datasets (biases, BatchNorm parameters and statistics) are checked within
+ * 2 lr a step. */
+static void compare_models(const char *one, const char *two) {
+    char err[512];
+    H5Reader *a = h5r_open(one, err, sizeof err), *b = a ? h5r_open(two, err, sizeof err) : NULL;
+    CHECK(a && b, "%s", err);
+    Names *la = calloc(1, sizeof *la), *lb = calloc(1, sizeof *lb);
+    if (a && b) h5r_visit_datasets(a, "/", add_name, la), h5r_visit_datasets(b, "/", add_name, lb);
+    int same = la->count == lb->count && la->count > 20;
+    for (int i = 0; same && i < la->count; i++) same = !strcmp(la->names[i], lb->names[i]);
+    CHECK(same, "the models hold different datasets (%d and %d)", la->count, lb->count);
+    double kernels = 0, vectors = 0;
+    int num_kernels = 0;
+    for (int i = 0; same && i < la->count; i++) {
+        int nd, shape[H5IO_MAX_DIMS];
+        size_t n = 0, k = 0;
+        float *x = read_all(a, la->names[i], &n), *y = read_all(b, la->names[i], &k);
+        int ok = x && y && n == k && h5r_shape(a, la->names[i], &nd, shape) == 0;
+        CHECK(ok, "%s: cannot read it from both", la->names[i]);
+        if (ok && nd > 1) {
+            double rel = test_rel_error(x, y, n, 1e-6);
+            kernels = fmax(kernels, rel);
+            num_kernels++;
+            CHECK(rel <= 1e-5, "%s differs by %.3g of its largest value", la->names[i], rel);
+        } else if (ok) {
+            double worst = 0;
+            for (size_t j = 0; j < n; j++) worst = fmax(worst, fabs((double)x[j] - y[j]));
+            vectors = fmax(vectors, worst);
+            CHECK(worst <= 2 * LR * TRAIN_STEPS, "%s differs by %.3g (2 lr a step: %g)",
+                  la->names[i], worst, 2 * LR * TRAIN_STEPS);
+        }
+        free(x), free(y);
+    }
+    CHECK(num_kernels >= 7, "only %d conv kernels compared", num_kernels);
+    printf("  exported models of 1 and 2 processes: %d conv kernels equal to %.2g (relative), "
+           "biases and BatchNorm to %.2g (2 lr a step: %g)\n", num_kernels, kernels, vectors,
+           2 * LR * TRAIN_STEPS);
+    free(la), free(lb);
+    if (a) h5r_close(a);
+    if (b) h5r_close(b);
+}
+
+/* A train job on 2 ranks: it runs, rank 0 alone reports, writes and
+ * exports (the same files as one process's), and the model equals one
+ * process's (a short run: rounding differences stay at rounding level). */
+static void test_train_job(void) {
+    char text[4 * PATH_MAX];
+    for (int ranks = 1; ranks <= 2; ranks++) {
+        snprintf(text, sizeof text,
+                 "train:\n  gray: %s\n  color: [%s/naip_rgbn_266x204.tif, "
+                 "%s/landsat_rgba_240x200.tif]\n  gray_from_color: true\n  crop: 96\n"
+                 "  batch: 2\n  steps: %d\n  F: 4\n  K: 8\n  R: 1\n  nd: 4\n  seed: 7\n"
+                 "  threads: 1\n  out: train%d\n  export: train%d/model.h5\n",
+                 COGEO, SPYNCO_TEST_DATA, SPYNCO_TEST_DATA, TRAIN_STEPS, ranks, ranks);
+        write_text(path("train%d.yaml", ranks), text);
+        int rc = run(ranks, path("train%d.yaml", ranks), "");
+        CHECK(rc == 0, "train job on %d process(es): exit %d", ranks, rc);
+        if (rc) dump_log();
+    }
+    char *log = log_text();
+    CHECK(occurrences(log, "train: starting") == 1 && occurrences(log, "train: exported") == 1 &&
+              occurrences(log, "(1 on each of 2 processes)") == 1 &&
+              occurrences(log, "step 2/2") == 1,
+          "2 processes: the start, the steps and the export reported once (by rank 0)");
+    free(log);
+    /* the same files, none left over from a second writer (temporaries) */
+    DIR *d = opendir(path("train2"));
+    int files = 0, missing = 0;
+    for (struct dirent *e; d && (e = readdir(d));) {
+        if (e->d_name[0] == '.' && (!e->d_name[1] || !strcmp(e->d_name, ".."))) continue;
+        files++;
+        missing += access(path("train1/%s", e->d_name), F_OK) != 0;
+    }
+    if (d) closedir(d);
+    CHECK(files >= 3 && missing == 0, "2 processes wrote %d files, %d not among one process's",
+          files, missing);
+    char *one = test_read_file(path("train1/losses.csv")), *two = test_read_file(path("train2/losses.csv"));
+    CHECK(one && two && occurrences(one, "\n") == TRAIN_STEPS + 1 &&
+              occurrences(two, "\n") == TRAIN_STEPS + 1,
+          "losses.csv: a header and one row a step (one writer)");
+    free(one), free(two);
+    compare_models(path("train1/model.h5"), path("train2/model.h5"));
+}
+
+/* test_mpi_run [setup|train]: the runs above, or one other part
  * (each its own ctest entry, with its own time limit). */
 int main(int argc, char **argv) {
     const char *part = argc > 1 ? argv[1] : "";
@@ -454,6 +575,8 @@ int main(int argc, char **argv) {
     if (test_save_model(model, &cfg, 1, 0, 42) == 0 && make_inputs() == 0) {
         if (!strcmp(part, "setup")) {
             test_setup_fails_on_one_rank();
+        } else if (!strcmp(part, "train")) {
+            test_train_job();
         } else {
             test_one_and_two();
             test_rerun();
