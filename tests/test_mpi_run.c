@@ -10,7 +10,8 @@
  * process is refused (exit 2). An eval job shared by 2 ranks gives one
  * process's figures. `test_mpi_run setup`: a setup step failing on one
  * rank only stops every rank, with one message (no hang). `test_mpi_run
- * train`: a train job on 2 ranks exports one process's model. */
+ * train`: a train job on 2 ranks exports one process's model. `test_mpi_run
+ * signal`: SIGUSR1 or SIGINT to mpirun mid-run; a rerun finishes the job. */
 #include <cjson/cJSON.h>
 #include <cpl_conv.h>
 #include <cpl_string.h>
@@ -559,7 +560,95 @@ static void test_train_job(void) {
     compare_models(path("train1/model.h5"), path("train2/model.h5"));
 }
 
-/* test_mpi_run [setup|train]: the runs above, or one other part
+/* ---- interrupted ------------------------------------------------------------------- */
+
+#define SIG_INPUTS 40
+#define EXIT_INTERRUPTED 130
+
+/* Files of folder whose name contains part. */
+static int files_with(const char *folder, const char *part) {
+    DIR *d = opendir(folder);
+    int n = 0;
+    for (struct dirent *e; d && (e = readdir(d));) n += strstr(e->d_name, part) != NULL;
+    if (d) closedir(d);
+    return n;
+}
+
+/* mpirun -n 2 spynco run gets `sig` once the ranks finished a few inputs:
+ * the run stops with an exit status of `expected` (-1: 1 or 130), leaves no
+ * partial output under an output's name (temporaries, if a rank was
+ * killed, are removed by the rerun) and the lock released; a rerun keeps
+ * what was finished and does the rest. */
+static void test_interrupted(int sig, int expected) {
+    const char *name = sig == SIGUSR1 ? "USR1" : "INT";
+    char text[2 * PATH_MAX];
+    mkdir(path("sig_in"), 0777);
+    for (int i = 0; i < SIG_INPUTS; i++)
+        if (access(path("sig_in/a%02d.tif", i), F_OK) != 0 &&
+            copy_file(COGEO, path("sig_in/a%02d.tif", i), -1))
+            return;
+    snprintf(text, sizeof text, "colorize:\n  model: %s\n  inputs: sig_in\n  output: sig_%s\n"
+             "  tile: 64\n  threads: 1\n", model, name);
+    char recipe[PATH_MAX], out[PATH_MAX]; /* path()'s buffers are reused */
+    snprintf(recipe, sizeof recipe, "%s", path("sig_%s.yaml", name));
+    snprintf(out, sizeof out, "%s", path("sig_%s", name));
+    write_text(recipe, text);
+    char cmd[2 * PATH_MAX];
+    snprintf(cmd, sizeof cmd, "exec %s -n 2 %s %s run -q %s", MPIEXEC, MPIEXEC_FLAGS, SPYNCO_BIN,
+             recipe);
+    pid_t pid = start(cmd);
+    int done = 0, failed, valid, writers;
+    for (int ms = 0; ms < 60000 && done < 2; ms += 10) {
+        nanosleep(&(struct timespec){0, 10000000}, NULL);
+        journal_summary(out, &done, &failed, &valid, &writers);
+    }
+    kill(pid, sig);
+    int rc = finish(pid, 60);
+    char *log = log_text();
+    journal_summary(out, &done, &failed, &valid, &writers);
+    int outputs = files_with(out, "_color.tif");
+    int status_ok = expected < 0 ? rc == 1 || rc == EXIT_INTERRUPTED : rc == expected;
+    CHECK(status_ok && done >= 2 && done < SIG_INPUTS,
+          "SIG%s to mpirun: exit %d (expected %d) after %d of %d inputs", name, rc, expected, done,
+          SIG_INPUTS);
+    if (!status_ok) dump_log();
+    free(log);
+    /* only complete outputs under their names: each has a done entry */
+    CHECK(valid && outputs == done && (sig != SIGUSR1 || files_with(out, ".tmp-") == 0),
+          "SIG%s: %d outputs, %d done in the journal (valid %d), %d temporaries", name, outputs,
+          done, valid, files_with(out, ".tmp-"));
+    int fd = open(path("sig_%s/.spynco-lock", name), O_RDWR);
+    CHECK(fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0, "SIG%s: the lock is still held", name);
+    if (fd >= 0) close(fd);
+
+    double mtimes[SIG_INPUTS];
+    ino_t inodes[SIG_INPUTS];
+    for (int i = 0; i < SIG_INPUTS; i++)
+        mtimes[i] = mtime_of(path("sig_%s/a%02d_color.tif", name, i), &inodes[i]);
+    int stopped = rc;
+    rc = run(2, recipe, "-q");
+    char summary[128];
+    snprintf(summary, sizeof summary, "%d inputs: %d done, %d kept, 0 skipped, 0 failed",
+             SIG_INPUTS, SIG_INPUTS - done, done);
+    log = log_text();
+    CHECK(rc == 0 && strstr(log, summary), "SIG%s, rerun: exit %d, \"%s\"", name, rc, summary);
+    if (rc) dump_log();
+    free(log);
+    int kept = 0;
+    for (int i = 0; i < SIG_INPUTS; i++) {
+        ino_t inode = 0;
+        double m = mtime_of(path("sig_%s/a%02d_color.tif", name, i), &inode);
+        kept += mtimes[i] >= 0 && m == mtimes[i] && inode == inodes[i];
+    }
+    CHECK(kept == done && files_with(out, "_color.tif") == SIG_INPUTS &&
+              files_with(out, ".tmp-") == 0,
+          "SIG%s, rerun: %d of the %d finished outputs untouched, %d outputs, %d temporaries",
+          name, kept, done, files_with(out, "_color.tif"), files_with(out, ".tmp-"));
+    printf("  SIG%s to mpirun after %d of %d inputs: exit %d; the rerun kept them and did the "
+           "rest\n", name, done, SIG_INPUTS, stopped);
+}
+
+/* test_mpi_run [setup|train|signal]: the runs above, or one other part
  * (each its own ctest entry, with its own time limit). */
 int main(int argc, char **argv) {
     const char *part = argc > 1 ? argv[1] : "";
@@ -577,6 +666,12 @@ int main(int argc, char **argv) {
             test_setup_fails_on_one_rank();
         } else if (!strcmp(part, "train")) {
             test_train_job();
+        } else if (!strcmp(part, "signal")) {
+            /* SIGUSR1 is passed on to the ranks, which stop cleanly (130);
+             * on SIGINT mpirun ends the ranks itself (SIGTERM, after a grace
+             * period SIGKILL) and gives its own status (Open MPI: 1) */
+            test_interrupted(SIGUSR1, EXIT_INTERRUPTED);
+            test_interrupted(SIGINT, -1);
         } else {
             test_one_and_two();
             test_rerun();
