@@ -317,12 +317,6 @@ static int share_plan(BatchPlan *plan, char *err, size_t n) {
     return same ? 0 : -1;
 }
 
-/* The next item for this rank; none once interrupted (for every rank: the queue stops). */
-static long next_input(DistQueue *q) {
-    if (interrupted) dist_queue_stop(q);
-    return dist_queue_next(q);
-}
-
 /* 0 all done, 1 something failed, 2 the output folder is in use, 130
  * interrupted; the same on every rank. Under mpirun rank 0 locks the output
  * folder and checks the journal, the ranks share the inputs to do (dynamic
@@ -375,7 +369,7 @@ static int run_colorize(BatchPlan *plan, const BatchOptions *opt) {
     if (ranks > 1) run_opt.quiet = 1;
     if (ranks > 1 && rank == 0) run_opt.poll = poll_queue, run_opt.poll_arg = q;
     int failed = 0;
-    for (long k; (k = next_input(q)) >= 0;) {
+    for (long k; (k = dist_queue_next(q, interrupted)) >= 0;) { /* a signal: none for any rank */
         const BatchItem *it = &plan->items[todo[k]];
         if (!opt->quiet && ranks > 1)
             fprintf(stderr, "[%ld/%d] rank %d: %s -> %s\n", k + 1, count, rank, it->display,

@@ -519,12 +519,6 @@ static int same_list_everywhere(const ImageList *l) {
     return dist_same_everywhere(&h, sizeof h);
 }
 
-/* The next image for this rank; none for any rank once stop is set. */
-static long next_image(DistQueue *q, int stop) {
-    if (stop) dist_queue_stop(q);
-    return dist_queue_next(q);
-}
-
 /* The model for inference; its path, name and step into out. */
 static int load_model(const EvalOptions *opt, InferModel *model, EvalResult *out, char *err,
                       size_t n) {
@@ -597,7 +591,7 @@ int eval_run(const EvalOptions *opt, EvalResult *out, char *err, size_t n) {
         e.serve = ranks > 1 && rank == 0 ? q : NULL;
         if (progress) progress(0.0, NULL, opt->progress_arg);
         int stop = 0;
-        for (long k; (k = next_image(q, stop)) >= 0;) {
+        for (long k; (k = dist_queue_next(q, stop)) >= 0;) { /* stop: none for any rank */
             ImageRecord *r = &e.list.items[k];
             e.index = (int)k;
             if (eval_image(&e, r, err, n) < 0) rc = -1, stop = 1;
