@@ -63,12 +63,6 @@ static const char *path(const char *fmt, ...) {
     return p;
 }
 
-static void write_text(const char *file, const char *text) {
-    FILE *f = fopen(file, "w");
-    CHECK(f && fputs(text, f) >= 0, "cannot write %s", file);
-    if (f) fclose(f);
-}
-
 /* Starts the shell command cmd (exec mpirun ...: its pid is mpirun's),
  * output into log_path. */
 static pid_t start(const char *cmd) {
@@ -166,7 +160,7 @@ static void write_recipe(const char *name, const char *out, int tile, int thread
     snprintf(text, sizeof text,
              "colorize:\n  model: %s\n  inputs: in\n  output: %s\n  tile: %d\n  threads: %d\n"
              "  mosaic: true\n", model, out, tile, threads);
-    write_text(path("%s", name), text);
+    test_write_text(path("%s", name), text);
 }
 
 /* ---- comparisons -------------------------------------------------------------------- */
@@ -230,13 +224,6 @@ static void journal_summary(const char *out, int *done, int *failed, int *valid,
     if (d) closedir(d);
 }
 
-static double mtime_of(const char *file, ino_t *inode) {
-    struct stat st;
-    if (stat(file, &st) != 0) return -1;
-    *inode = st.st_ino;
-    return st.st_mtim.tv_sec + st.st_mtim.tv_nsec * 1e-9;
-}
-
 /* ---- the runs ------------------------------------------------------------------------ */
 
 static void test_one_and_two(void) {
@@ -297,7 +284,7 @@ static void test_one_and_two(void) {
 static void test_rerun(void) {
     double mtimes[GOOD];
     ino_t inodes[GOOD];
-    for (int i = 0; i < GOOD; i++) mtimes[i] = mtime_of(path("two/%s_color.tif", NAMES[i]), &inodes[i]);
+    for (int i = 0; i < GOOD; i++) mtimes[i] = test_mtime(path("two/%s_color.tif", NAMES[i]), &inodes[i]);
     unlink(path("in/cut.tif"));
     int rc = run(2, path("two.yaml"), "");
     char *text = log_text();
@@ -308,7 +295,7 @@ static void test_rerun(void) {
     free(text);
     for (int i = 0; i < GOOD; i++) {
         ino_t inode = 0;
-        double m = mtime_of(path("two/%s_color.tif", NAMES[i]), &inode);
+        double m = test_mtime(path("two/%s_color.tif", NAMES[i]), &inode);
         CHECK(m == mtimes[i] && inode == inodes[i], "%s_color.tif was rewritten", NAMES[i]);
     }
 }
@@ -343,7 +330,7 @@ static void test_eval(void) {
                  "  json: eval%d/eval.json\n  samples: eval%d/samples\n  threads: 1\n",
                  model, SPYNCO_TEST_DATA, SPYNCO_TEST_DATA, ranks, ranks);
         const char *recipe = path("eval%d.yaml", ranks);
-        write_text(recipe, text);
+        test_write_text(recipe, text);
         int rc = run(ranks, recipe, "-q");
         char *log = log_text();
         CHECK(rc == 1 && occurrences(log, "3 images (1 more failed)") == 1 &&
@@ -409,12 +396,12 @@ static void test_setup_fails_on_one_rank(void) {
             return;
         snprintf(text, sizeof text, "eval:\n  model: model.h5\n  inputs: %s/eval_set\n"
                  "  threads: 1\n", SPYNCO_TEST_DATA);
-        write_text(path("rank%d/eval.yaml", r), text);
+        test_write_text(path("rank%d/eval.yaml", r), text);
         snprintf(text, sizeof text, "colorize:\n  model: model.h5\n  inputs: %s\n  output: %s\n"
                  "  threads: 1\n", path("in"), path("setup_out"));
-        write_text(path("rank%d/colorize.yaml", r), text);
+        test_write_text(path("rank%d/colorize.yaml", r), text);
     }
-    write_text(path("rank0/rank0_only.yaml"), text);
+    test_write_text(path("rank0/rank0_only.yaml"), text);
     static const struct {
         const char *recipe, *message;
         int status, by_rank1; /* the failing rank's message names it; a comparison is everyone's */
@@ -530,7 +517,7 @@ static void test_train_job(void) {
                  "  batch: 2\n  steps: %d\n  F: 4\n  K: 8\n  R: 1\n  nd: 4\n  seed: 7\n"
                  "  threads: 1\n  out: train%d\n  export: train%d/model.h5\n",
                  COGEO, SPYNCO_TEST_DATA, SPYNCO_TEST_DATA, TRAIN_STEPS, ranks, ranks);
-        write_text(path("train%d.yaml", ranks), text);
+        test_write_text(path("train%d.yaml", ranks), text);
         int rc = run(ranks, path("train%d.yaml", ranks), "");
         CHECK(rc == 0, "train job on %d process(es): exit %d", ranks, rc);
         if (rc) dump_log();
@@ -565,15 +552,6 @@ static void test_train_job(void) {
 #define SIG_INPUTS 40
 #define EXIT_INTERRUPTED 130
 
-/* Files of folder whose name contains part. */
-static int files_with(const char *folder, const char *part) {
-    DIR *d = opendir(folder);
-    int n = 0;
-    for (struct dirent *e; d && (e = readdir(d));) n += strstr(e->d_name, part) != NULL;
-    if (d) closedir(d);
-    return n;
-}
-
 /* mpirun -n 2 spynco run gets `sig` once the ranks finished a few inputs:
  * the run stops with an exit status of `expected` (-1: 1 or 130), leaves no
  * partial output under an output's name (temporaries, if a rank was
@@ -592,7 +570,7 @@ static void test_interrupted(int sig, int expected) {
     char recipe[PATH_MAX], out[PATH_MAX]; /* path()'s buffers are reused */
     snprintf(recipe, sizeof recipe, "%s", path("sig_%s.yaml", name));
     snprintf(out, sizeof out, "%s", path("sig_%s", name));
-    write_text(recipe, text);
+    test_write_text(recipe, text);
     char cmd[2 * PATH_MAX];
     snprintf(cmd, sizeof cmd, "exec %s -n 2 %s %s run -q %s", MPIEXEC, MPIEXEC_FLAGS, SPYNCO_BIN,
              recipe);
@@ -606,7 +584,7 @@ static void test_interrupted(int sig, int expected) {
     int rc = finish(pid, 60);
     char *log = log_text();
     journal_summary(out, &done, &failed, &valid, &writers);
-    int outputs = files_with(out, "_color.tif");
+    int outputs = test_count_entries(out, "_color.tif");
     int status_ok = expected < 0 ? rc == 1 || rc == EXIT_INTERRUPTED : rc == expected;
     CHECK(status_ok && done >= 2 && done < SIG_INPUTS,
           "SIG%s to mpirun: exit %d (expected %d) after %d of %d inputs", name, rc, expected, done,
@@ -614,9 +592,9 @@ static void test_interrupted(int sig, int expected) {
     if (!status_ok) dump_log();
     free(log);
     /* only complete outputs under their names: each has a done entry */
-    CHECK(valid && outputs == done && (sig != SIGUSR1 || files_with(out, ".tmp-") == 0),
+    CHECK(valid && outputs == done && (sig != SIGUSR1 || test_count_entries(out, ".tmp-") == 0),
           "SIG%s: %d outputs, %d done in the journal (valid %d), %d temporaries", name, outputs,
-          done, valid, files_with(out, ".tmp-"));
+          done, valid, test_count_entries(out, ".tmp-"));
     int fd = open(path("sig_%s/.spynco-lock", name), O_RDWR);
     CHECK(fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0, "SIG%s: the lock is still held", name);
     if (fd >= 0) close(fd);
@@ -624,7 +602,7 @@ static void test_interrupted(int sig, int expected) {
     double mtimes[SIG_INPUTS];
     ino_t inodes[SIG_INPUTS];
     for (int i = 0; i < SIG_INPUTS; i++)
-        mtimes[i] = mtime_of(path("sig_%s/a%02d_color.tif", name, i), &inodes[i]);
+        mtimes[i] = test_mtime(path("sig_%s/a%02d_color.tif", name, i), &inodes[i]);
     int stopped = rc;
     rc = run(2, recipe, "-q");
     char summary[128];
@@ -637,13 +615,13 @@ static void test_interrupted(int sig, int expected) {
     int kept = 0;
     for (int i = 0; i < SIG_INPUTS; i++) {
         ino_t inode = 0;
-        double m = mtime_of(path("sig_%s/a%02d_color.tif", name, i), &inode);
+        double m = test_mtime(path("sig_%s/a%02d_color.tif", name, i), &inode);
         kept += mtimes[i] >= 0 && m == mtimes[i] && inode == inodes[i];
     }
-    CHECK(kept == done && files_with(out, "_color.tif") == SIG_INPUTS &&
-              files_with(out, ".tmp-") == 0,
+    CHECK(kept == done && test_count_entries(out, "_color.tif") == SIG_INPUTS &&
+              test_count_entries(out, ".tmp-") == 0,
           "SIG%s, rerun: %d of the %d finished outputs untouched, %d outputs, %d temporaries",
-          name, kept, done, files_with(out, "_color.tif"), files_with(out, ".tmp-"));
+          name, kept, done, test_count_entries(out, "_color.tif"), test_count_entries(out, ".tmp-"));
     printf("  SIG%s to mpirun after %d of %d inputs: exit %d; the rerun kept them and did the "
            "rest\n", name, done, SIG_INPUTS, stopped);
 }
