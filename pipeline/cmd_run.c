@@ -295,8 +295,8 @@ static int share_plan(BatchPlan *plan, char *err, size_t n) {
     for (int i = 0; i < plan->count; i++)
         bytes += strlen(plan->items[i].input) + strlen(plan->items[i].output) + 2;
     char *buf = malloc(bytes), *p = buf;
-    if (!buf) snprintf(err, n, "out of memory");
     if (dist_max_int(!buf)) {
+        snprintf(err, n, "out of memory");
         free(buf);
         return -1;
     }
