@@ -655,7 +655,7 @@ int batch_keep_luminance(const RecipeColorize *job) {
     return job->keep_luminance < 0 ? KEEP_LUMINANCE_DEFAULT : job->keep_luminance;
 }
 
-static int settings_fingerprint(BatchPlan *plan, char *err, size_t n) {
+int batch_fingerprint(BatchPlan *plan, char *err, size_t n) {
     const RecipeColorize *job = plan->job;
     long long bytes;
     unsigned long crc;
@@ -765,8 +765,7 @@ static int output_complete(const BatchPlan *plan, BatchItem *it) {
     return 0;
 }
 
-int batch_check_journal(BatchPlan *plan, char *err, size_t n) {
-    if (settings_fingerprint(plan, err, n)) return -1;
+void batch_check_journal(BatchPlan *plan) {
     CPLPushErrorHandler(CPLQuietErrorHandler);
     for (int i = 0; i < plan->count; i++) {
         BatchItem *it = &plan->items[i];
@@ -777,7 +776,6 @@ int batch_check_journal(BatchPlan *plan, char *err, size_t n) {
         else if (!it->note[0]) snprintf(it->note, sizeof it->note, "%s", clip);
     }
     CPLPopErrorHandler();
-    return 0;
 }
 
 /* ---- running ---------------------------------------------------------------------------- */

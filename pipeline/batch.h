@@ -16,9 +16,9 @@
  *
  * batch_check_journal then compares each todo item with the journal
  * (journal.h) and turns it into `kept` if its output is complete and valid:
- * the journal says done with the same settings fingerprint (model file,
- * band, scale, keep_luminance, t_srs, resampling, format, creation options,
- * overviews), and
+ * the journal says done with the same settings fingerprint (batch_fingerprint:
+ * model file, band, scale, keep_luminance, t_srs, resampling, format,
+ * creation options, overviews), and
  * the file has the recorded byte size and CRC-32 and, opened with GDAL, the
  * planned size, geotransform and CRS and the recorded bands.
  *
@@ -92,8 +92,11 @@ typedef struct {
  * for a mistake in the recipe. model_optional: the model may not exist yet
  * (another job of the recipe writes it). batch_free in every case. */
 int batch_plan(BatchPlan *plan, const Recipe *r, int model_optional, char *err, size_t err_size);
-/* Marks complete, valid outputs as kept (needs the model). */
-int batch_check_journal(BatchPlan *plan, char *err, size_t err_size);
+/* The fingerprint of the settings and the model file (its checksum), which
+ * the journal records; -1 if the model cannot be read. */
+int batch_fingerprint(BatchPlan *plan, char *err, size_t err_size);
+/* Marks complete, valid outputs as kept (after batch_fingerprint). */
+void batch_check_journal(BatchPlan *plan);
 /* What a run would do, one line per input (for --dry-run). */
 void batch_print_plan(const BatchPlan *plan, FILE *out);
 /* Creates the output and journal folders. */

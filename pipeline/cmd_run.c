@@ -274,22 +274,29 @@ static void print_eval_plan(const Recipe *r) {
 
 /* ---- colorize ---------------------------------------------------------------------------- */
 
+/* The largest rc over the ranks; err everywhere: the message of the first
+ * rank whose rc is nonzero. */
+static int agree(int rc, char *err, size_t n) {
+    int worst = dist_max_int(rc);
+    dist_agree(rc, err, n);
+    return worst;
+}
+
 /* Rank 0 answers the other ranks' requests while it colorizes. */
 static void poll_queue(void *queue) { dist_queue_poll(queue); }
 
-/* Every rank takes rank 0's findings: what to do with each input, the
- * settings' fingerprint and the run id (one run: one identity in the
- * journal). The ranks planned on their own; they must have found the same
- * inputs and outputs, in the same order. 0, or -1 on every rank (the
- * message in err on one). */
+/* Every rank takes rank 0's findings: what to do with each input and the
+ * run id (one run: one identity in the journal). The ranks planned on their
+ * own; they must have found the same inputs and outputs, in the same order.
+ * 0, or -1 on every rank (the message in err on rank 0). */
 static int share_plan(BatchPlan *plan, char *err, size_t n) {
     if (dist_size() == 1) return 0;
     size_t bytes = (size_t)plan->count + 1;
     for (int i = 0; i < plan->count; i++)
         bytes += strlen(plan->items[i].input) + strlen(plan->items[i].output) + 2;
     char *buf = malloc(bytes), *p = buf;
-    if (!buf) snprintf(err, n, "out of memory");
     if (dist_max_int(!buf)) {
+        snprintf(err, n, "out of memory");
         free(buf);
         return -1;
     }
@@ -301,7 +308,6 @@ static int share_plan(BatchPlan *plan, char *err, size_t n) {
         for (int i = 0; i < plan->count; i++) buf[i] = (char)plan->items[i].status;
         dist_bcast(buf, (size_t)plan->count);
         for (int i = 0; i < plan->count; i++) plan->items[i].status = (ItemStatus)buf[i];
-        dist_bcast(plan->fingerprint, sizeof plan->fingerprint);
         dist_bcast(plan->run_id, sizeof plan->run_id);
     }
     free(buf);
@@ -311,12 +317,6 @@ static int share_plan(BatchPlan *plan, char *err, size_t n) {
     return same ? 0 : -1;
 }
 
-/* The next item for this rank; none once interrupted (for every rank: the queue stops). */
-static long next_input(DistQueue *q) {
-    if (interrupted) dist_queue_stop(q);
-    return dist_queue_next(q);
-}
-
 /* 0 all done, 1 something failed, 2 the output folder is in use, 130
  * interrupted; the same on every rank. Under mpirun rank 0 locks the output
  * folder and checks the journal, the ranks share the inputs to do (dynamic
@@ -324,14 +324,24 @@ static long next_input(DistQueue *q) {
  * and journal entries; rank 0 then reads the run's entries back, writes the
  * mosaic and prints the summary. */
 static int run_colorize(BatchPlan *plan, const BatchOptions *opt) {
-    int rank = dist_rank(), ranks = dist_size(), rc = 0, lock = -1;
+    int rank = dist_rank(), ranks = dist_size(), lock = -1;
     char err[2048] = "";
-    if (rank == 0) {
+    /* Each step's outcome is agreed before the next: a rank that stopped
+     * alone would leave the others waiting in a collective. Every rank reads
+     * its copy of the model: they must colorize with the same one, whose
+     * checksum the journal records. */
+    int rc = agree(batch_fingerprint(plan, err, sizeof err) ? 1 : 0, err, sizeof err);
+    if (rc == 0 && !dist_same_everywhere(plan->fingerprint, sizeof plan->fingerprint)) {
+        snprintf(err, sizeof err, "%s: the processes read different model files (another or a "
+                 "damaged copy on some machine?); give them all the same file", plan->model_path);
+        rc = 1;
+    }
+    if (rc == 0 && rank == 0) {
         if (batch_prepare(plan, err, sizeof err)) rc = 1;
         else if ((lock = batch_lock(plan, err, sizeof err)) < 0) rc = 2;
-        else if (batch_check_journal(plan, err, sizeof err)) rc = 1;
+        else batch_check_journal(plan);
     }
-    dist_bcast(&rc, sizeof rc);
+    rc = agree(rc, err, sizeof err);
     if (rc == 0 && share_plan(plan, err, sizeof err)) rc = 1;
     int *todo = rc == 0 ? malloc(((size_t)plan->count + 1) * sizeof *todo) : NULL;
     if (rc == 0 && !todo) snprintf(err, sizeof err, "out of memory"), rc = 1;
@@ -339,11 +349,11 @@ static int run_colorize(BatchPlan *plan, const BatchOptions *opt) {
     int count = 0;
     for (int i = 0; todo && i < plan->count; i++)
         if (plan->items[i].status == ITEM_TODO) todo[count++] = i;
-    if (dist_max_int(rc) == 0 && !(q = dist_queue_create(count))) /* collective */
+    rc = agree(rc, err, sizeof err);
+    if (rc == 0 && !(q = dist_queue_create(count))) /* collective: NULL on every rank */
         snprintf(err, sizeof err, "out of memory"), rc = 1;
-    rc = dist_max_int(rc);
     if (rc) {
-        if (err[0]) fprintf(stderr, "spynco run: %s\n", err); /* where it happened */
+        if (rank == 0) fprintf(stderr, "spynco run: %s\n", err);
         batch_unlock(lock);
         free(todo);
         return rc;
@@ -359,7 +369,7 @@ static int run_colorize(BatchPlan *plan, const BatchOptions *opt) {
     if (ranks > 1) run_opt.quiet = 1;
     if (ranks > 1 && rank == 0) run_opt.poll = poll_queue, run_opt.poll_arg = q;
     int failed = 0;
-    for (long k; (k = next_input(q)) >= 0;) {
+    for (long k; (k = dist_queue_next(q, interrupted)) >= 0;) { /* a signal: none for any rank */
         const BatchItem *it = &plan->items[todo[k]];
         if (!opt->quiet && ranks > 1)
             fprintf(stderr, "[%ld/%d] rank %d: %s -> %s\n", k + 1, count, rank, it->display,
@@ -470,8 +480,10 @@ int cmd_run(int argc, char **argv) {
     } else if (dry_run) {
         if (rank == 0 && r.train.present) print_train_plan(&r, &train);
         if (rank == 0 && r.colorize.present) {
-            if (access(plan.model_path, R_OK) == 0 && batch_check_journal(&plan, err, sizeof err))
-                fprintf(stderr, "spynco run: %s\n", err), rc = 1;
+            if (access(plan.model_path, R_OK) == 0) {
+                if (batch_fingerprint(&plan, err, sizeof err) == 0) batch_check_journal(&plan);
+                else fprintf(stderr, "spynco run: %s\n", err), rc = 1;
+            }
             batch_print_plan(&plan, stdout);
         }
         if (rank == 0 && r.eval.present) print_eval_plan(&r);

@@ -126,6 +126,16 @@ void dist_barrier(void) {
 #endif
 }
 
+#ifdef SPYNCO_HAVE_MPI
+/* data = root's bytes, on every rank. */
+static void bcast_from(int root, void *data, size_t bytes) {
+    for (size_t i = 0; i < bytes; i += CHUNK) {
+        size_t k = bytes - i < CHUNK ? bytes - i : CHUNK;
+        MPI_Bcast((char *)data + i, (int)k, MPI_BYTE, root, MPI_COMM_WORLD);
+    }
+}
+#endif
+
 int dist_agree(int rc, char *err, size_t n) {
 #ifdef SPYNCO_HAVE_MPI
     if (g_size > 1) {
@@ -134,10 +144,10 @@ int dist_agree(int rc, char *err, size_t n) {
         if (first == g_size) return 0;
         /* the message of the rank that failed, on every rank (n is the same everywhere) */
         if (g_rank == first) err[n - 1] = '\0';
-        for (size_t i = 0; i < n; i += CHUNK) {
-            size_t k = n - i < CHUNK ? n - i : CHUNK;
-            MPI_Bcast(err + i, (int)k, MPI_CHAR, first, MPI_COMM_WORLD);
-        }
+        bcast_from(first, err, n);
+        /* rank 0 reports it: say whose it was (another machine may see other files) */
+        size_t len = strlen(err);
+        if (first > 0) snprintf(err + len, n - len, " (on rank %d)", first);
         return -1;
     }
 #else
@@ -176,10 +186,7 @@ int dist_same_everywhere(const void *data, size_t bytes) {
 
 void dist_bcast(void *data, size_t bytes) {
 #ifdef SPYNCO_HAVE_MPI
-    for (size_t i = 0; g_size > 1 && i < bytes; i += CHUNK) {
-        size_t k = bytes - i < CHUNK ? bytes - i : CHUNK;
-        MPI_Bcast((char *)data + i, (int)k, MPI_BYTE, 0, MPI_COMM_WORLD);
-    }
+    if (g_size > 1) bcast_from(0, data, bytes);
 #else
     (void)data, (void)bytes;
 #endif
@@ -195,7 +202,6 @@ struct DistQueue {
     long next;      /* rank 0: the first item not given out yet */
     int told_done;  /* rank 0: ranks told that no items are left */
     int finished;   /* this rank was told so */
-    int stopping;   /* dist_queue_stop was called here */
     long *mine;     /* the items this rank was given, room for all */
     long count;
 #ifdef SPYNCO_HAVE_MPI
@@ -248,13 +254,9 @@ void dist_queue_poll(DistQueue *q) {
 #endif
 }
 
-void dist_queue_stop(DistQueue *q) {
-    q->stopping = 1;
-    if (g_rank == 0) q->next = q->num_items;
-}
-
-long dist_queue_next(DistQueue *q) {
+long dist_queue_next(DistQueue *q, int stop) {
     if (q->finished) return -1;
+    if (stop && g_rank == 0) q->next = q->num_items;
     long item = -1;
     if (g_size == 1) {
         item = q->next < q->num_items ? q->next++ : -1;
@@ -266,8 +268,8 @@ long dist_queue_next(DistQueue *q) {
         else
             while (q->told_done < g_size - 1) serve_one(q);
     } else {
-        long stop = q->stopping;
-        MPI_Send(&stop, 1, MPI_LONG, 0, TAG_REQUEST, q->comm);
+        long request = stop != 0;
+        MPI_Send(&request, 1, MPI_LONG, 0, TAG_REQUEST, q->comm);
         MPI_Recv(&item, 1, MPI_LONG, 0, TAG_ITEM, q->comm, MPI_STATUS_IGNORE);
     }
 #endif

@@ -44,7 +44,8 @@ void dist_allgather_floats(float *all, const float *mine, size_t count);
 int dist_max_int(int value);
 void dist_barrier(void);
 /* Agreement on failure: when any rank's rc is nonzero, every rank returns -1
- * with the message (err) of the lowest failing rank; otherwise 0. */
+ * with the message (err) of the lowest failing rank, followed by
+ * " (on rank N)" unless that is rank 0; otherwise 0. */
 int dist_agree(int rc, char *err, size_t err_size);
 /* 1 if every rank holds the same bytes (compared through a 64-bit hash). */
 int dist_same_everywhere(const void *data, size_t bytes);
@@ -53,7 +54,7 @@ void dist_bcast(void *data, size_t bytes);
 
 /* ---- dynamic work assignment ------------------------------------------------
  *   DistQueue *q = dist_queue_create(n);              // collective
- *   for (long i; (i = dist_queue_next(q)) >= 0;) {    // not collective
+ *   for (long i; (i = dist_queue_next(q, stop)) >= 0;) {  // not collective
  *       ... work on item i, results into records[i] ...
  *       (rank 0: call dist_queue_poll(q) now and then during long items)
  *   }
@@ -64,18 +65,17 @@ void dist_bcast(void *data, size_t bytes);
  * others' requests whenever it enters dist_queue_next or dist_queue_poll;
  * once the items are gone, its dist_queue_next serves until every rank has
  * been told there is no more. With one process: 0, 1, ..., n-1, then -1.
- * To end early (a signal), a rank calls dist_queue_stop, then
- * dist_queue_next as usual: the other ranks get -1 once they ask. */
+ * To end early (a signal), a rank passes stop = 1: it gets -1, and so do
+ * the other ranks once they ask. */
 typedef struct DistQueue DistQueue;
 /* NULL if out of memory (on any rank: then on every rank). */
 DistQueue *dist_queue_create(long num_items);
-/* The next item for this rank, or -1 when all are handed out. */
-long dist_queue_next(DistQueue *q);
+/* The next item for this rank, or -1 when all are handed out. stop: this
+ * rank asks that no rank get another item (rank 0 hands out none from now
+ * on; another rank's request tells it so) and gets -1. */
+long dist_queue_next(DistQueue *q, int stop);
 /* Rank 0: answers the requests waiting now; elsewhere nothing. Not collective. */
 void dist_queue_poll(DistQueue *q);
-/* No rank gets another item (not collective): at once on rank 0; from
- * another rank, its next dist_queue_next tells rank 0 and returns -1. */
-void dist_queue_stop(DistQueue *q);
 /* The items this rank was given so far, in order (not collective). */
 long dist_queue_count_mine(const DistQueue *q);
 const long *dist_queue_mine(const DistQueue *q);

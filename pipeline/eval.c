@@ -519,15 +519,9 @@ static int same_list_everywhere(const ImageList *l) {
     return dist_same_everywhere(&h, sizeof h);
 }
 
-/* The next image for this rank; none for any rank once stop is set. */
-static long next_image(DistQueue *q, int stop) {
-    if (stop) dist_queue_stop(q);
-    return dist_queue_next(q);
-}
-
-int eval_run(const EvalOptions *opt, EvalResult *out, char *err, size_t n) {
-    memset(out, 0, sizeof *out);
-    double start = now();
+/* The model for inference; its path, name and step into out. */
+static int load_model(const EvalOptions *opt, InferModel *model, EvalResult *out, char *err,
+                      size_t n) {
     const char *model_path = opt->model_path ? opt->model_path : default_model_path();
     if (!model_path) {
         snprintf(err, n, "no model: give --model FILE or set SPYNCO_MODEL "
@@ -541,13 +535,26 @@ int eval_run(const EvalOptions *opt, EvalResult *out, char *err, size_t n) {
     Network g;
     CheckpointMeta meta;
     if (checkpoint_load_model(model_path, &g, NULL, &meta, err, n)) return -1;
-    InferModel model;
-    int rc = infer_model_init(&model, &g, err, n);
+    int rc = infer_model_init(model, &g, err, n);
     network_free(&g);
     if (rc) return -1;
     snprintf(out->model_path, sizeof out->model_path, "%s", model_path);
-    snprintf(out->model_name, sizeof out->model_name, "%s", model.cfg.name);
+    snprintf(out->model_name, sizeof out->model_name, "%s", model->cfg.name);
     out->step = meta.step;
+    return 0;
+}
+
+int eval_run(const EvalOptions *opt, EvalResult *out, char *err, size_t n) {
+    memset(out, 0, sizeof *out);
+    double start = now();
+    InferModel model;
+    /* each rank reads its own copy (another machine's may be damaged): all
+     * go on, or all stop with the first failure's message */
+    int rc = load_model(opt, &model, out, err, n);
+    if (dist_agree(rc, err, n)) {
+        if (rc == 0) infer_model_free(&model);
+        return -1;
+    }
     out->keep_luminance = opt->keep_luminance;
 
     Eval e = {.opt = opt, .model = &model};
@@ -584,7 +591,7 @@ int eval_run(const EvalOptions *opt, EvalResult *out, char *err, size_t n) {
         e.serve = ranks > 1 && rank == 0 ? q : NULL;
         if (progress) progress(0.0, NULL, opt->progress_arg);
         int stop = 0;
-        for (long k; (k = next_image(q, stop)) >= 0;) {
+        for (long k; (k = dist_queue_next(q, stop)) >= 0;) { /* stop: none for any rank */
             ImageRecord *r = &e.list.items[k];
             e.index = (int)k;
             if (eval_image(&e, r, err, n) < 0) rc = -1, stop = 1;

@@ -102,12 +102,6 @@ static int temps_of(const char *dir, const char *name) {
 }
 static int leftover_temps(const char *dir) { return temps_of(dir, NULL); }
 
-static void write_text(const char *path, const char *text) {
-    FILE *f = fopen(path, "w");
-    CHECK(f && fputs(text, f) >= 0, "cannot write %s", path);
-    if (f) fclose(f);
-}
-
 /* Full path of a program on PATH into buf; 0 if found. */
 static int find_on_path(const char *name, char *buf) {
     const char *path = getenv("PATH");
@@ -890,15 +884,15 @@ static void test_bad_input(void) {
     check_failure(colorize("--model", small_model, missing, out), "missing input", missing, out);
     Path text_path = tpath("text.tif");
     const char *text = text_path.s;
-    write_text(text, "this is not a raster\n");
+    test_write_text(text, "this is not a raster\n");
     check_failure(colorize("--model", small_model, text, out), "text input", text, out);
     Path empty_path = tpath("zero_bands.vrt");
     const char *empty = empty_path.s;
-    write_text(empty, "<VRTDataset rasterXSize=\"10\" rasterYSize=\"10\"></VRTDataset>\n");
+    test_write_text(empty, "<VRTDataset rasterXSize=\"10\" rasterYSize=\"10\"></VRTDataset>\n");
     check_failure(colorize("--model", small_model, empty, out), "zero-band VRT", empty, out);
     Path bad_model_path = tpath("bad_model.h5");
     const char *bad_model = bad_model_path.s;
-    write_text(bad_model, "not a model\n");
+    test_write_text(bad_model, "not a model\n");
     check_failure(colorize("--model", bad_model, COGEO, out), "text model", bad_model, out);
     check_failure(colorize("--model", small_model, "-b", "5", DATA("naip_rgbn_266x204.tif"), out),
                   "-b 5 on 4 bands", "-b 5", out);

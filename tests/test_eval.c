@@ -57,12 +57,6 @@ static const char *in_tmp(const char *name) {
     return p;
 }
 
-static void write_text(const char *path, const char *text) {
-    FILE *f = fopen(path, "w");
-    CHECK(f && fputs(text, f) >= 0, "cannot write %s", path);
-    if (f) fclose(f);
-}
-
 /* ---- 1. metrics against scikit-image -------------------------------------------- */
 
 typedef struct {
@@ -620,7 +614,7 @@ static void test_bad_input(void) {
 
     /* unusable images are reported and counted; the others are still evaluated */
     mkdir(in_tmp("bad"), 0755);
-    write_text(in_tmp("bad/text.png"), "not an image\n");
+    test_write_text(in_tmp("bad/text.png"), "not an image\n");
     uint8_t tiny[3 * 8 * 8] = {0};
     GDALDatasetH ds = GDALCreate(GDALGetDriverByName("GTiff"), in_tmp("bad/tiny.tif"), 8, 8, 3,
                                  GDT_Byte, NULL);
@@ -650,7 +644,7 @@ static void test_bad_input(void) {
 
     /* in a folder, a file GDAL cannot open is passed over with a warning */
     mkdir(in_tmp("mixed"), 0755);
-    write_text(in_tmp("mixed/README"), "notes\n");
+    test_write_text(in_tmp("mixed/README"), "notes\n");
     char *cp[] = {"/bin/cp", good, (char *)in_tmp("mixed/image.png"), NULL};
     test_run(cp, NULL, NULL);
     st = SPYNCO(log, "eval", "--threads", "2", "--model", MODEL, in_tmp("mixed"));
@@ -663,7 +657,7 @@ static void test_bad_input(void) {
     CHECK(st == 1 && strstr(log_text(log), "no images"), "empty folder: status %d: %s", st,
           log_text(log));
     mkdir(in_tmp("junk"), 0755);
-    write_text(in_tmp("junk/notes"), "text\n");
+    test_write_text(in_tmp("junk/notes"), "text\n");
     st = SPYNCO(log, "eval", "-q", "--model", MODEL, in_tmp("junk"));
     CHECK(st == 1 && strstr(log_text(log), "no images") && strstr(log_text(log), "1 file"),
           "folder without images: status %d: %s", st, log_text(log));

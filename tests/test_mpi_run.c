@@ -8,7 +8,10 @@
  * ranks; the cut input fails alone (exit 1 on every rank). A rerun under
  * mpirun keeps every output untouched; a run on a folder locked by another
  * process is refused (exit 2). An eval job shared by 2 ranks gives one
- * process's figures. */
+ * process's figures. `test_mpi_run setup`: a setup step failing on one
+ * rank only stops every rank, with one message (no hang). `test_mpi_run
+ * train`: a train job on 2 ranks exports one process's model. `test_mpi_run
+ * signal`: SIGUSR1 or SIGINT to mpirun mid-run; a rerun finishes the job. */
 #include <cjson/cJSON.h>
 #include <cpl_conv.h>
 #include <cpl_string.h>
@@ -18,6 +21,7 @@
 #include <gdal_utils.h>
 #include <limits.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -25,8 +29,11 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "io/h5io.h"
 #include "testmodel.h"
 #include "testutil.h"
 
@@ -56,10 +63,36 @@ static const char *path(const char *fmt, ...) {
     return p;
 }
 
-static void write_text(const char *file, const char *text) {
-    FILE *f = fopen(file, "w");
-    CHECK(f && fputs(text, f) >= 0, "cannot write %s", file);
-    if (f) fclose(f);
+/* Starts the shell command cmd (exec mpirun ...: its pid is mpirun's),
+ * output into log_path. */
+static pid_t start(const char *cmd) {
+    char *argv[] = {"/bin/sh", "-c", (char *)cmd, NULL};
+    unlink(log_path);
+    return test_spawn(argv, mpi_env, log_path);
+}
+
+#define HUNG (-2)
+#define RUN_LIMIT 300 /* seconds; the runs take a few (ASan: tens) */
+
+/* The exit status of the run started as pid (test_wait), or HUNG if it
+ * still runs after `limit` seconds: then mpirun gets SIGTERM (it ends its
+ * ranks), SIGKILL 5 s later, so that no process stays behind. */
+static int finish(pid_t pid, int limit) {
+    for (long ms = 0; pid > 0; ms += 50) {
+        siginfo_t info;
+        memset(&info, 0, sizeof info);
+        if (waitid(P_PID, pid, &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == pid)
+            return test_wait(pid);
+        if (ms >= limit * 1000L) {
+            kill(pid, SIGTERM);
+            sleep(5);
+            kill(pid, SIGKILL);
+            test_wait(pid);
+            return HUNG;
+        }
+        nanosleep(&(struct timespec){0, 50000000}, NULL);
+    }
+    return -1;
 }
 
 /* spynco run RECIPE on `ranks` processes (1: no mpirun), output into log_path. */
@@ -68,9 +101,7 @@ static int run(int ranks, const char *recipe, const char *flags) {
     if (ranks > 1)
         snprintf(launcher, sizeof launcher, "%s -n %d %s ", MPIEXEC, ranks, MPIEXEC_FLAGS);
     snprintf(cmd, sizeof cmd, "exec %s%s run %s %s", launcher, SPYNCO_BIN, flags, recipe);
-    char *argv[] = {"/bin/sh", "-c", cmd, NULL};
-    unlink(log_path);
-    return test_run(argv, mpi_env, log_path);
+    return finish(start(cmd), RUN_LIMIT);
 }
 
 static char *log_text(void) {
@@ -129,7 +160,7 @@ static void write_recipe(const char *name, const char *out, int tile, int thread
     snprintf(text, sizeof text,
              "colorize:\n  model: %s\n  inputs: in\n  output: %s\n  tile: %d\n  threads: %d\n"
              "  mosaic: true\n", model, out, tile, threads);
-    write_text(path("%s", name), text);
+    test_write_text(path("%s", name), text);
 }
 
 /* ---- comparisons -------------------------------------------------------------------- */
@@ -193,13 +224,6 @@ static void journal_summary(const char *out, int *done, int *failed, int *valid,
     if (d) closedir(d);
 }
 
-static double mtime_of(const char *file, ino_t *inode) {
-    struct stat st;
-    if (stat(file, &st) != 0) return -1;
-    *inode = st.st_ino;
-    return st.st_mtim.tv_sec + st.st_mtim.tv_nsec * 1e-9;
-}
-
 /* ---- the runs ------------------------------------------------------------------------ */
 
 static void test_one_and_two(void) {
@@ -260,7 +284,7 @@ static void test_one_and_two(void) {
 static void test_rerun(void) {
     double mtimes[GOOD];
     ino_t inodes[GOOD];
-    for (int i = 0; i < GOOD; i++) mtimes[i] = mtime_of(path("two/%s_color.tif", NAMES[i]), &inodes[i]);
+    for (int i = 0; i < GOOD; i++) mtimes[i] = test_mtime(path("two/%s_color.tif", NAMES[i]), &inodes[i]);
     unlink(path("in/cut.tif"));
     int rc = run(2, path("two.yaml"), "");
     char *text = log_text();
@@ -271,7 +295,7 @@ static void test_rerun(void) {
     free(text);
     for (int i = 0; i < GOOD; i++) {
         ino_t inode = 0;
-        double m = mtime_of(path("two/%s_color.tif", NAMES[i]), &inode);
+        double m = test_mtime(path("two/%s_color.tif", NAMES[i]), &inode);
         CHECK(m == mtimes[i] && inode == inodes[i], "%s_color.tif was rewritten", NAMES[i]);
     }
 }
@@ -306,7 +330,7 @@ static void test_eval(void) {
                  "  json: eval%d/eval.json\n  samples: eval%d/samples\n  threads: 1\n",
                  model, SPYNCO_TEST_DATA, SPYNCO_TEST_DATA, ranks, ranks);
         const char *recipe = path("eval%d.yaml", ranks);
-        write_text(recipe, text);
+        test_write_text(recipe, text);
         int rc = run(ranks, recipe, "-q");
         char *log = log_text();
         CHECK(rc == 1 && occurrences(log, "3 images (1 more failed)") == 1 &&
@@ -330,7 +354,282 @@ static void test_eval(void) {
     cJSON_Delete(json[0]), cJSON_Delete(json[1]);
 }
 
-int main(void) {
+/* ---- a setup step failing on one rank ------------------------------------------ */
+
+/* Copies `bytes` bytes of from (all: -1) to to. */
+static int copy_file(const char *from, const char *to, long bytes) {
+    char *data = test_read_file(from);
+    struct stat st;
+    FILE *f = fopen(to, "wb");
+    size_t n = data && stat(from, &st) == 0 ? (size_t)(bytes < 0 ? st.st_size : bytes) : 0;
+    int ok = n && f && fwrite(data, 1, n, f) == n;
+    if (f) ok &= fclose(f) == 0;
+    free(data);
+    CHECK(ok, "cannot copy %s to %s", from, to);
+    return ok ? 0 : -1;
+}
+
+/* spynco run RECIPE on 2 ranks, rank N in the folder rankN: each reads the
+ * recipe (a relative path) and what it names relative to it from there, as
+ * ranks on machines with their own copies of the files would. */
+static int run_per_rank(const char *recipe) {
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "exec %s -n 2 %s /bin/sh -c 'cd %s/rank$OMPI_COMM_WORLD_RANK && "
+             "exec %s run -q %s'", MPIEXEC, MPIEXEC_FLAGS, dir, SPYNCO_BIN, recipe);
+    /* a failure ends a run within seconds; a rank left behind hangs it */
+    return finish(start(cmd), 60);
+}
+
+/* One rank cannot get through a setup step: every rank stops there with the
+ * same status, the message (naming the rank) comes once, nothing is
+ * written. Before, a rank that could not load the eval model returned
+ * alone and the others waited for it forever. Rank 1's copy of the model
+ * is cut short (an interrupted copy): it exists, so the recipe checks pass,
+ * but it does not load and its checksum differs. */
+static void test_setup_fails_on_one_rank(void) {
+    char text[2 * PATH_MAX];
+    for (int r = 0; r < 2; r++) {
+        mkdir(path("rank%d", r), 0777);
+        struct stat st;
+        if (stat(model, &st) != 0 ||
+            copy_file(model, path("rank%d/model.h5", r), r == 0 ? -1 : (long)st.st_size / 2))
+            return;
+        snprintf(text, sizeof text, "eval:\n  model: model.h5\n  inputs: %s/eval_set\n"
+                 "  threads: 1\n", SPYNCO_TEST_DATA);
+        test_write_text(path("rank%d/eval.yaml", r), text);
+        snprintf(text, sizeof text, "colorize:\n  model: model.h5\n  inputs: %s\n  output: %s\n"
+                 "  threads: 1\n", path("in"), path("setup_out"));
+        test_write_text(path("rank%d/colorize.yaml", r), text);
+    }
+    test_write_text(path("rank0/rank0_only.yaml"), text);
+    static const struct {
+        const char *recipe, *message;
+        int status, by_rank1; /* the failing rank's message names it; a comparison is everyone's */
+    } cases[] = {
+        {"eval.yaml", "rank1/model.h5: damaged or truncated HDF5 file", 1, 1},
+        {"colorize.yaml", "model.h5: the processes read different model files", 1, 0},
+        {"rank0_only.yaml", "rank0_only.yaml: cannot read the recipe", 2, 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        int rc = run_per_rank(cases[i].recipe);
+        char *log = log_text();
+        CHECK(rc != HUNG, "%s failing on rank 1: the run hangs", cases[i].recipe);
+        CHECK(rc == cases[i].status && occurrences(log, cases[i].message) == 1 &&
+                  occurrences(log, "(on rank 1)") == cases[i].by_rank1,
+              "%s failing on rank 1: exit %d (expected %d), the message (\"%s\") once",
+              cases[i].recipe, rc, cases[i].status, cases[i].message);
+        if (rc != cases[i].status) dump_log();
+        free(log);
+    }
+    DIR *d = opendir(path("setup_out"));
+    int outputs = 0;
+    for (struct dirent *e; d && (e = readdir(d));) outputs += strstr(e->d_name, "_color") != NULL;
+    if (d) closedir(d);
+    CHECK(outputs == 0, "%d outputs written though a rank had another model", outputs);
+}
+
+/* ---- a train job ------------------------------------------------------------------ */
+
+#define TRAIN_STEPS 2
+#define LR 2e-4 /* the default learning rate */
+
+typedef struct {
+    char names[256][160];
+    int count;
+} Names;
+
+static int add_name(const char *name, void *p) {
+    Names *l = p;
+    if (l->count < 256) snprintf(l->names[l->count++], sizeof l->names[0], "%s", name);
+    return 0;
+}
+
+static float *read_all(H5Reader *r, const char *name, size_t *count) {
+    int nd, shape[H5IO_MAX_DIMS];
+    if (h5r_shape(r, name, &nd, shape)) return NULL;
+    size_t n = 1;
+    for (int i = 0; i < nd; i++) n *= (size_t)shape[i];
+    float *x = malloc(n * sizeof *x);
+    if (x && h5r_read(r, name, H5IO_FLOAT32, nd, shape, x)) free(x), x = NULL;
+    *count = n;
+    return x;
+}
+
+/* The exported models of 1 and 2 processes: the same datasets, with values
+ * equal to float rounding (the ranks sum the gradients in another order;
+ * see test_mpi_train). The conv kernels, the bulk of the model, are checked
+ * so. Some 1-D parameters have (nearly) no gradient: a conv bias with a
+ * BatchNorm behind it, which removes any constant, or a residual block's
+ * last BatchNorm shift, which the next one removes but at the borders. Their
+ * computed gradient is rounding noise of either sign that Adam turns into
+ * steps of up to lr, and the running means take those biases in: the 1-D
+ * datasets (biases, BatchNorm parameters and statistics) are checked within
+ * 2 lr a step. */
+static void compare_models(const char *one, const char *two) {
+    char err[512];
+    H5Reader *a = h5r_open(one, err, sizeof err), *b = a ? h5r_open(two, err, sizeof err) : NULL;
+    CHECK(a && b, "%s", err);
+    Names *la = calloc(1, sizeof *la), *lb = calloc(1, sizeof *lb);
+    if (a && b) h5r_visit_datasets(a, "/", add_name, la), h5r_visit_datasets(b, "/", add_name, lb);
+    int same = la->count == lb->count && la->count > 20;
+    for (int i = 0; same && i < la->count; i++) same = !strcmp(la->names[i], lb->names[i]);
+    CHECK(same, "the models hold different datasets (%d and %d)", la->count, lb->count);
+    double kernels = 0, vectors = 0;
+    int num_kernels = 0;
+    for (int i = 0; same && i < la->count; i++) {
+        int nd, shape[H5IO_MAX_DIMS];
+        size_t n = 0, k = 0;
+        float *x = read_all(a, la->names[i], &n), *y = read_all(b, la->names[i], &k);
+        int ok = x && y && n == k && h5r_shape(a, la->names[i], &nd, shape) == 0;
+        CHECK(ok, "%s: cannot read it from both", la->names[i]);
+        if (ok && nd > 1) {
+            double rel = test_rel_error(x, y, n, 1e-6);
+            kernels = fmax(kernels, rel);
+            num_kernels++;
+            CHECK(rel <= 1e-5, "%s differs by %.3g of its largest value", la->names[i], rel);
+        } else if (ok) {
+            double worst = 0;
+            for (size_t j = 0; j < n; j++) worst = fmax(worst, fabs((double)x[j] - y[j]));
+            vectors = fmax(vectors, worst);
+            CHECK(worst <= 2 * LR * TRAIN_STEPS, "%s differs by %.3g (2 lr a step: %g)",
+                  la->names[i], worst, 2 * LR * TRAIN_STEPS);
+        }
+        free(x), free(y);
+    }
+    CHECK(num_kernels >= 7, "only %d conv kernels compared", num_kernels);
+    printf("  exported models of 1 and 2 processes: %d conv kernels equal to %.2g (relative), "
+           "biases and BatchNorm to %.2g (2 lr a step: %g)\n", num_kernels, kernels, vectors,
+           2 * LR * TRAIN_STEPS);
+    free(la), free(lb);
+    if (a) h5r_close(a);
+    if (b) h5r_close(b);
+}
+
+/* A train job on 2 ranks: it runs, rank 0 alone reports, writes and
+ * exports (the same files as one process's), and the model equals one
+ * process's (a short run: rounding differences stay at rounding level). */
+static void test_train_job(void) {
+    char text[4 * PATH_MAX];
+    for (int ranks = 1; ranks <= 2; ranks++) {
+        snprintf(text, sizeof text,
+                 "train:\n  gray: %s\n  color: [%s/naip_rgbn_266x204.tif, "
+                 "%s/landsat_rgba_240x200.tif]\n  gray_from_color: true\n  crop: 96\n"
+                 "  batch: 2\n  steps: %d\n  F: 4\n  K: 8\n  R: 1\n  nd: 4\n  seed: 7\n"
+                 "  threads: 1\n  out: train%d\n  export: train%d/model.h5\n",
+                 COGEO, SPYNCO_TEST_DATA, SPYNCO_TEST_DATA, TRAIN_STEPS, ranks, ranks);
+        test_write_text(path("train%d.yaml", ranks), text);
+        int rc = run(ranks, path("train%d.yaml", ranks), "");
+        CHECK(rc == 0, "train job on %d process(es): exit %d", ranks, rc);
+        if (rc) dump_log();
+    }
+    char *log = log_text();
+    CHECK(occurrences(log, "train: starting") == 1 && occurrences(log, "train: exported") == 1 &&
+              occurrences(log, "(1 on each of 2 processes)") == 1 &&
+              occurrences(log, "step 2/2") == 1,
+          "2 processes: the start, the steps and the export reported once (by rank 0)");
+    free(log);
+    /* the same files, none left over from a second writer (temporaries) */
+    DIR *d = opendir(path("train2"));
+    int files = 0, missing = 0;
+    for (struct dirent *e; d && (e = readdir(d));) {
+        if (e->d_name[0] == '.' && (!e->d_name[1] || !strcmp(e->d_name, ".."))) continue;
+        files++;
+        missing += access(path("train1/%s", e->d_name), F_OK) != 0;
+    }
+    if (d) closedir(d);
+    CHECK(files >= 3 && missing == 0, "2 processes wrote %d files, %d not among one process's",
+          files, missing);
+    char *one = test_read_file(path("train1/losses.csv")), *two = test_read_file(path("train2/losses.csv"));
+    CHECK(one && two && occurrences(one, "\n") == TRAIN_STEPS + 1 &&
+              occurrences(two, "\n") == TRAIN_STEPS + 1,
+          "losses.csv: a header and one row a step (one writer)");
+    free(one), free(two);
+    compare_models(path("train1/model.h5"), path("train2/model.h5"));
+}
+
+/* ---- interrupted ------------------------------------------------------------------- */
+
+#define SIG_INPUTS 40
+#define EXIT_INTERRUPTED 130
+
+/* mpirun -n 2 spynco run gets `sig` once the ranks finished a few inputs:
+ * the run stops with an exit status of `expected` (-1: 1 or 130), leaves no
+ * partial output under an output's name (temporaries, if a rank was
+ * killed, are removed by the rerun) and the lock released; a rerun keeps
+ * what was finished and does the rest. */
+static void test_interrupted(int sig, int expected) {
+    const char *name = sig == SIGUSR1 ? "USR1" : "INT";
+    char text[2 * PATH_MAX];
+    mkdir(path("sig_in"), 0777);
+    for (int i = 0; i < SIG_INPUTS; i++)
+        if (access(path("sig_in/a%02d.tif", i), F_OK) != 0 &&
+            copy_file(COGEO, path("sig_in/a%02d.tif", i), -1))
+            return;
+    snprintf(text, sizeof text, "colorize:\n  model: %s\n  inputs: sig_in\n  output: sig_%s\n"
+             "  tile: 64\n  threads: 1\n", model, name);
+    char recipe[PATH_MAX], out[PATH_MAX]; /* path()'s buffers are reused */
+    snprintf(recipe, sizeof recipe, "%s", path("sig_%s.yaml", name));
+    snprintf(out, sizeof out, "%s", path("sig_%s", name));
+    test_write_text(recipe, text);
+    char cmd[2 * PATH_MAX];
+    snprintf(cmd, sizeof cmd, "exec %s -n 2 %s %s run -q %s", MPIEXEC, MPIEXEC_FLAGS, SPYNCO_BIN,
+             recipe);
+    pid_t pid = start(cmd);
+    int done = 0, failed, valid, writers;
+    for (int ms = 0; ms < 60000 && done < 2; ms += 10) {
+        nanosleep(&(struct timespec){0, 10000000}, NULL);
+        journal_summary(out, &done, &failed, &valid, &writers);
+    }
+    kill(pid, sig);
+    int rc = finish(pid, 60);
+    char *log = log_text();
+    journal_summary(out, &done, &failed, &valid, &writers);
+    int outputs = test_count_entries(out, "_color.tif");
+    int status_ok = expected < 0 ? rc == 1 || rc == EXIT_INTERRUPTED : rc == expected;
+    CHECK(status_ok && done >= 2 && done < SIG_INPUTS,
+          "SIG%s to mpirun: exit %d (expected %d) after %d of %d inputs", name, rc, expected, done,
+          SIG_INPUTS);
+    if (!status_ok) dump_log();
+    free(log);
+    /* only complete outputs under their names: each has a done entry */
+    CHECK(valid && outputs == done && (sig != SIGUSR1 || test_count_entries(out, ".tmp-") == 0),
+          "SIG%s: %d outputs, %d done in the journal (valid %d), %d temporaries", name, outputs,
+          done, valid, test_count_entries(out, ".tmp-"));
+    int fd = open(path("sig_%s/.spynco-lock", name), O_RDWR);
+    CHECK(fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0, "SIG%s: the lock is still held", name);
+    if (fd >= 0) close(fd);
+
+    double mtimes[SIG_INPUTS];
+    ino_t inodes[SIG_INPUTS];
+    for (int i = 0; i < SIG_INPUTS; i++)
+        mtimes[i] = test_mtime(path("sig_%s/a%02d_color.tif", name, i), &inodes[i]);
+    int stopped = rc;
+    rc = run(2, recipe, "-q");
+    char summary[128];
+    snprintf(summary, sizeof summary, "%d inputs: %d done, %d kept, 0 skipped, 0 failed",
+             SIG_INPUTS, SIG_INPUTS - done, done);
+    log = log_text();
+    CHECK(rc == 0 && strstr(log, summary), "SIG%s, rerun: exit %d, \"%s\"", name, rc, summary);
+    if (rc) dump_log();
+    free(log);
+    int kept = 0;
+    for (int i = 0; i < SIG_INPUTS; i++) {
+        ino_t inode = 0;
+        double m = test_mtime(path("sig_%s/a%02d_color.tif", name, i), &inode);
+        kept += mtimes[i] >= 0 && m == mtimes[i] && inode == inodes[i];
+    }
+    CHECK(kept == done && test_count_entries(out, "_color.tif") == SIG_INPUTS &&
+              test_count_entries(out, ".tmp-") == 0,
+          "SIG%s, rerun: %d of the %d finished outputs untouched, %d outputs, %d temporaries",
+          name, kept, done, test_count_entries(out, "_color.tif"), test_count_entries(out, ".tmp-"));
+    printf("  SIG%s to mpirun after %d of %d inputs: exit %d; the rerun kept them and did the "
+           "rest\n", name, done, SIG_INPUTS, stopped);
+}
+
+/* test_mpi_run [setup|train|signal]: the runs above, or one other part
+ * (each its own ctest entry, with its own time limit). */
+int main(int argc, char **argv) {
+    const char *part = argc > 1 ? argv[1] : "";
     const char *asan = getenv("ASAN_OPTIONS");
     snprintf(asan_options, sizeof asan_options, "ASAN_OPTIONS=%s%sfast_unwind_on_malloc=0",
              asan ? asan : "", asan && *asan ? ":" : "");
@@ -341,13 +640,27 @@ int main(void) {
     snprintf(log_path, sizeof log_path, "%s/run.log", dir);
     ModelConfig cfg = test_small_config("test-vivid");
     if (test_save_model(model, &cfg, 1, 0, 42) == 0 && make_inputs() == 0) {
-        test_one_and_two();
-        test_rerun();
-        test_locked();
-        test_eval();
+        if (!strcmp(part, "setup")) {
+            test_setup_fails_on_one_rank();
+        } else if (!strcmp(part, "train")) {
+            test_train_job();
+        } else if (!strcmp(part, "signal")) {
+            /* SIGUSR1 is passed on to the ranks, which stop cleanly (130);
+             * on SIGINT mpirun ends the ranks itself (SIGTERM, after a grace
+             * period SIGKILL) and gives its own status (Open MPI: 1) */
+            test_interrupted(SIGUSR1, EXIT_INTERRUPTED);
+            test_interrupted(SIGINT, -1);
+        } else {
+            test_one_and_two();
+            test_rerun();
+            test_locked();
+            test_eval();
+        }
     }
     CPLPopErrorHandler();
     if (!test_failed) test_remove_tree(dir);
     else fprintf(stderr, "kept %s for inspection\n", dir);
-    return test_summary("test_mpi_run");
+    char name[64];
+    snprintf(name, sizeof name, "test_mpi_run%s%s", *part ? " " : "", part);
+    return test_summary(name);
 }

@@ -59,22 +59,7 @@ static Path tpath(const char *fmt, ...) {
 }
 #define tp(...) (tpath(__VA_ARGS__).s)
 
-static void write_text(const char *path, const char *text) {
-    FILE *f = fopen(path, "w");
-    CHECK(f && fputs(text, f) >= 0, "cannot write %s", path);
-    if (f) fclose(f);
-}
-
 static int exists(const char *path) { return access(path, F_OK) == 0; }
-
-/* Entries of dir whose name contains part. */
-static int count_entries(const char *dir, const char *part) {
-    DIR *d = opendir(dir);
-    int n = 0;
-    for (struct dirent *e; d && (e = readdir(d));) n += strstr(e->d_name, part) != NULL;
-    if (d) closedir(d);
-    return n;
-}
 
 /* Journal entries in state `state` in OUT/.spynco-journal. */
 static int journal_count(const char *out, const char *state) {
@@ -220,13 +205,6 @@ static int same_gt(const double a[6], const double b[6], double tol) {
     return 1;
 }
 
-static double mtime_of(const char *path, ino_t *inode) {
-    struct stat st;
-    if (stat(path, &st) != 0) return -1;
-    if (inode) *inode = st.st_ino;
-    return st.st_mtim.tv_sec + st.st_mtim.tv_nsec * 1e-9;
-}
-
 /* ---- (a) a zip archive of GeoTIFF tiles into a folder with a mosaic ----------------------- */
 
 static const int TILES[4][2] = {{0, 0}, {192, 0}, {0, 160}, {192, 160}};
@@ -253,7 +231,7 @@ static void test_zip_mosaic(void) {
     snprintf(recipe, sizeof recipe,
              "colorize:\n  model: %s\n  inputs: tiles.zip\n  output: out_zip\n  tile: 64\n"
              "  mosaic: true\n", model);
-    write_text(tp("zip.yaml"), recipe);
+    test_write_text(tp("zip.yaml"), recipe);
     int rc = spynco_run(tp("zip.yaml"), "-q", NULL);
     CHECK(rc == 0, "zip recipe: exit %d", rc);
     if (rc) dump_log();
@@ -359,14 +337,14 @@ static void test_reproject(void) {
     /* the same inputs on their own grids: the reference for pixels (and for (c)) */
     snprintf(recipe, sizeof recipe, "colorize:\n  model: %s\n  inputs: [%s, %s]\n  output: plain\n",
              model, COGEO, NAIP);
-    write_text(tp("plain.yaml"), recipe);
+    test_write_text(tp("plain.yaml"), recipe);
     int rc = spynco_run(tp("plain.yaml"), "-q", NULL);
     CHECK(rc == 0, "plain recipe: exit %d", rc);
     snprintf(recipe, sizeof recipe,
              "colorize:\n  model: %s\n  inputs:\n    - %s\n    - %s\n  output: lonlat\n"
              "  name: \"{stem}_ll.tif\"\n  t_srs: EPSG:4326\n  resampling: near\n",
              model, COGEO, NAIP);
-    write_text(tp("warp.yaml"), recipe);
+    test_write_text(tp("warp.yaml"), recipe);
     rc = spynco_run(tp("warp.yaml"), "-q", NULL);
     CHECK(rc == 0, "reprojection recipe: exit %d", rc);
     if (rc) dump_log();
@@ -432,7 +410,7 @@ static void test_aoi(void) {
     snprintf(recipe, sizeof recipe,
              "colorize:\n  model: %s\n  inputs: [%s, %s]\n  output: aoi\n"
              "  aoi: [%.10f, %.10f, %.10f, %.10f]\n", model, COGEO, NAIP, x[0], y[1], x[1], y[0]);
-    write_text(tp("aoi.yaml"), recipe);
+    test_write_text(tp("aoi.yaml"), recipe);
     int rc = spynco_run(tp("aoi.yaml"), "-q", NULL);
     CHECK(rc == 0, "aoi recipe: exit %d", rc);
     CHECK(summary_says("naip_rgbn_266x204.tif", "skipped") && log_has("outside the aoi"),
@@ -471,7 +449,7 @@ static void write_big_recipe(const char *name, const char *out) {
     char recipe[2 * PATH_MAX];
     snprintf(recipe, sizeof recipe,
              "colorize:\n  model: %s\n  inputs: bigs/*.tif\n  output: %s\n  tile: 256\n", model, out);
-    write_text(tp("%s", name), recipe);
+    test_write_text(tp("%s", name), recipe);
 }
 
 /* Starts `spynco run -q RECIPE` and waits until an output is done and the next
@@ -491,7 +469,7 @@ static int run_and_signal(const char *recipe, const char *out, int sig, int *don
                   journal_count(out, "done"));
             return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
         }
-        if (journal_count(out, "done") >= 1 && count_entries(out, ".tmp-") >= 1) {
+        if (journal_count(out, "done") >= 1 && test_count_entries(out, ".tmp-") >= 1) {
             kill(pid, sig);
             signalled = 1;
             *done_at_signal = journal_count(out, "done");
@@ -511,8 +489,8 @@ static void test_kill_and_resume(void) {
     CHECK(status == 128 + SIGKILL, "killed run: status %d, expected %d", status, 128 + SIGKILL);
     CHECK(done >= 1 && done < BIG_INPUTS, "killed after %d of %d outputs", done, BIG_INPUTS);
     printf("SIGKILL after %d of %d outputs, with %d temporary file(s) left\n", done, BIG_INPUTS,
-           count_entries(out, ".tmp-"));
-    CHECK(count_entries(out, ".tmp-") >= 1, "the killed writer left its temporary file");
+           test_count_entries(out, ".tmp-"));
+    CHECK(test_count_entries(out, ".tmp-") >= 1, "the killed writer left its temporary file");
     /* what was finished before the kill */
     double mtimes[BIG_INPUTS];
     ino_t inodes[BIG_INPUTS];
@@ -522,7 +500,7 @@ static void test_kill_and_resume(void) {
         char *text = test_read_file(entry.s);
         finished[i] = text && strstr(text, "\"state\":\t\"done\"");
         free(text);
-        mtimes[i] = mtime_of(tpath("out_kill/big%d_color.tif", i + 1).s, &inodes[i]);
+        mtimes[i] = test_mtime(tpath("out_kill/big%d_color.tif", i + 1).s, &inodes[i]);
         n_finished += finished[i];
     }
     CHECK(n_finished == done, "%d journal entries done, %d seen", n_finished, done);
@@ -535,7 +513,7 @@ static void test_kill_and_resume(void) {
         char name[32];
         snprintf(name, sizeof name, "big%d.tif", i + 1);
         ino_t inode = 0;
-        double m = mtime_of(o.s, &inode);
+        double m = test_mtime(o.s, &inode);
         if (finished[i]) {
             CHECK(m == mtimes[i] && inode == inodes[i], "%s was done before the kill: not redone "
                   "(mtime %.9f -> %.9f)", o.s, mtimes[i], m);
@@ -545,7 +523,7 @@ static void test_kill_and_resume(void) {
         }
         CHECK(fully_readable(o.s), "%s is complete and readable", o.s);
     }
-    CHECK(count_entries(out, ".tmp-") == 0 && count_entries(tp("out_kill/.spynco-journal"), ".tmp-") == 0,
+    CHECK(test_count_entries(out, ".tmp-") == 0 && test_count_entries(tp("out_kill/.spynco-journal"), ".tmp-") == 0,
           "no temporary file left");
     CHECK(journal_count(out, "done") == BIG_INPUTS, "every journal entry says done");
 }
@@ -568,7 +546,7 @@ static void test_damaged_outputs(void) {
     }
     if (f) fclose(f);
     unlink(deleted.s);
-    double kept_mtime = mtime_of(tp("out_kill/big4_color.tif"), NULL);
+    double kept_mtime = test_mtime(tp("out_kill/big4_color.tif"), NULL);
 
     int rc = spynco_run(tp("kill.yaml"), "--dry-run", NULL);
     CHECK(rc == 0 && log_has("the journal says") && log_has("checksum differs") &&
@@ -580,14 +558,14 @@ static void test_damaged_outputs(void) {
               summary_says("big3.tif", "done"),
           "the truncated, changed and deleted outputs are redone");
     CHECK(summary_says("big4.tif", "kept") && summary_says("big5.tif", "kept") &&
-              mtime_of(tp("out_kill/big4_color.tif"), NULL) == kept_mtime,
+              test_mtime(tp("out_kill/big4_color.tif"), NULL) == kept_mtime,
           "the intact ones are kept");
     for (int i = 1; i <= 3; i++)
         CHECK(fully_readable(tpath("out_kill/big%d_color.tif", i).s), "big%d_color.tif valid again", i);
     uint8_t *after = read_pixels(flipped.s, 0, 0, BIG_W, BIG_H, 3);
     CHECK(before && after && !memcmp(before, after, 3 * BIG_W * BIG_H), "redone = the original pixels");
     free(before), free(after);
-    CHECK(count_entries(out, ".tmp-") == 0, "no temporary file left");
+    CHECK(test_count_entries(out, ".tmp-") == 0, "no temporary file left");
 }
 
 static void test_interrupt(void) {
@@ -597,7 +575,7 @@ static void test_interrupt(void) {
     int status = run_and_signal(tp("int.yaml"), out, SIGINT, &done);
     CHECK(status == 130, "SIGINT: exit %d, expected 130", status);
     CHECK(log_has("interrupted"), "the summary reports the interruption");
-    CHECK(count_entries(out, ".tmp-") == 0, "nothing half-written left after SIGINT");
+    CHECK(test_count_entries(out, ".tmp-") == 0, "nothing half-written left after SIGINT");
     CHECK(journal_count(out, "interrupted") == 1, "one journal entry 'interrupted'");
     int rc = spynco_run(tp("int.yaml"), "-q", NULL);
     CHECK(rc == 0 && journal_count(out, "done") == BIG_INPUTS, "the rerun finishes (exit %d)", rc);
@@ -673,7 +651,7 @@ static void test_malformed(void) {
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         Path recipe = tpath("%s", cases[i].name);
-        write_text(recipe.s, cases[i].text);
+        test_write_text(recipe.s, cases[i].text);
         char expect[PATH_MAX + 256];
         snprintf(expect, sizeof expect, "%s%s", recipe.s, cases[i].at);
         int rc = spynco_run(recipe.s, NULL);
@@ -688,7 +666,7 @@ static void test_malformed(void) {
 
 static void test_bad_input(void) {
     mkdir(tp("mixed"), 0777);
-    write_text(tp("mixed/notes.tif"), "this is no raster\n");
+    test_write_text(tp("mixed/notes.tif"), "this is no raster\n");
     /* the first 40% of a real GeoTIFF: GDAL opens it, reading fails */
     struct stat st;
     FILE *in = fopen(NAIP, "rb"), *out = fopen(tp("mixed/cut.tif"), "wb");
@@ -703,7 +681,7 @@ static void test_bad_input(void) {
     snprintf(recipe, sizeof recipe,
              "colorize:\n  model: %s\n  inputs:\n    - %s\n    - mixed/notes.tif\n"
              "    - mixed/cut.tif\n    - %s\n  output: out_mixed\n", model, COGEO, LANDSAT);
-    write_text(tp("mixed.yaml"), recipe);
+    test_write_text(tp("mixed.yaml"), recipe);
     int rc = spynco_run(tp("mixed.yaml"), "-q", NULL);
     CHECK(rc == 1, "a bad input: exit %d, expected 1", rc);
     CHECK(summary_says("cogeo_rgb_384x320.tif", "done") &&
@@ -716,7 +694,7 @@ static void test_bad_input(void) {
               fully_readable(tp("out_mixed/landsat_rgba_240x200_color.tif")),
           "the good outputs are valid");
     CHECK(!exists(tp("out_mixed/notes_color.tif")) && !exists(tp("out_mixed/cut_color.tif")) &&
-              count_entries(tp("out_mixed"), ".tmp-") == 0,
+              test_count_entries(tp("out_mixed"), ".tmp-") == 0,
           "nothing left for the bad inputs");
     if (rc != 1) dump_log();
 }
@@ -736,7 +714,7 @@ static void list_tree(const char *dir, Listing *l) {
         char path[PATH_MAX + 256];
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
         snprintf(l->names[l->count], sizeof l->names[0], "%s", e->d_name);
-        l->mtimes[l->count++] = mtime_of(path, NULL);
+        l->mtimes[l->count++] = test_mtime(path, NULL);
         struct stat st;
         if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) list_tree(path, l);
     }
@@ -748,7 +726,7 @@ static void test_dry_run(void) {
     snprintf(recipe, sizeof recipe,
              "colorize:\n  model: %s\n  inputs: [tiles.zip, %s]\n  output: out_dry\n"
              "  t_srs: EPSG:3857\n  mosaic: true\n", model, NAIP);
-    write_text(tp("dry.yaml"), recipe);
+    test_write_text(tp("dry.yaml"), recipe);
     int rc = spynco_run(tp("dry.yaml"), "--dry-run", NULL);
     CHECK(rc == 0, "dry run: exit %d", rc);
     CHECK(log_has("tiles.zip/sub/t10.tif") && log_has("-> t10_color.tif") &&
@@ -778,20 +756,20 @@ static void test_input_kinds(void) {
     mkdir(tp("lists"), 0777);
     vsi_copy(NAIP, tp("kinds/a/naip.tif"));
     vsi_copy(NAIP, tp("kinds/.hidden.tif"));
-    write_text(tp("kinds/notes.md"), "not an image\n");
+    test_write_text(tp("kinds/notes.md"), "not an image\n");
     char member[PATH_MAX + 64];
     snprintf(member, sizeof member, "/vsizip/%s/x.tif", tp("kinds/inner.zip"));
     vsi_copy(LANDSAT, member);
     char list[2 * PATH_MAX];
     snprintf(list, sizeof list, "# inputs of the week\n../bigs/big1.tif\n\n/vsizip/%s/sub/*.tif\n"
              "../bigs/big1.tif\n", tp("tiles.zip"));
-    write_text(tp("lists/week.txt"), list);
+    test_write_text(tp("lists/week.txt"), list);
     char recipe[2 * PATH_MAX];
     snprintf(recipe, sizeof recipe,
              "colorize:\n  model: %s\n  inputs:\n    - kinds\n    - lists/week.txt\n"
              "    - /vsizip/tiles.zip/t0*.tif\n  output: out_kinds\n  name: \"{parent}_{stem}.tif\"\n",
              model);
-    write_text(tp("kinds.yaml"), recipe);
+    test_write_text(tp("kinds.yaml"), recipe);
     int rc = spynco_run(tp("kinds.yaml"), "--dry-run", NULL);
     CHECK(rc == 0 && log_has("colorize: 7 inputs"), "7 inputs from the folder, the list and the "
           "archive pattern (exit %d)", rc);
@@ -828,7 +806,7 @@ static void test_keep_luminance(void) {
         char recipe[2 * PATH_MAX], md[16];
         snprintf(recipe, sizeof recipe, "colorize:\n  model: %s\n  inputs: %s\n  output: out_lum\n%s",
                  model, NAIP, settings[i]);
-        write_text(tp("lum.yaml"), recipe);
+        test_write_text(tp("lum.yaml"), recipe);
         int rc = spynco_run(tp("lum.yaml"), "-q", NULL);
         keep_luminance_of(out, md, sizeof md);
         CHECK(rc == 0 && !strcmp(md, want[i]), "keep_luminance '%.*s': exit %d, "
@@ -873,7 +851,7 @@ static void test_eval_job(void) {
                  "  csv: evals/%d/eval.csv\n  samples: evals/%d/samples\n%s",
                  model, EVAL_SET, i, i, i, cases[i].keys);
         Path yaml = tpath("eval%d.yaml", i);
-        write_text(yaml.s, recipe);
+        test_write_text(yaml.s, recipe);
         int rc = spynco_run(yaml.s, "--dry-run", NULL);
         CHECK(rc == 0 && log_has("eval: evaluate ") && !exists(tpath("evals/%d", i).s),
               "eval dry run: says what it would evaluate, writes nothing (exit %d)", rc);
@@ -881,7 +859,7 @@ static void test_eval_job(void) {
         CHECK(rc == 0 && log_has("3 images; model "), "eval recipe %d: exit %d, the table", i, rc);
         if (rc) dump_log();
         Path json = tpath("evals/%d/eval.json", i), own = tpath("own%d.json", i);
-        CHECK(exists(tpath("evals/%d/eval.csv", i).s) && count_entries(tpath("evals/%d/samples", i).s,
+        CHECK(exists(tpath("evals/%d/eval.csv", i).s) && test_count_entries(tpath("evals/%d/samples", i).s,
               ".png") == 3, "eval recipe %d: csv and 3 triptychs (folders created)", i);
         rc = spynco_eval(own.s, EVAL_SET, cases[i].flag);
         CHECK(rc == 0, "spynco eval: exit %d", rc);
@@ -898,7 +876,7 @@ static void test_eval_job(void) {
     char recipe[3 * PATH_MAX];
     snprintf(recipe, sizeof recipe, "eval:\n  model: %s\n  inputs: [%s, %s]\n  json: evals/bad.json\n",
              model, EVAL_SET, DATA("rotterdam_pan_u16.tif"));
-    write_text(tp("evalbad.yaml"), recipe);
+    test_write_text(tp("evalbad.yaml"), recipe);
     int rc = spynco_run(tp("evalbad.yaml"), "-q", NULL);
     CHECK(rc == 1 && log_has("3 images (1 more failed)") && log_has("rotterdam_pan_u16.tif"),
           "eval with a gray image: exit %d (expected 1), the failure named", rc);
@@ -915,7 +893,7 @@ static void test_train_then_colorize(void) {
              "colorize:\n  model: trained/model.h5\n  inputs: %s\n  output: out_trained\n"
              "eval:\n  model: trained/model.h5\n  inputs: %s\n  json: trained/eval.json\n",
              DATA("rotterdam_pan_u16.tif"), COGEO, NAIP, EVAL_SET);
-    write_text(tp("chain.yaml"), recipe);
+    test_write_text(tp("chain.yaml"), recipe);
     int rc = spynco_run(tp("chain.yaml"), "--dry-run", NULL);
     CHECK(rc == 0 && log_has("train: start") && log_has("eval: evaluate ") &&
               !exists(tp("trained")),
@@ -931,10 +909,10 @@ static void test_train_then_colorize(void) {
               cJSON_IsNumber(step) && step->valuedouble == 2,
           "evaluated with the exported model (step 2)");
     cJSON_Delete(j);
-    double model_mtime = mtime_of(tp("trained/model.h5"), NULL);
+    double model_mtime = test_mtime(tp("trained/model.h5"), NULL);
     rc = spynco_run(tp("chain.yaml"), "-q", NULL);
     CHECK(rc == 0 && summary_says("naip_rgbn_266x204.tif", "kept") &&
-              mtime_of(tp("trained/model.h5"), NULL) == model_mtime && log_has("3 images; model "),
+              test_mtime(tp("trained/model.h5"), NULL) == model_mtime && log_has("3 images; model "),
           "a rerun: training complete, model not rewritten, output kept, evaluated (exit %d)", rc);
 }
 

@@ -41,12 +41,6 @@ static void mkdirs(const char *rel) {
     mkdir(path, 0755);
 }
 
-static void write_text(const char *path, const char *text) {
-    FILE *f = fopen(path, "w");
-    fputs(text, f);
-    fclose(f);
-}
-
 static void copy_file(const char *from, const char *to) {
     FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
     char buf[65536];
@@ -156,14 +150,14 @@ static int which_transform(const float *crop, const uint8_t *cands, int c, int n
 static void test_folder(void) {
     mkdirs("set/a/b/c");
     copy_file(fixture("cogeo_rgb_384x320.tif"), in_tmp("set/a/cogeo.tif"));
-    write_text(in_tmp("set/a/cogeo.tif.aux.xml"), "<PAMDataset></PAMDataset>\n");
+    test_write_text(in_tmp("set/a/cogeo.tif.aux.xml"), "<PAMDataset></PAMDataset>\n");
     copy_file(fixture("naip_plain.jpg"), in_tmp("set/a/b/c/naip.jpg"));
     copy_file(fixture("landsat_rgba_240x200.tif"), in_tmp("set/a/b/landsat.tif"));
     copy_file(fixture("naip_rgbn_266x204.tif"), in_tmp("set/z_naip4.tif"));
-    write_text(in_tmp("set/README.txt"), "not an image\n");
-    write_text(in_tmp("set/notes.md"), "# notes\n");
-    write_text(in_tmp("set/bad.tif"), "this is text, not a TIFF\n");
-    write_text(in_tmp("set/.hidden.tif"), "hidden\n");
+    test_write_text(in_tmp("set/README.txt"), "not an image\n");
+    test_write_text(in_tmp("set/notes.md"), "# notes\n");
+    test_write_text(in_tmp("set/bad.tif"), "this is text, not a TIFF\n");
+    test_write_text(in_tmp("set/.hidden.tif"), "hidden\n");
     uint8_t tiny[3 * 32 * 32] = {0};
     write_tif(in_tmp("set/tiny.tif"), 32, 32, 3, GDT_Byte, tiny, 0);
 
@@ -212,7 +206,7 @@ static void test_list(void) {
     snprintf(text, sizeof text,
              "# gray training images\n\n  ../img/byte.tif  \r\n%s\n# a folder works too\n../img/sub\n",
              fixture("rotterdam_pan_u16.tif"));
-    write_text(in_tmp("lists/gray.txt"), text);
+    test_write_text(in_tmp("lists/gray.txt"), text);
     SampleSetOptions o = options(DOMAIN_GRAY, 16);
     SampleSet *s = open1(in_tmp("lists/gray.txt"), &o);
     CHECK(s, "list: %s", err);
@@ -228,7 +222,7 @@ static void test_list(void) {
         }
         sample_set_close(s);
     }
-    write_text(in_tmp("lists/broken.txt"), "# one missing\n../img/byte.tif\n../img/nope.tif\n");
+    test_write_text(in_tmp("lists/broken.txt"), "# one missing\n../img/byte.tif\n../img/nope.tif\n");
     s = open1(in_tmp("lists/broken.txt"), &o);
     CHECK(!s && strstr(err, "broken.txt:3") && strstr(err, "nope.tif"), "list, missing entry: %s",
           s ? "opened" : err);
@@ -269,8 +263,8 @@ static void test_errors(void) {
     sample_set_close(s);
 
     mkdirs("junk");
-    write_text(in_tmp("junk/a.tif"), "text\n");
-    write_text(in_tmp("junk/b.txt"), "text\n");
+    test_write_text(in_tmp("junk/a.tif"), "text\n");
+    test_write_text(in_tmp("junk/b.txt"), "text\n");
     s = open1(in_tmp("junk"), &o);
     CHECK(!s && strstr(err, "no images") && strstr(err, "only 1 unreadable file"),
           "only unreadable files: %s", s ? "opened" : err);
@@ -319,7 +313,7 @@ static void test_errors(void) {
     CHECK(!s && strstr(err, "loop/sub/up") && strstr(err, "folder that contains itself"),
           "folder loop: %s", s ? "opened" : err);
     sample_set_close(s);
-    write_text(in_tmp("lists/self.txt"), "self.txt\n");
+    test_write_text(in_tmp("lists/self.txt"), "self.txt\n");
     s = open1(in_tmp("lists/self.txt"), &o);
     CHECK(!s && strstr(err, "list that contains itself"), "list loop: %s", s ? "opened" : err);
     sample_set_close(s);

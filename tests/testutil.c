@@ -1,11 +1,13 @@
 #include "testutil.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -98,6 +100,27 @@ char *test_read_file(const char *path) {
     if (buf) buf[size] = 0;
     fclose(f);
     return buf;
+}
+
+void test_write_text(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    CHECK(f && fputs(text, f) >= 0, "cannot write %s", path);
+    if (f) CHECK(fclose(f) == 0, "cannot write %s", path);
+}
+
+double test_mtime(const char *path, ino_t *inode) {
+    struct stat st;
+    if (stat(path, &st) != 0) return -1;
+    if (inode) *inode = st.st_ino;
+    return st.st_mtim.tv_sec + st.st_mtim.tv_nsec * 1e-9;
+}
+
+int test_count_entries(const char *dir, const char *part) {
+    DIR *d = opendir(dir);
+    int n = 0;
+    for (struct dirent *e; d && (e = readdir(d));) n += strstr(e->d_name, part) != NULL;
+    if (d) closedir(d);
+    return n;
 }
 
 const char *test_tmpdir(const char *name) {

@@ -45,6 +45,13 @@ int test_wait(pid_t pid);
 int test_run(char *const argv[], char *const env[], const char *log);
 /* The whole file as a NUL-terminated string (caller frees); NULL if unreadable. */
 char *test_read_file(const char *path);
+/* Writes text into the file path (a failed CHECK if it cannot). */
+void test_write_text(const char *path, const char *text);
+/* The modification time of path in seconds, its inode into *inode (may be
+ * NULL); -1 if it does not exist. */
+double test_mtime(const char *path, ino_t *inode);
+/* The entries of folder dir whose name contains part. */
+int test_count_entries(const char *dir, const char *part);
 /* A fresh temporary folder "/tmp/spynco-<name>-XXXXXX" (static storage),
  * removed with everything in it by test_remove_tree. */
 const char *test_tmpdir(const char *name);
