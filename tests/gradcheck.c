@@ -114,3 +114,18 @@ void gradcheck_network(LossFn objective, void *c, Network *net, const char *name
            worst, zero);
     free(saved);
 }
+
+ModelConfig gradcheck_tiny_config(void) {
+    ModelConfig cfg = model_config_default();
+    cfg.F = 4, cfg.K = 8, cfg.R = 1, cfg.nd = 4;
+    return cfg;
+}
+
+void gradcheck_gan_batch(int B, int H, int W, float **a, float **b) {
+    TestRng rng = {5};
+    *a = malloc(sizeof(float) * B * H * W);
+    *b = malloc(sizeof(float) * B * 3 * H * W);
+    for (int i = 0; i < B * H * W; i++)
+        (*a)[i] = sinf(0.1f * (i % W)) * 0.8f + test_uniform(&rng, -0.2f, 0.2f);
+    test_fill_uniform(&rng, *b, (size_t)B * 3 * H * W, -1, 1);
+}

@@ -47,4 +47,11 @@ void gradcheck_random_direction(float *dir, size_t n, unsigned long long seed);
 void gradcheck_network(LossFn loss, void *ctx, Network *net, const char *name, float eps,
                        double rtol);
 
+/* The whole-objective checks' fixture (test_gradcheck_gan, _cycle): the
+ * default config at the smallest widths (F=4, K=8, R=1, nd=4), and B gray
+ * images a (a horizontal wave plus noise) and B color ones b (uniform in
+ * [-1, 1]) of H x W, the same on every call; the caller frees a and b. */
+ModelConfig gradcheck_tiny_config(void);
+void gradcheck_gan_batch(int B, int H, int W, float **a, float **b);
+
 #endif

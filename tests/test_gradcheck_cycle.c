@@ -12,7 +12,6 @@
  * 6% of the tensor's gradient norm. Leaving out any one of the
  * cross-gradients (F -> G, G -> F, D_A -> F) gives errors of 17% to 110%
  * on many tensors. */
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,8 +48,7 @@ static double objective(void *p) {
 int main(void) {
     Ctx c;
     memset(&c, 0, sizeof c);
-    ModelConfig cfg = model_config_default();
-    cfg.F = 4, cfg.K = 8, cfg.R = 1, cfg.nd = 4;
+    ModelConfig cfg = gradcheck_tiny_config();
     int B = 2, H = 96, W = 96;
     if (network_init_generator(&c.g, &cfg, err, sizeof err) ||
         network_init_discriminator(&c.d_b, &cfg, err, sizeof err) ||
@@ -66,11 +64,7 @@ int main(void) {
     network_init_weights(&c.d_b, 2);
     network_init_weights(&c.f, 3);
     network_init_weights(&c.d_a, 4);
-    TestRng rng = {5};
-    c.a = malloc(sizeof(float) * B * H * W);
-    c.b = malloc(sizeof(float) * B * 3 * H * W);
-    for (int i = 0; i < B * H * W; i++) c.a[i] = sinf(0.1f * (i % W)) * 0.8f + test_uniform(&rng, -0.2f, 0.2f);
-    test_fill_uniform(&rng, c.b, (size_t)B * 3 * H * W, -1, 1);
+    gradcheck_gan_batch(B, H, W, &c.a, &c.b);
     c.lw = (LossWeights){10.0f, 10.0f, 0.0f, 0};
 
     gradcheck_network(objective, &c, &c.g, "G+F loss wrt G", EPS, RTOL);

@@ -6,7 +6,6 @@
  * perturbation 1e-4 (the error grows linearly with the perturbation --
  * kinks, not rounding, dominate: 10% at 1e-3 for enc0's weight, 0.5% at
  * 1e-4). Tolerance: 2% of the tensor's gradient norm. */
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,8 +42,7 @@ static double objective(void *p) {
 int main(void) {
     Ctx c;
     memset(&c, 0, sizeof c);
-    ModelConfig cfg = model_config_default();
-    cfg.F = 4, cfg.K = 8, cfg.R = 1, cfg.nd = 4;
+    ModelConfig cfg = gradcheck_tiny_config();
     if (network_init_generator(&c.g, &cfg, err, sizeof err) ||
         network_init_discriminator(&c.d, &cfg, err, sizeof err)) {
         fprintf(stderr, "%s\n", err);
@@ -57,11 +55,7 @@ int main(void) {
         fprintf(stderr, "%s\n", err);
         return 1;
     }
-    TestRng rng = {5};
-    c.a = malloc(sizeof(float) * B * H * W);
-    c.b = malloc(sizeof(float) * B * 3 * H * W);
-    for (int i = 0; i < B * H * W; i++) c.a[i] = sinf(0.1f * (i % W)) * 0.8f + test_uniform(&rng, -0.2f, 0.2f);
-    test_fill_uniform(&rng, c.b, (size_t)B * 3 * H * W, -1, 1);
+    gradcheck_gan_batch(B, H, W, &c.a, &c.b);
     c.lw = (LossWeights){10.0f, 10.0f, 1.0f, 0};
 
     c.discriminator = 0;
