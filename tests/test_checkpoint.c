@@ -3,7 +3,6 @@
  * through the C API and through the `spynco info` process, and atomic writes.
  * Everything happens in a fresh folder under /tmp, removed at the end. */
 #include <dirent.h>
-#include <fcntl.h>
 #include <gdal.h>
 #include <hdf5.h>
 #include <limits.h>
@@ -12,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "io/checkpoint.h"
@@ -95,42 +93,25 @@ static void write_geotiff(const char *path) {
     GDALDestroyDriverManager();
 }
 
-/* Runs argv[0] (a full path) with stdout and stderr into out; returns the wait status. */
+/* Runs argv[0] (a full path) with stdout and stderr into out; test_run's status. */
 static int run(char *const argv[], char *out, size_t size) {
     char log[PATH_MAX];
     tmp_file(log, "run.log");
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    if (pid == 0) {
-        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        close(fd);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    int status = -1;
-    waitpid(pid, &status, 0);
-    out[0] = '\0';
-    FILE *f = fopen(log, "rb");
-    if (f) {
-        out[fread(out, 1, size - 1, f)] = '\0';
-        fclose(f);
-    }
+    int status = test_run(argv, NULL, log);
+    char *text = test_read_file(log);
+    snprintf(out, size, "%s", text ? text : "");
+    free(text);
     unlink(log);
     return status;
 }
 
-static int exited_with(int status, int code) {
-    return WIFEXITED(status) && WEXITSTATUS(status) == code;
-}
-
 static const char *describe(int status, char *buf, size_t size) {
-    if (WIFSIGNALED(status))
-        snprintf(buf, size, "killed by signal %d", WTERMSIG(status));
+    if (status < 0)
+        snprintf(buf, size, "could not start");
+    else if (status > 128)
+        snprintf(buf, size, "killed by signal %d", status - 128);
     else
-        snprintf(buf, size, "exit status %d", WEXITSTATUS(status));
+        snprintf(buf, size, "exit status %d", status);
     return buf;
 }
 
@@ -358,13 +339,13 @@ static void test_layout(void) {
     network_free(&d);
 
     char *which[] = {"/bin/sh", "-c", "command -v h5dump", NULL};
-    if (!exited_with(run(which, out, sizeof out), 0)) {
+    if (run(which, out, sizeof out) != 0) {
         printf("  h5dump not found: skipping the h5dump check\n");
         return;
     }
     char *dump[] = {"/bin/sh", "-c", "h5dump -H \"$0\"", path, NULL};
     int status = run(dump, out, sizeof out);
-    CHECK(exited_with(status, 0), "h5dump -H: %s\n%s", describe(status, how, sizeof how), out);
+    CHECK(status == 0, "h5dump -H: %s\n%s", describe(status, how, sizeof how), out);
     CHECK(strstr(out, "GROUP \"enc0\"") && strstr(out, "DATASET \"running_var\"") &&
               strstr(out, "H5T_IEEE_F32LE") && strstr(out, "( 32, 1, 7, 7 )"),
           "h5dump shows the layout:\n%.2000s", out);
@@ -375,7 +356,7 @@ static void test_layout(void) {
 static void test_h5py(void) {
     char out[OUTPUT_MAX], how[64];
     char *probe[] = {PYTHON, "-c", "import h5py", NULL};
-    if (!exited_with(run(probe, out, sizeof out), 0)) {
+    if (run(probe, out, sizeof out) != 0) {
         const char *skip = getenv("SPYNCO_SKIP_H5PY");
         if (skip && !strcmp(skip, "1"))
             printf("  h5py not importable and SPYNCO_SKIP_H5PY=1: skipping the h5py checks\n");
@@ -399,13 +380,13 @@ static void test_h5py(void) {
     network_free(&d);
     char *check[] = {PYTHON, H5PY_CHECK, "check", c_file, "7", "1234", NULL};
     int status = run(check, out, sizeof out);
-    CHECK(exited_with(status, 0), "h5py check of the C-written file (%s):\n%s",
+    CHECK(status == 0, "h5py check of the C-written file (%s):\n%s",
           describe(status, how, sizeof how), out);
 
     /* h5py writes, C loads and compares. */
     char *write[] = {PYTHON, H5PY_CHECK, "write", tmp_file(py_file, "h5py.h5"), NULL};
     status = run(write, out, sizeof out);
-    CHECK(exited_with(status, 0), "h5py write (%s):\n%s", describe(status, how, sizeof how), out);
+    CHECK(status == 0, "h5py write (%s):\n%s", describe(status, how, sizeof how), out);
     CheckpointMeta meta2 = {0, 0};
     if (checkpoint_load_model(py_file, &g, &d, &meta2, err, sizeof err) != 0) {
         CHECK(0, "load the h5py-written file: %s", err);
@@ -527,11 +508,10 @@ static void expect_refused(const BadCase *c) {
 
     int status = run_info(path, NULL, out, sizeof out);
     if (!c->info_fails) {
-        CHECK(exited_with(status, 0), "spynco info %s: %s\n%s", c->file,
-              describe(status, how, sizeof how), out);
+        CHECK(status == 0, "spynco info %s: %s\n%s", c->file, describe(status, how, sizeof how), out);
         return;
     }
-    CHECK(exited_with(status, 1), "spynco info %s: %s, expected exit status 1\n%s", c->file,
+    CHECK(status == 1, "spynco info %s: %s, expected exit status 1\n%s", c->file,
           describe(status, how, sizeof how), out);
     for (int i = 0; i < 2 && c->keywords[i]; i++)
         CHECK(strstr(out, c->keywords[i]) != NULL, "spynco info %s: output lacks '%s': %s", c->file,
@@ -597,8 +577,7 @@ static void test_bad_files(void) {
     char out[OUTPUT_MAX], how[64], expected[128];
     CHECK(checkpoint_load_model(valid, &g, &d, NULL, err, sizeof err) == 0, "valid.h5: %s", err);
     int status = run_info(valid, NULL, out, sizeof out);
-    CHECK(exited_with(status, 0), "spynco info valid.h5: %s\n%s", describe(status, how, sizeof how),
-          out);
+    CHECK(status == 0, "spynco info valid.h5: %s\n%s", describe(status, how, sizeof how), out);
     ReceptiveField rf = generator_receptive_field(&g);
     snprintf(expected, sizeof expected, "receptive field: %d px (radius %d px), total stride %d",
              rf.size, rf.radius, rf.stride);
@@ -615,18 +594,17 @@ static void test_bad_files(void) {
     network_free(&g);
     network_free(&d);
     status = run_info(tmp_file(path, "release.h5"), NULL, out, sizeof out);
-    CHECK(exited_with(status, 0) && strstr(out, "release model") && !strstr(out, "D parameters"),
+    CHECK(status == 0 && strstr(out, "release model") && !strstr(out, "D parameters"),
           "spynco info on a release model:\n%s", out);
 
     /* Usage. */
-    CHECK(exited_with(run_info(NULL, NULL, out, sizeof out), 2) && strstr(out, "usage"),
+    CHECK(run_info(NULL, NULL, out, sizeof out) == 2 && strstr(out, "usage"),
           "no file: exit 2 with usage\n%s", out);
-    CHECK(exited_with(run_info("--help", NULL, out, sizeof out), 0) && strstr(out, "usage"),
+    CHECK(run_info("--help", NULL, out, sizeof out) == 0 && strstr(out, "usage"),
           "--help: exit 0 with usage\n%s", out);
-    CHECK(exited_with(run_info("--bogus", NULL, out, sizeof out), 2) &&
-              strstr(out, "unknown option"),
+    CHECK(run_info("--bogus", NULL, out, sizeof out) == 2 && strstr(out, "unknown option"),
           "unknown option: exit 2\n%s", out);
-    CHECK(exited_with(run_info(valid, valid, out, sizeof out), 2), "two files: exit 2\n%s", out);
+    CHECK(run_info(valid, valid, out, sizeof out) == 2, "two files: exit 2\n%s", out);
 }
 
 /* ---- 5. atomic writes ----------------------------------------------------- */

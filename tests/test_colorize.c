@@ -50,22 +50,8 @@ static char child_log[1 << 16]; /* stderr of the last child */
 
 /* ---- files and paths ------------------------------------------------------------ */
 
-/* A path in the temporary folder, by value: tpath("x").s lives until the end
- * of the full expression (arguments of one call), a Path variable as long as
- * it is in scope. */
-typedef struct {
-    char s[PATH_MAX];
-} Path;
-static Path tpath(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static Path tpath(const char *fmt, ...) {
-    Path p;
-    int len = snprintf(p.s, sizeof p.s, "%s/", tmpdir);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(p.s + len, sizeof p.s - len, fmt, ap);
-    va_end(ap);
-    return p;
-}
+/* A path in the temporary folder, by value (testutil.h) */
+#define tpath(...) test_path(tmpdir, __VA_ARGS__)
 #define tp(...) (tpath(__VA_ARGS__).s)
 
 static int file_exists(const char *path) {
@@ -472,7 +458,7 @@ static void test_parity(void) {
 
 static cJSON *gdalinfo_json(const char *path) {
     char *argv[] = {gdalinfo_bin, "-json", (char *)path, NULL};
-    Path json_path = tpath("gdalinfo.json");
+    TestPath json_path = tpath("gdalinfo.json");
     const char *out = json_path.s;
     int st = run_env(argv, NULL, out);
     CHECK(exited_ok(st), "gdalinfo -json %s: %s; stderr:\n%s", path, describe(st), child_log);
@@ -524,7 +510,7 @@ static void test_georeferencing(void) {
     for (size_t i = 0; i < sizeof inputs / sizeof *inputs; i++) {
         char in[PATH_MAX];
         snprintf(in, sizeof in, "%s/%s", SPYNCO_TEST_DATA, inputs[i].name);
-        Path out_path = tpath("geo_%zu.tif", i);
+        TestPath out_path = tpath("geo_%zu.tif", i);
         const char *out = out_path.s;
         if (COLORIZE_OK(inputs[i].name, "--model", small_model, in, out)) continue;
         GDALDatasetH a = GDALOpen(in, GA_ReadOnly), b = GDALOpen(out, GA_ReadOnly);
@@ -701,7 +687,7 @@ static void test_input_kinds(void) {
         check_output(tp("tiny.tif"), 20, 20, 3, 10.0, "20x20");
 
     /* a VRT over a fixture, and the fixture inside a zip: same pixels as the file */
-    Path vrt_path = tpath("cogeo.vrt");
+    TestPath vrt_path = tpath("cogeo.vrt");
     const char *src = COGEO, *vrt = vrt_path.s;
     GDALBuildVRTOptions *vo = GDALBuildVRTOptionsNew(NULL, NULL);
     int usage_error = 0;
@@ -770,7 +756,7 @@ static void test_output_options(void) {
         check_same_pixels(tp("lzw.tif"), tp("tile_1024.tif"), "-co COMPRESS=LZW vs default");
     }
     /* defaults: tiled 512x512, DEFLATE, Spynco's metadata */
-    Path def_path = tpath("tile_1024.tif");
+    TestPath def_path = tpath("tile_1024.tif");
     const char *def = def_path.s;
     if ((ds = GDALOpen(def, GA_ReadOnly))) {
         int bx = 0, by = 0;
@@ -839,7 +825,7 @@ static void test_default_model(void) {
         /* the same G as small.h5: the same pixels */
         check_same_pixels(tp("default.tif"), tp("tile_1024.tif"), "SPYNCO_MODEL vs --model");
     }
-    Path missing_path = tpath("no-such-model.h5");
+    TestPath missing_path = tpath("no-such-model.h5");
     const char *missing = missing_path.s;
     snprintf(env, sizeof env, "SPYNCO_MODEL=%s", missing);
     st = colorize_env(env, COGEO, tp("default_missing.tif"), (const char *)NULL);
@@ -877,26 +863,26 @@ static void check_usage_error(int st, const char *what, const char *keyword) {
 }
 
 static void test_bad_input(void) {
-    Path out_path = tpath("bad.tif");
+    TestPath out_path = tpath("bad.tif");
     const char *out = out_path.s;
-    Path missing_path = tpath("missing.tif");
+    TestPath missing_path = tpath("missing.tif");
     const char *missing = missing_path.s;
     check_failure(colorize("--model", small_model, missing, out), "missing input", missing, out);
-    Path text_path = tpath("text.tif");
+    TestPath text_path = tpath("text.tif");
     const char *text = text_path.s;
     test_write_text(text, "this is not a raster\n");
     check_failure(colorize("--model", small_model, text, out), "text input", text, out);
-    Path empty_path = tpath("zero_bands.vrt");
+    TestPath empty_path = tpath("zero_bands.vrt");
     const char *empty = empty_path.s;
     test_write_text(empty, "<VRTDataset rasterXSize=\"10\" rasterYSize=\"10\"></VRTDataset>\n");
     check_failure(colorize("--model", small_model, empty, out), "zero-band VRT", empty, out);
-    Path bad_model_path = tpath("bad_model.h5");
+    TestPath bad_model_path = tpath("bad_model.h5");
     const char *bad_model = bad_model_path.s;
     test_write_text(bad_model, "not a model\n");
     check_failure(colorize("--model", bad_model, COGEO, out), "text model", bad_model, out);
     check_failure(colorize("--model", small_model, "-b", "5", DATA("naip_rgbn_266x204.tif"), out),
                   "-b 5 on 4 bands", "-b 5", out);
-    Path nodir_path = tpath("no-such-dir/out.tif");
+    TestPath nodir_path = tpath("no-such-dir/out.tif");
     const char *nodir = nodir_path.s;
     check_failure(colorize("--model", small_model, COGEO, nodir), "output in a missing folder",
                   nodir, NULL);
@@ -915,7 +901,7 @@ static void test_bad_input(void) {
     check_failure(run_env(argv, NULL, NULL), "ulimit -f 64", out, out);
 
     /* full disk (ii): a 64 KB tmpfs */
-    Path mnt_path = tpath("tmpfs");
+    TestPath mnt_path = tpath("tmpfs");
     const char *mnt = mnt_path.s;
     mkdir(mnt, 0755);
     char *mount_argv[] = {mount_bin, "-t", "tmpfs", "-o", "size=64k", "tmpfs", (char *)mnt, NULL};
@@ -924,7 +910,7 @@ static void test_bad_input(void) {
         printf("cannot mount a tmpfs (%s): skipping the full-tmpfs test\n",
                mount_bin[0] ? child_log : "no mount");
     } else {
-        Path full_path = tpath("tmpfs/out.tif");
+        TestPath full_path = tpath("tmpfs/out.tif");
         const char *full_out = full_path.s;
         check_failure(colorize("--model", small_model, COGEO, full_out), "full tmpfs", full_out,
                       full_out);
@@ -955,7 +941,7 @@ static double now(void) {
 }
 
 static void test_interrupt(void) {
-    Path out_path = tpath("interrupted.tif");
+    TestPath out_path = tpath("interrupted.tif");
     const char *out = out_path.s;
     char *argv[] = {SPYNCO_BIN, "colorize", "--threads", "1",         "--tile", "128",
                     "--model",  big_model,  big2000,     (char *)out, NULL};

@@ -44,19 +44,8 @@ static char tmp[256], model[PATH_MAX];
 
 /* ---- paths and files -------------------------------------------------------------- */
 
-typedef struct {
-    char s[PATH_MAX];
-} Path;
-static Path tpath(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static Path tpath(const char *fmt, ...) {
-    Path p;
-    int len = snprintf(p.s, sizeof p.s, "%s/", tmp);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(p.s + len, sizeof p.s - len, fmt, ap);
-    va_end(ap);
-    return p;
-}
+/* A path in the temporary folder, by value (testutil.h) */
+#define tpath(...) test_path(tmp, __VA_ARGS__)
 #define tp(...) (tpath(__VA_ARGS__).s)
 
 static int exists(const char *path) { return access(path, F_OK) == 0; }
@@ -217,7 +206,7 @@ static void test_zip_mosaic(void) {
         snprintf(x, sizeof x, "%d", TILES[i][0]);
         snprintf(y, sizeof y, "%d", TILES[i][1]);
         const char *opts[] = {"-srcwin", x, y, "192", "160", NULL};
-        Path tile = tpath("tile%d.tif", i);
+        TestPath tile = tpath("tile%d.tif", i);
         snprintf(member, sizeof member, "/vsizip/%s/%s", tp("tiles.zip"), TILE_MEMBERS[i]);
         if (translate(COGEO, tile.s, opts) || vsi_copy(tile.s, member)) return;
     }
@@ -241,7 +230,7 @@ static void test_zip_mosaic(void) {
     CHECK(raster_info(COGEO, &cogeo) == 0, "open %s", COGEO);
     const char *names[4] = {"t00_color.tif", "t01_color.tif", "t10_color.tif", "t11_color.tif"};
     for (int i = 0; i < 4; i++) {
-        Path out = tpath("out_zip/%s", names[i]);
+        TestPath out = tpath("out_zip/%s", names[i]);
         int ok = raster_info(out.s, &tile) == 0;
         CHECK(ok && tile.width == 192 && tile.height == 160 && tile.bands == 3, "%s: %dx%d, %d bands",
               out.s, tile.width, tile.height, tile.bands);
@@ -354,7 +343,7 @@ static void test_reproject(void) {
     OGRSpatialReferenceH wgs84 = srs_gis("EPSG:4326");
     for (int i = 0; i < 2; i++) {
         Info in, out;
-        Path w = tpath("%s", warped[i]);
+        TestPath w = tpath("%s", warped[i]);
         if (raster_info(inputs[i], &in) || raster_info(w.s, &out)) {
             CHECK(0, "cannot open %s", w.s);
             continue;
@@ -377,7 +366,7 @@ static void test_reproject(void) {
         /* each point's colour is where OGR puts it (nearest neighbour: the same pixel
          * up to a pixel's shift), far closer than at the mirrored place */
         int opaque, opaque_m;
-        Path p = tpath("%s", plain[i]);
+        TestPath p = tpath("%s", plain[i]);
         double d = warped_difference(inputs[i], p.s, w.s, 0, &opaque);
         double wrong = warped_difference(inputs[i], p.s, w.s, 1, &opaque_m);
         printf("%s: mean |colour difference| %.1f DN at OGR's places, %.1f mirrored\n",
@@ -496,7 +485,7 @@ static void test_kill_and_resume(void) {
     ino_t inodes[BIG_INPUTS];
     int finished[BIG_INPUTS], n_finished = 0;
     for (int i = 0; i < BIG_INPUTS; i++) {
-        Path entry = tpath("out_kill/.spynco-journal/big%d_color.tif.json", i + 1);
+        TestPath entry = tpath("out_kill/.spynco-journal/big%d_color.tif.json", i + 1);
         char *text = test_read_file(entry.s);
         finished[i] = text && strstr(text, "\"state\":\t\"done\"");
         free(text);
@@ -509,7 +498,7 @@ static void test_kill_and_resume(void) {
     CHECK(rc == 0, "rerun after SIGKILL: exit %d", rc);
     if (rc) dump_log();
     for (int i = 0; i < BIG_INPUTS; i++) {
-        Path o = tpath("out_kill/big%d_color.tif", i + 1);
+        TestPath o = tpath("out_kill/big%d_color.tif", i + 1);
         char name[32];
         snprintf(name, sizeof name, "big%d.tif", i + 1);
         ino_t inode = 0;
@@ -531,8 +520,8 @@ static void test_kill_and_resume(void) {
 /* Damaged outputs (truncated, changed in place, deleted) are found and redone. */
 static void test_damaged_outputs(void) {
     const char *out = tp("out_kill");
-    Path truncated = tpath("out_kill/big1_color.tif"), flipped = tpath("out_kill/big2_color.tif");
-    Path deleted = tpath("out_kill/big3_color.tif");
+    TestPath truncated = tpath("out_kill/big1_color.tif"), flipped = tpath("out_kill/big2_color.tif");
+    TestPath deleted = tpath("out_kill/big3_color.tif");
     uint8_t *before = read_pixels(flipped.s, 0, 0, BIG_W, BIG_H, 3);
     struct stat st;
     CHECK(stat(truncated.s, &st) == 0 && truncate(truncated.s, st.st_size / 2) == 0,
@@ -650,7 +639,7 @@ static void test_malformed(void) {
          ":2:9: train.gray[0]: '"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-        Path recipe = tpath("%s", cases[i].name);
+        TestPath recipe = tpath("%s", cases[i].name);
         test_write_text(recipe.s, cases[i].text);
         char expect[PATH_MAX + 256];
         snprintf(expect, sizeof expect, "%s%s", recipe.s, cases[i].at);
@@ -850,7 +839,7 @@ static void test_eval_job(void) {
                  "eval:\n  model: %s\n  inputs: %s\n  json: evals/%d/eval.json\n"
                  "  csv: evals/%d/eval.csv\n  samples: evals/%d/samples\n%s",
                  model, EVAL_SET, i, i, i, cases[i].keys);
-        Path yaml = tpath("eval%d.yaml", i);
+        TestPath yaml = tpath("eval%d.yaml", i);
         test_write_text(yaml.s, recipe);
         int rc = spynco_run(yaml.s, "--dry-run", NULL);
         CHECK(rc == 0 && log_has("eval: evaluate ") && !exists(tpath("evals/%d", i).s),
@@ -858,7 +847,7 @@ static void test_eval_job(void) {
         rc = spynco_run(yaml.s, "-q", NULL);
         CHECK(rc == 0 && log_has("3 images; model "), "eval recipe %d: exit %d, the table", i, rc);
         if (rc) dump_log();
-        Path json = tpath("evals/%d/eval.json", i), own = tpath("own%d.json", i);
+        TestPath json = tpath("evals/%d/eval.json", i), own = tpath("own%d.json", i);
         CHECK(exists(tpath("evals/%d/eval.csv", i).s) && test_count_entries(tpath("evals/%d/samples", i).s,
               ".png") == 3, "eval recipe %d: csv and 3 triptychs (folders created)", i);
         rc = spynco_eval(own.s, EVAL_SET, cases[i].flag);

@@ -123,6 +123,16 @@ int test_count_entries(const char *dir, const char *part) {
     return n;
 }
 
+TestPath test_path(const char *dir, const char *fmt, ...) {
+    TestPath p;
+    int len = snprintf(p.s, sizeof p.s, "%s/", dir);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(p.s + len, sizeof p.s - len, fmt, ap);
+    va_end(ap);
+    return p;
+}
+
 const char *test_tmpdir(const char *name) {
     static char dir[256];
     snprintf(dir, sizeof dir, "/tmp/spynco-%s-XXXXXX", name);

@@ -4,6 +4,7 @@
 #ifndef SPYNCO_TESTUTIL_H
 #define SPYNCO_TESTUTIL_H
 
+#include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -52,6 +53,13 @@ void test_write_text(const char *path, const char *text);
 double test_mtime(const char *path, ino_t *inode);
 /* The entries of folder dir whose name contains part. */
 int test_count_entries(const char *dir, const char *part);
+/* A path in folder dir, by value: test_path(dir, "x").s lives until the end of
+ * the full expression (arguments of one call), a TestPath variable as long as
+ * it is in scope. */
+typedef struct {
+    char s[PATH_MAX];
+} TestPath;
+TestPath test_path(const char *dir, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* A fresh temporary folder "/tmp/spynco-<name>-XXXXXX" (static storage),
  * removed with everything in it by test_remove_tree. */
 const char *test_tmpdir(const char *name);
