@@ -7,7 +7,6 @@
  * does the same for `spynco train --learned-f`: it learns, its checkpoint
  * holds F and D_A with their training state, it resumes bit-identically,
  * exports G alone, and refuses what it cannot train. */
-#include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,17 +31,30 @@ static char *path_in(const char *sub, const char *name) {
     return p;
 }
 
-/* spynco train with the common small settings plus extra arguments. */
-static int train(const char *out, const char *extra, char *const env[], const char *log) {
-    char cmd[4096];
-    /* exec: signals reach spynco itself, not the shell */
-    snprintf(cmd, sizeof cmd,
+/* The shell command of spynco train with the common small settings plus extra
+ * arguments (exec: signals reach spynco itself, not the shell). */
+static void train_command(char *cmd, size_t size, const char *out, const char *extra) {
+    snprintf(cmd, size,
              "exec %s train -q --F 8 --K 16 --R 1 --nd 8 --crop 96 --batch 2 --threads 2 --seed 7 "
              "--gray-from-color --gray %s/cogeo_rgb_384x320.tif %s/naip_plain.jpg "
              "--color %s/naip_rgbn_266x204.tif %s/landsat_rgba_240x200.tif --out %s %s",
              SPYNCO_BIN, DATA, DATA, DATA, DATA, out, extra);
+}
+
+static int train(const char *out, const char *extra, char *const env[], const char *log) {
+    char cmd[4096];
+    train_command(cmd, sizeof cmd, out, extra);
     char *argv[] = {"/bin/sh", "-c", cmd, NULL};
     return test_run(argv, env, log);
+}
+
+/* spynco train --resume in out, the run's options from its checkpoint. */
+static int resume(const char *out, const char *extra, const char *log) {
+    char cmd[1400];
+    snprintf(cmd, sizeof cmd, "exec %s train -q --threads 2 --out %s --resume %s", SPYNCO_BIN, out,
+             extra);
+    char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+    return test_run(argv, NULL, log);
 }
 
 /* Compares every dataset of two HDF5 files bit for bit. */
@@ -217,22 +229,27 @@ static void test_init_from_model(void) {
     free(text);
 }
 
-static void test_resume_is_exact(void) {
-    const char *one = path_in("one", ""), *two = path_in("two", "");
-    CHECK(train(one, "--steps 9 --checkpoint-every 4", NULL, NULL) == 0, "the one-go run failed");
-    CHECK(train(two, "--steps 9 --checkpoint-every 4 --stop-after 5", NULL, NULL) == 0,
-          "the first part failed");
-    char last_one[1100], last_two[1100];
+/* 9 steps with `flags` in one go into one/, and stopped after 5 into two/
+ * then resumed (the flags must come back from the checkpoint): the two
+ * last.h5 must be bit-identical. The number of datasets compared. */
+static int check_resume_is_exact(const char *one, const char *two, const char *flags) {
+    char args[600], last_one[1100], last_two[1100];
+    snprintf(args, sizeof args, "%s --steps 9 --checkpoint-every 4", flags);
+    CHECK(train(one, args, NULL, NULL) == 0, "the one-go run failed (flags '%s')", flags);
+    strcat(args, " --stop-after 5");
+    CHECK(train(two, args, NULL, NULL) == 0, "the first part failed (flags '%s')", flags);
     snprintf(last_one, sizeof last_one, "%s/last.h5", one);
     snprintf(last_two, sizeof last_two, "%s/last.h5", two);
     CHECK(checkpoint_step(last_two) == 5, "stopped at step %ld, expected 5", checkpoint_step(last_two));
-    char cmd[1200];
-    snprintf(cmd, sizeof cmd, "exec %s train -q --threads 2 --out %s --resume", SPYNCO_BIN, two);
-    char *argv[] = {"/bin/sh", "-c", cmd, NULL};
-    CHECK(test_run(argv, NULL, NULL) == 0, "resume failed");
+    CHECK(resume(two, "", NULL) == 0, "resume failed (flags '%s')", flags);
     int compared = 0;
     CHECK(files_identical(last_one, last_two, &compared),
-          "5 steps + resume to 9 differs from 9 steps in one run");
+          "5 steps + resume to 9 differs from 9 steps in one run (flags '%s')", flags);
+    return compared;
+}
+
+static void test_resume_is_exact(void) {
+    int compared = check_resume_is_exact(path_in("one", ""), path_in("two", ""), "");
     printf("  resume: %d datasets bit-identical (weights, BN statistics, Adam, RNG, pool)\n", compared);
 }
 
@@ -241,25 +258,10 @@ static void sleep_ms(long ms) {
     nanosleep(&t, NULL);
 }
 
-static int find_temp(const char *folder) {
-    DIR *d = opendir(folder);
-    struct dirent *e;
-    int found = 0;
-    while (d && (e = readdir(d)))
-        if (strstr(e->d_name, ".tmp-")) found = 1;
-    if (d) closedir(d);
-    return found;
-}
-
 static void test_kill_during_checkpoint(void) {
     const char *out = path_in("killed", ""), *ref = path_in("ref", "");
     char cmd[4096];
-    snprintf(cmd, sizeof cmd,
-             "exec %s train -q --F 8 --K 16 --R 1 --nd 8 --crop 96 --batch 2 --threads 2 --seed 7 "
-             "--gray-from-color --gray %s/cogeo_rgb_384x320.tif %s/naip_plain.jpg "
-             "--color %s/naip_rgbn_266x204.tif %s/landsat_rgba_240x200.tif --out %s "
-             "--steps 12 --checkpoint-every 3",
-             SPYNCO_BIN, DATA, DATA, DATA, DATA, out);
+    train_command(cmd, sizeof cmd, out, "--steps 12 --checkpoint-every 3");
     char *argv[] = {"/bin/sh", "-c", cmd, NULL};
     char *env[] = {"SPYNCO_CHECKPOINT_DELAY_MS=1500", NULL};
     pid_t pid = test_spawn(argv, env, NULL);
@@ -269,17 +271,16 @@ static void test_kill_during_checkpoint(void) {
      * (an epoch is one step here: 2 images per set, batch 2) */
     int waited = 0;
     while (waited < 600 && access(last, F_OK) != 0) sleep_ms(50), waited++;
-    while (waited < 600 && !find_temp(out)) sleep_ms(20), waited++;
-    int writing = find_temp(out);
+    while (waited < 600 && !test_count_entries(out, ".tmp-")) sleep_ms(20), waited++;
+    int writing = test_count_entries(out, ".tmp-") > 0;
     kill(pid, SIGKILL);
     int status = test_wait(pid);
     CHECK(writing, "never saw a checkpoint being written");
     CHECK(status == 128 + SIGKILL, "the run was not killed (%d)", status);
     long step = checkpoint_step(last);
     CHECK(step > 0 && step < 12, "after the kill last.h5 is at step %ld (%s)", step, err);
-    snprintf(cmd, sizeof cmd, "exec %s train -q --threads 2 --out %s --resume", SPYNCO_BIN, out);
-    CHECK(test_run(argv, NULL, NULL) == 0, "resume after the kill failed");
-    CHECK(!find_temp(out), "a temporary file was left behind");
+    CHECK(resume(out, "", NULL) == 0, "resume after the kill failed");
+    CHECK(!test_count_entries(out, ".tmp-"), "a temporary file was left behind");
     CHECK(train(ref, "--steps 12 --checkpoint-every 3", NULL, NULL) == 0, "reference run failed");
     char last_ref[1100];
     snprintf(last_ref, sizeof last_ref, "%s/last.h5", ref);
@@ -435,23 +436,10 @@ static void test_learned_f_learns(void) {
 }
 
 static void test_learned_f_resume_is_exact(void) {
-    const char *one = path_in("lf-one", ""), *two = path_in("lf-two", "");
-    CHECK(train(one, "--learned-f --steps 9 --checkpoint-every 4", NULL, NULL) == 0,
-          "the one-go --learned-f run failed");
-    CHECK(train(two, "--learned-f --steps 9 --checkpoint-every 4 --stop-after 5", NULL, NULL) == 0,
-          "the first part failed");
-    char last_one[1100], last_two[1100];
-    snprintf(last_one, sizeof last_one, "%s/last.h5", one);
+    const char *two = path_in("lf-two", "");
+    int compared = check_resume_is_exact(path_in("lf-one", ""), two, "--learned-f");
+    char last_two[1100];
     snprintf(last_two, sizeof last_two, "%s/last.h5", two);
-    CHECK(checkpoint_step(last_two) == 5, "stopped at step %ld, expected 5", checkpoint_step(last_two));
-    /* --learned-f comes back from the checkpoint's options */
-    char cmd[1200];
-    snprintf(cmd, sizeof cmd, "exec %s train -q --threads 2 --out %s --resume", SPYNCO_BIN, two);
-    char *argv[] = {"/bin/sh", "-c", cmd, NULL};
-    CHECK(test_run(argv, NULL, NULL) == 0, "resume failed");
-    int compared = 0;
-    CHECK(files_identical(last_one, last_two, &compared),
-          "--learned-f: 5 steps + resume to 9 differs from 9 steps in one run");
     H5Reader *r = h5r_open(last_two, err, sizeof err);
     CHECK(r && h5r_exists(r, "/F") && h5r_exists(r, "/opt/DA"), "the resumed run lost F or D_A");
     if (r) h5r_close(r);
