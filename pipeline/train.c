@@ -103,6 +103,9 @@ static char *options_to_json(const TrainOptions *o, long steps_per_epoch) {
     cJSON_AddNumberToObject(j, "checkpoint_every", o->checkpoint_every);
     cJSON_AddBoolToObject(j, "keep_epochs", o->keep_epochs);
     cJSON_AddBoolToObject(j, "learned_f", o->learned_f);
+    /* where the weights came from, as given (null: a fresh start) */
+    if (o->init_from) cJSON_AddStringToObject(j, "init", o->init_from);
+    else cJSON_AddNullToObject(j, "init");
     char *text = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
     return text;
@@ -110,7 +113,7 @@ static char *options_to_json(const TrainOptions *o, long steps_per_epoch) {
 
 /* Strings of a restored option set live in one allocation owned by the caller. */
 typedef struct {
-    char *strings[2 * TRAIN_MAX_SOURCES];
+    char *strings[2 * TRAIN_MAX_SOURCES + 1]; /* gray, color, init */
     int count;
 } StringPool;
 
@@ -162,6 +165,10 @@ static int options_from_json(TrainOptions *o, long *steps_per_epoch, const char 
     o->gray_from_color = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "gray_from_color"));
     o->keep_epochs = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "keep_epochs"));
     o->learned_f = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "learned_f"));
+    /* kept so that the resumed run's checkpoints still say it (absent before the option) */
+    const cJSON *init = cJSON_GetObjectItemCaseSensitive(j, "init");
+    o->init_from = NULL;
+    if (cJSON_IsString(init)) o->init_from = strings->strings[strings->count++] = strdup(init->valuestring);
     o->crop = (int)v[0], o->batch = (int)v[1], o->steps = (long)v[2];
     *steps_per_epoch = (long)v[3];
     /* absent in checkpoints from before the option: off */

@@ -110,6 +110,15 @@ static long checkpoint_step(const char *path) {
     return meta.step;
 }
 
+/* The training options a checkpoint stores (JSON; caller frees), "" if unreadable. */
+static char *stored_options(const char *path) {
+    char *json = NULL;
+    H5Reader *r = h5r_open(path, err, sizeof err);
+    if (r && h5r_attr_string(r, "/train", "options", &json)) json = NULL;
+    if (r) h5r_close(r);
+    return json ? json : strdup("");
+}
+
 /* Mean of a losses.csv column over rows [from, to). */
 static double csv_mean(const char *csv_path, int column, int from, int to) {
     char *text = test_read_file(csv_path);
@@ -159,6 +168,9 @@ static void test_learns_and_checkpoint_layout(void) {
     CHECK(h5r_attr_int(r, "/train", "pool_count", &pool) == 0 && pool == 50, "pool holds %lld", pool);
     h5r_close(r);
     CHECK(checkpoint_step(last) == 60, "last.h5 at step %ld", checkpoint_step(last));
+    char *options = stored_options(last);
+    CHECK(strstr(options, "\"init\":null"), "a fresh run must store init null: %s", options);
+    free(options);
     char file[1100];
     snprintf(file, sizeof file, "%s/losses.svg", out);
     CHECK(access(file, F_OK) == 0, "no losses.svg");
@@ -222,6 +234,17 @@ static void test_init_from_model(void) {
     snprintf(cmd, sizeof cmd, "exec %s train --out %s --resume --init %s", SPYNCO_BIN, out, model);
     char *argv[] = {"/bin/sh", "-c", cmd, NULL};
     CHECK(test_run(argv, NULL, log) == 2, "--init with --resume must be a usage error");
+    /* the checkpoint says where the run started, also after a resume */
+    char init_option[1200];
+    snprintf(init_option, sizeof init_option, "\"init\":\"%s\"", model);
+    char *options = stored_options(last);
+    CHECK(strstr(options, init_option), "no %s in the stored options: %s", init_option, options);
+    free(options);
+    CHECK(resume(out, "--steps 2", log) == 0, "resuming the --init run failed");
+    options = stored_options(last);
+    CHECK(checkpoint_step(last) == 2 && strstr(options, init_option),
+          "the resumed run lost %s: %s", init_option, options);
+    free(options);
     snprintf(extra, sizeof extra, "--steps 1 --init %s/no-such-model.h5", dir);
     CHECK(train(path_in("init2", ""), extra, NULL, log) == 1, "a missing --init file must fail");
     char *text = test_read_file(log);
