@@ -296,14 +296,18 @@ const char *default_model_path(void) {
     return file_exists(buf) ? buf : NULL;
 }
 
-int colorize_file(const char *input, const char *output, const ColorizeOptions *opt, char *err,
-                  size_t n) {
-    const char *model_path = opt->model_path ? opt->model_path : default_model_path();
-    if (!model_path) {
+const char *model_path_or_default(const char *given, char *err, size_t n) {
+    const char *path = given ? given : default_model_path();
+    if (!path)
         snprintf(err, n, "no model: give --model FILE or set SPYNCO_MODEL "
                          "(the default models/spynco-default.h5 was not found)");
-        return -1;
-    }
+    return path;
+}
+
+int colorize_file(const char *input, const char *output, const ColorizeOptions *opt, char *err,
+                  size_t n) {
+    const char *model_path = model_path_or_default(opt->model_path, err, n);
+    if (!model_path) return -1;
     char real_in[PATH_MAX], real_out[PATH_MAX];
     if (realpath(input, real_in) && realpath(output, real_out) && !strcmp(real_in, real_out)) {
         snprintf(err, n, "%s: the output would overwrite the input", output);

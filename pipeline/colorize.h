@@ -95,5 +95,8 @@ int colorize_file(const char *input, const char *output, const ColorizeOptions *
  * models/spynco-default.h5 beside the program (../models or ../share/spynco),
  * else in the source tree it was built from. NULL if none exists. */
 const char *default_model_path(void);
+/* given (a --model) if set, else default_model_path(); NULL with the
+ * message in err if neither is there (colorize's and eval's words). */
+const char *model_path_or_default(const char *given, char *err, size_t err_size);
 
 #endif

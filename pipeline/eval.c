@@ -522,12 +522,8 @@ static int same_list_everywhere(const ImageList *l) {
 /* The model for inference; its path, name and step into out. */
 static int load_model(const EvalOptions *opt, InferModel *model, EvalResult *out, char *err,
                       size_t n) {
-    const char *model_path = opt->model_path ? opt->model_path : default_model_path();
-    if (!model_path) {
-        snprintf(err, n, "no model: give --model FILE or set SPYNCO_MODEL "
-                         "(the default models/spynco-default.h5 was not found)");
-        return -1;
-    }
+    const char *model_path = model_path_or_default(opt->model_path, err, n);
+    if (!model_path) return -1;
     if (opt->tile && (opt->tile < 4 || opt->tile % 4)) {
         snprintf(err, n, "--tile %d: the tile size must be a positive multiple of 4", opt->tile);
         return -1;
