@@ -42,18 +42,18 @@ static int cmp_str(const void *a, const void *b) {
 
 static int add_source(const Walk *w, const char *path, const Visit *outer, char *err, size_t n);
 
-static int add_folder(const Walk *w, const char *path, const Visit *visit, char *err, size_t n) {
-    DIR *d = opendir(path);
+char **sources_folder_names(const char *dir, char *err, size_t n) {
+    DIR *d = opendir(dir);
     if (!d) {
-        snprintf(err, n, "%s: cannot read the folder: %s", path, strerror(errno));
-        return -1;
+        snprintf(err, n, "%s: cannot read the folder: %s", dir, strerror(errno));
+        return NULL;
     }
     char **names = NULL;
     size_t count = 0, cap = 0;
     int rc = 0;
     for (struct dirent *e; rc == 0 && (e = readdir(d));) {
         if (e->d_name[0] == '.') continue; /* ., .., hidden and partly written files */
-        if (count == cap) {
+        if (count + 1 >= cap) { /* and the NULL at the end */
             cap = cap ? 2 * cap : 64;
             char **p = realloc(names, cap * sizeof *p);
             if (!p) rc = -1;
@@ -62,10 +62,28 @@ static int add_folder(const Walk *w, const char *path, const Visit *visit, char 
         if (rc == 0 && !(names[count++] = strdup(e->d_name))) rc = -1;
     }
     closedir(d);
-    if (rc) snprintf(err, n, "%s: out of memory listing the folder", path);
+    if (rc == 0 && !names && !(names = malloc(sizeof *names))) rc = -1;
+    if (rc) {
+        snprintf(err, n, "%s: out of memory listing the folder", dir);
+        for (size_t i = 0; i < count; i++) free(names[i]);
+        free(names);
+        return NULL;
+    }
+    names[count] = NULL;
     /* name order, so what is found does not depend on the file system */
-    if (rc == 0 && count) qsort(names, count, sizeof *names, cmp_str);
-    for (size_t i = 0; rc == 0 && i < count; i++) {
+    qsort(names, count, sizeof *names, cmp_str);
+    return names;
+}
+
+void sources_free_names(char **names) {
+    for (size_t i = 0; names && names[i]; i++) free(names[i]);
+    free(names);
+}
+
+static int add_folder(const Walk *w, const char *path, const Visit *visit, char *err, size_t n) {
+    char **names = sources_folder_names(path, err, n);
+    int rc = names ? 0 : -1;
+    for (size_t i = 0; rc == 0 && names[i]; i++) {
         char *full = join(path, names[i]);
         struct stat st;
         if (!full) {
@@ -78,8 +96,7 @@ static int add_folder(const Walk *w, const char *path, const Visit *visit, char 
         }
         free(full);
     }
-    for (size_t i = 0; i < count; i++) free(names[i]);
-    free(names);
+    sources_free_names(names);
     return rc;
 }
 

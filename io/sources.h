@@ -24,4 +24,12 @@ typedef int (*SourceVisitor)(void *ctx, const char *path, int named, char *err, 
 int sources_walk(const char *const *sources, int num_sources, SourceVisitor visit, void *ctx,
                  char *err, size_t err_size);
 
+/* The names in folder dir as the walk reads them: in name order, hidden
+ * entries (also partly written files, ".NAME.tmp-...") left out. A
+ * NULL-terminated array (sources_free_names); NULL with the message in err
+ * if the folder cannot be read. For walks of their own (pipeline/batch.c's
+ * recipe inputs, which also open archives). */
+char **sources_folder_names(const char *dir, char *err, size_t err_size);
+void sources_free_names(char **names);
+
 #endif

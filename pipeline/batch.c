@@ -5,7 +5,6 @@
 #include <cpl_conv.h>
 #include <cpl_string.h>
 #include <cpl_vsi.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
@@ -23,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "io/sources.h"
 #include "pipeline/colorize.h"
 #include "pipeline/journal.h"
 
@@ -154,24 +154,11 @@ static int expand(Expand *x, const char *path, int depth, int allow_glob);
 
 /* Every raster in a folder and its subfolders, in name order; returns how many. */
 static int expand_folder(Expand *x, const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return expand_error(x, "%s: cannot read the folder: %s", dir, strerror(errno));
-    char **names = NULL;
-    int count = 0, cap = 0, added = 0;
-    for (struct dirent *e; added == 0 && (e = readdir(d));) {
-        if (e->d_name[0] == '.') continue; /* ., .., hidden files, partly written outputs */
-        if (count == cap) {
-            cap = cap ? 2 * cap : 64;
-            char **grown = realloc(names, cap * sizeof *names);
-            if (grown) names = grown;
-            else added = expand_error(x, "out of memory");
-        }
-        if (added == 0 && !(names[count++] = strdup(e->d_name)))
-            added = expand_error(x, "out of memory");
-    }
-    closedir(d);
-    if (count) qsort(names, count, sizeof *names, cmp_str);
-    for (int i = 0; i < count && added >= 0; i++) {
+    char msg[2048];
+    char **names = sources_folder_names(dir, msg, sizeof msg);
+    if (!names) return expand_error(x, "%s", msg);
+    int added = 0;
+    for (int i = 0; names[i] && added >= 0; i++) {
         char *full = str_printf("%s/%s", dir, names[i]);
         struct stat st;
         int rc = 0;
@@ -193,8 +180,7 @@ static int expand_folder(Expand *x, const char *dir) {
         free(full);
         added = rc < 0 ? -1 : added + rc;
     }
-    for (int i = 0; i < count; i++) free(names[i]);
-    free(names);
+    sources_free_names(names);
     return added;
 }
 
