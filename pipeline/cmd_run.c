@@ -14,6 +14,7 @@
 
 #include "io/recipe.h"
 #include "pipeline/batch.h"
+#include "pipeline/cli.h"
 #include "pipeline/colorize.h"
 #include "pipeline/commands.h"
 #include "pipeline/dist.h"
@@ -421,13 +422,10 @@ int cmd_run(int argc, char **argv) {
         } else if (!strcmp(a, "--dry-run")) {
             dry_run = 1;
         } else if (!strcmp(a, "--threads") && i + 1 < argc) {
-            char *end;
-            long v = strtol(argv[++i], &end, 10);
-            if (*end || v < 1 || v > 4096) {
+            if (cli_parse_int(argv[++i], &threads) || threads < 1 || threads > 4096) {
                 fprintf(stderr, "spynco run: --threads takes a positive number, not '%s'\n", argv[i]);
                 return 2;
             }
-            threads = (int)v;
         } else if (!strcmp(a, "--config") && i + 2 < argc) {
             CPLSetConfigOption(argv[i + 1], argv[i + 2]);
             i += 2;
