@@ -153,7 +153,21 @@ static int expand_archive(Expand *x, const char *root, const char *pattern) {
 static int expand(Expand *x, const char *path, int depth, int allow_glob);
 
 /* Every raster in a folder and its subfolders, in name order; returns how many. */
-static int expand_folder(Expand *x, const char *dir) {
+/* The folders being walked, innermost first: a link back to one of them
+ * would otherwise be walked again and again. */
+typedef struct FolderVisit {
+    dev_t dev;
+    ino_t ino;
+    const struct FolderVisit *outer;
+} FolderVisit;
+
+static int expand_folder(Expand *x, const char *dir, const FolderVisit *outer) {
+    struct stat here;
+    if (stat(dir, &here) != 0) return expand_error(x, "%s: %s", dir, strerror(errno));
+    for (const FolderVisit *v = outer; v; v = v->outer)
+        if (v->dev == here.st_dev && v->ino == here.st_ino)
+            return expand_error(x, "%s: a folder that contains itself (a link loop?)", dir);
+    FolderVisit visit = {here.st_dev, here.st_ino, outer};
     char msg[2048];
     char **names = sources_folder_names(dir, msg, sizeof msg);
     if (!names) return expand_error(x, "%s", msg);
@@ -169,7 +183,7 @@ static int expand_folder(Expand *x, const char *dir) {
         } else if (S_ISDIR(st.st_mode)) {
             int is_output = x->have_output_dir && st.st_dev == x->output_dir.st_dev &&
                             st.st_ino == x->output_dir.st_ino;
-            rc = is_output ? 0 : expand_folder(x, full);
+            rc = is_output ? 0 : expand_folder(x, full, &visit);
         } else if (archive_prefix(full)) {
             char *root = str_printf("%s%s", archive_prefix(full), full);
             rc = root ? expand_archive(x, root, NULL) : expand_error(x, "out of memory");
@@ -276,7 +290,7 @@ static int expand(Expand *x, const char *path, int depth, int allow_glob) {
         st.st_ino == x->output_dir.st_ino) {
         return expand_error(x, "'%s' is the output folder", path);
     } else if (S_ISDIR(st.st_mode)) {
-        if ((added = expand_folder(x, path)) == 0)
+        if ((added = expand_folder(x, path, NULL)) == 0)
             return expand_error(x, "the folder '%s' holds no raster", path);
     } else if (archive_prefix(path)) {
         char *root = str_printf("%s%s", archive_prefix(path), path);

@@ -49,15 +49,15 @@ int cli_model_option(const char *cmd, int argc, char **argv, int *i, ModelRunOpt
     return 1;
 }
 
-static volatile sig_atomic_t interrupted = 0;
+volatile sig_atomic_t cli_interrupted = 0;
 
 static void on_interrupt(int sig) {
     (void)sig;
-    interrupted = 1;
+    cli_interrupted = 1;
 }
 
-const volatile sig_atomic_t *cli_catch_interrupts(void) {
+void cli_catch_interrupts(void) {
     signal(SIGINT, on_interrupt);
     signal(SIGTERM, on_interrupt);
-    return &interrupted;
+    signal(SIGUSR1, on_interrupt);
 }

@@ -11,7 +11,7 @@
  *       ...                    // the command's own options
  *   }
  *
- * plus number parsing and the SIGINT/SIGTERM flag their long loops poll. */
+ * plus number parsing and the interrupt flag the long loops of every command poll. */
 #ifndef SPYNCO_CLI_H
 #define SPYNCO_CLI_H
 
@@ -33,8 +33,11 @@ int cli_model_option(const char *cmd, int argc, char **argv, int *i, ModelRunOpt
 int cli_parse_int(const char *s, int *out);
 int cli_parse_double(const char *s, double *out);
 
-/* Sets a flag on SIGINT and SIGTERM instead of dying, so that a command can
- * stop cleanly (nothing half-written); returns the flag. */
-const volatile sig_atomic_t *cli_catch_interrupts(void);
+/* Set by SIGINT, SIGTERM and SIGUSR1 (which mpirun passes on to the ranks)
+ * once cli_catch_interrupts has run, instead of dying: long loops poll it and
+ * stop cleanly, nothing half-written. A command may set it too (another MPI
+ * rank was interrupted). */
+extern volatile sig_atomic_t cli_interrupted;
+void cli_catch_interrupts(void);
 
 #endif

@@ -110,7 +110,8 @@ int cmd_colorize(int argc, char **argv) {
     opt.model_path = m.model_path, opt.tile = m.tile, opt.threads = m.threads;
     opt.keep_luminance = m.keep_luminance;
     opt.create_options = create_options;
-    opt.cancel = cli_catch_interrupts();
+    cli_catch_interrupts();
+    opt.cancel = &cli_interrupted;
     char err[1024];
     CPLPushErrorHandler(CPLQuietErrorHandler);
     rc = colorize_file(pos[0], pos[1], &opt, err, sizeof err) ? 1 : 0;

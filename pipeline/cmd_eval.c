@@ -95,7 +95,8 @@ int cmd_eval(int argc, char **argv) {
     opt.sources = sources;
     opt.verbose = !quiet;
     opt.progress = quiet ? NULL : GDALTermProgress;
-    opt.cancel = cli_catch_interrupts();
+    cli_catch_interrupts();
+    opt.cancel = &cli_interrupted;
     char err[2048];
     EvalResult res;
     int status = eval_run(&opt, &res, err, sizeof err);

@@ -5,7 +5,6 @@
 #include <cpl_vsi.h>
 #include <errno.h>
 #include <math.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,12 +21,6 @@
 #include "pipeline/train.h"
 
 #define EXIT_INTERRUPTED 130
-
-static volatile sig_atomic_t interrupted = 0;
-static void on_signal(int sig) {
-    (void)sig;
-    interrupted = 1;
-}
 
 static void usage(FILE *out) {
     fprintf(out,
@@ -148,7 +141,7 @@ static int run_train(const Recipe *r, TrainOptions *o, int quiet, char *err, siz
     if (resume && t->steps < 0 && t->epochs < 0) o->steps = 0, o->epochs = 0;
     if (resume) o->init_from = NULL; /* the run started from it already */
     o->quiet = quiet;
-    o->stop = &interrupted;
+    o->stop = &cli_interrupted;
     int rank = dist_rank();
     if (!quiet && rank == 0)
         fprintf(stderr, "train: %s %s\n", resume ? "continuing" : "starting", t->out.path);
@@ -211,7 +204,7 @@ static EvalOptions eval_options(const RecipeEval *e, const char **sources, int t
         .threads = threads > 0 ? threads : e->threads,
         .keep_luminance = e->keep_luminance < 0 ? KEEP_LUMINANCE_DEFAULT : e->keep_luminance,
         .json_path = e->json.path, .csv_path = e->csv.path, .samples_dir = e->samples.path,
-        .verbose = !quiet, .progress = quiet ? NULL : GDALTermProgress, .cancel = &interrupted};
+        .verbose = !quiet, .progress = quiet ? NULL : GDALTermProgress, .cancel = &cli_interrupted};
 }
 
 /* The folder a file is written into, created with its parents. */
@@ -254,8 +247,8 @@ static int run_eval(const Recipe *r, int threads, int quiet) {
         fflush(stdout);
     }
     free(sources);
-    if (dist_max_int(interrupted)) interrupted = 1;
-    if (interrupted) return EXIT_INTERRUPTED;
+    if (dist_max_int(cli_interrupted)) cli_interrupted = 1;
+    if (cli_interrupted) return EXIT_INTERRUPTED;
     if (rc != 0 && rank == 0) fprintf(stderr, "spynco run: eval: %s\n", err);
     return rc == 0 ? 0 : 1;
 }
@@ -370,7 +363,7 @@ static int run_colorize(BatchPlan *plan, const BatchOptions *opt) {
     if (ranks > 1) run_opt.quiet = 1;
     if (ranks > 1 && rank == 0) run_opt.poll = poll_queue, run_opt.poll_arg = q;
     int failed = 0;
-    for (long k; (k = dist_queue_next(q, interrupted)) >= 0;) { /* a signal: none for any rank */
+    for (long k; (k = dist_queue_next(q, cli_interrupted)) >= 0;) { /* a signal: none for any rank */
         const BatchItem *it = &plan->items[todo[k]];
         if (!opt->quiet && ranks > 1)
             fprintf(stderr, "[%ld/%d] rank %d: %s -> %s\n", k + 1, count, rank, it->display,
@@ -386,25 +379,25 @@ static int run_colorize(BatchPlan *plan, const BatchOptions *opt) {
      * after each wrote its last journal entry: the journal is complete. */
     dist_queue_free(q);
     free(todo);
-    if (dist_max_int(interrupted)) interrupted = 1; /* a rank's signal stops them all */
+    if (dist_max_int(cli_interrupted)) cli_interrupted = 1; /* a rank's signal stops them all */
     failed = dist_max_int(failed);
     if (rank == 0) {
         batch_collect(plan);
         rc = failed || batch_failures(plan) ? 1 : 0;
-        if (!interrupted) {
+        if (!cli_interrupted) {
             int m = batch_mosaic(plan, opt, err, sizeof err);
             if (m < 0) fprintf(stderr, "spynco run: %s\n", err), rc = 1;
             if (m == 1) fprintf(stderr, "spynco run: no output to mosaic; %s not written\n",
                                 plan->mosaic_path);
         }
         batch_print_summary(plan, stdout);
-        if (plan->mosaic_path && !interrupted && access(plan->mosaic_path, F_OK) == 0)
+        if (plan->mosaic_path && !cli_interrupted && access(plan->mosaic_path, F_OK) == 0)
             printf("mosaic: %s\n", plan->mosaic_path);
         fflush(stdout);
     }
     dist_bcast(&rc, sizeof rc);
     batch_unlock(lock);
-    return interrupted ? EXIT_INTERRUPTED : rc;
+    return cli_interrupted ? EXIT_INTERRUPTED : rc;
 }
 
 /* ---- the command -------------------------------------------------------------------------- */
@@ -445,9 +438,7 @@ int cmd_run(int argc, char **argv) {
         return 2;
     }
     char err[4096] = "";
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
-    signal(SIGUSR1, on_signal); /* mpirun passes SIGUSR1 on; SIGINT/SIGTERM it turns into kills */
+    cli_catch_interrupts();
     if (dist_init(&argc, &argv, err, sizeof err)) {
         fprintf(stderr, "spynco run: %s\n", err);
         return 1;
@@ -494,15 +485,15 @@ int cmd_run(int argc, char **argv) {
         }
         int trained = rc == 0; /* the later jobs need the model */
         if (trained && r.colorize.present) {
-            BatchOptions opt = {.threads = threads, .quiet = quiet, .cancel = &interrupted};
+            BatchOptions opt = {.threads = threads, .quiet = quiet, .cancel = &cli_interrupted};
             rc = run_colorize(&plan, &opt);
         }
         /* eval does not use colorize's outputs: it runs after a failed input too */
-        if (trained && !interrupted && r.eval.present) {
+        if (trained && !cli_interrupted && r.eval.present) {
             int e = run_eval(&r, threads, quiet);
             if (e) rc = e;
         }
-        if (interrupted && rank == 0)
+        if (cli_interrupted && rank == 0)
             fprintf(stderr, "spynco run: interrupted; rerun the recipe to finish\n");
     }
     batch_free(&plan);

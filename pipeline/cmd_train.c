@@ -1,18 +1,12 @@
 /* spynco train / spynco export. */
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "pipeline/cli.h"
 #include "pipeline/commands.h"
 #include "pipeline/dist.h"
 #include "pipeline/train.h"
-
-static volatile sig_atomic_t stop_requested = 0;
-static void on_signal(int sig) {
-    (void)sig;
-    stop_requested = 1;
-}
 
 static void train_usage(FILE *out) {
     TrainOptions d = train_options_default();
@@ -242,10 +236,8 @@ int cmd_train(int argc, char **argv) {
         return 2;
     }
     if (resume && !explicit_length) o.steps = 0, o.epochs = 0; /* keep the stored total */
-    o.stop = &stop_requested;
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
-    signal(SIGUSR1, on_signal); /* mpirun passes SIGUSR1 on; SIGINT/SIGTERM it turns into kills */
+    o.stop = &cli_interrupted;
+    cli_catch_interrupts();
     char err[1024];
     if (dist_init(&argc, &argv, err, sizeof err)) {
         fprintf(stderr, "spynco train: %s\n", err);
@@ -256,7 +248,7 @@ int cmd_train(int argc, char **argv) {
     if (rc < 0 && dist_rank() == 0) fprintf(stderr, "spynco train: %s\n", err);
     dist_finalize();
     if (rc < 0) return 1;
-    return rc == 1 && stop_requested ? 130 : 0;
+    return rc == 1 && cli_interrupted ? 130 : 0;
 }
 
 int cmd_export(int argc, char **argv) {

@@ -637,7 +637,13 @@ static void test_malformed(void) {
          ":4:10: colorize.model: cannot read '"},
         {"train.yaml", "train:\n  gray: nogray\n  color: bigs\n  out: t\n",
          ":2:9: train.gray[0]: '"},
+        {"loop.yaml", "colorize:\n  inputs: [loopy]\n  output: out\n",
+         ":2:12: colorize.inputs[0]: "},
     };
+    /* a link back to its own folder: walked once, an error, not endless copies */
+    mkdir(tp("loopy"), 0777);
+    vsi_copy(NAIP, tp("loopy/a.tif"));
+    CHECK(symlink(".", tp("loopy/again")) == 0, "symlink loopy/again -> .");
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         TestPath recipe = tpath("%s", cases[i].name);
         test_write_text(recipe.s, cases[i].text);
@@ -649,6 +655,7 @@ static void test_malformed(void) {
         if (rc != 2 || !log_has(expect)) dump_log();
         CHECK(!exists(tp("out")), "%s: nothing written", cases[i].name);
     }
+    CHECK(log_has("loopy/again: a folder that contains itself"), "the link loop is named");
 }
 
 /* ---- (g) one bad input among good ones ----------------------------------------------------- */
