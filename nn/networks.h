@@ -133,7 +133,7 @@ typedef struct {
     int num_apps;
     UnitActs *apps;        /* one per application of a unit (G's head is applied 3 times) */
     float *scratch;        /* conv workspace for the largest layer */
-    float *d_tmp;          /* gradient before BN when a unit has BN and an activation */
+    float *grads_end;      /* activations_zero_grads clears apps[0].d_out .. grads_end */
     double *bn_stats;      /* BatchNorm scratch (BN_STATS_DOUBLES of the widest unit) */
     const BnSync *bn_sync; /* NULL: the batch is whole; else a slice, BN statistics summed
                               over the replicas through it (nn/ops.h) */
