@@ -67,6 +67,22 @@ static float *thread_columns(const ConvShape *s, float *scratch) {
            (size_t)omp_get_thread_num() * thread_floats(s);
 }
 
+/* dst[i] += slots[k * stride + i] for k = first .. used-1, in that order for
+ * every i: the fixed-order sum of the weight-gradient slots. In blocks, so
+ * the inner loop runs over i and vectorises. */
+static void add_slots(float *dst, const float *slots, size_t stride, size_t n, int first, int used) {
+    enum { SPAN = 4096 };
+#pragma omp parallel for schedule(static) if (n > 8 * SPAN)
+    for (size_t i0 = 0; i0 < n; i0 += SPAN) {
+        size_t len = n - i0 < SPAN ? n - i0 : SPAN;
+        for (int slot = first; slot < used; slot++) {
+            const float *p = slots + (size_t)slot * stride + i0;
+            float *d = dst + i0;
+            for (size_t i = 0; i < len; i++) d[i] += p[i];
+        }
+    }
+}
+
 /* Fills col row by row in runs of one output row: each run is zeros where
  * the kernel tap falls into the padding and a (strided) copy of one input
  * row in between -- no per-pixel bounds checks. */
@@ -429,22 +445,19 @@ static void wino_backward_weight(float *dweight, const float *dout, const float 
 #pragma omp parallel for schedule(dynamic)
     for (int slot = 0; slot < used; slot++) {
         float *partial = slots + (size_t)slot * wsize;
-        memset(partial, 0, 16 * mat * sizeof(float));
         float *v = thread_columns(s, scratch), *dm = v + 16 * vld, *t = dm + 16 * mld;
         for (int job = slot; job < jobs; job += CONV_GRAD_SLOTS) {
+            float beta = job == slot ? 0.0f : 1.0f; /* the slot's first job stores: no memset */
             int b = job / (th * segs), ti = job / segs % th, j0 = job % segs * WINO_SEG;
             int nt = tw - j0 < WINO_SEG ? tw - j0 : WINO_SEG;
             fn.inputs(v, in + (size_t)b * ci_n * h * w, ci_n, h, w, 2 * ti, 2 * j0, nt, t);
             fn.grads(dm, dout + (size_t)b * co_n * h * w, co_n, h, w, 2 * ti, 2 * j0, nt, t);
             for (int e = 0; e < 16; e++)
-                gemm_nt(co_n, ci_n, nt, dm + e * mld, WINO_SEG, v + e * vld, WINO_SEG, 1.0f,
+                gemm_nt(co_n, ci_n, nt, dm + e * mld, WINO_SEG, v + e * vld, WINO_SEG, beta,
                         partial + e * mat, ci_n);
         }
     }
-    for (int slot = 1; slot < used; slot++) {
-        const float *partial = slots + (size_t)slot * wsize;
-        for (size_t i = 0; i < 16 * mat; i++) slots[i] += partial[i];
-    }
+    add_slots(slots, slots, wsize, 16 * mat, 1, used);
     /* dg = G^T dU G */
 #pragma omp parallel for
     for (int co = 0; co < co_n; co++)
@@ -569,9 +582,9 @@ static void phase_backward_weight(float *dweight, const float *dout, const float
 #pragma omp parallel for schedule(dynamic)
     for (int slot = 0; slot < used; slot++) {
         float *partial = slots + (size_t)slot * wsize;
-        memset(partial, 0, 4 * mat * sizeof(float));
         float *col = thread_columns(s, scratch), *dp = col + (size_t)kk * CONV_BLOCK;
         for (int job = slot; job < jobs; job += CONV_GRAD_SLOTS) {
+            float beta = job == slot ? 0.0f : 1.0f; /* the slot's first job stores: no memset */
             int b = job / blocks, q0 = (job % blocks) * CONV_BLOCK;
             int n = hw - q0 < CONV_BLOCK ? hw - q0 : CONV_BLOCK;
             for (int ph = 0; ph < 4; ph++) {
@@ -579,14 +592,11 @@ static void phase_backward_weight(float *dweight, const float *dout, const float
                 im2col_grid(col, in + b * in_size, s->in_ch, h, w, 1, 0, 0, 2, 2, a - 1, c - 1, w,
                             q0, n);
                 im2col_grid(dp, dout + b * out_size, s->out_ch, h, w, 2, a, c, 1, 1, 0, 0, w, q0, n);
-                gemm_nt(s->out_ch, kk, n, dp, n, col, n, 1.0f, partial + ph * mat, kk);
+                gemm_nt(s->out_ch, kk, n, dp, n, col, n, beta, partial + ph * mat, kk);
             }
         }
     }
-    for (int slot = 1; slot < used; slot++) {
-        const float *partial = slots + (size_t)slot * wsize;
-        for (size_t i = 0; i < 4 * mat; i++) slots[i] += partial[i];
-    }
+    add_slots(slots, slots, wsize, 4 * mat, 1, used);
     /* each 3x3 tap received, in every phase, the gradient of the phase tap it was summed into */
     for (int co = 0; co < s->out_ch; co++)
         for (int ci = 0; ci < s->in_ch; ci++) {
@@ -691,20 +701,16 @@ static void conv_backward_weight(float *dweight, const float *dout, const float 
 #pragma omp parallel for schedule(dynamic)
     for (int slot = 0; slot < used; slot++) {
         float *partial = slots + (size_t)slot * wsize;
-        memset(partial, 0, wsize * sizeof(float));
         for (int job = slot; job < jobs; job += CONV_GRAD_SLOTS) {
             int b = job / blocks, p0 = (job % blocks) * CONV_BLOCK;
             int n = hw - p0 < CONV_BLOCK ? hw - p0 : CONV_BLOCK;
             int ld;
             const float *cols = block_columns(s, in + b * in_size, scratch, p0, n, &ld);
-            gemm_nt(s->out_ch, kk, n, dout + b * out_size + p0, hw, cols, ld, 1.0f, partial, kk);
+            gemm_nt(s->out_ch, kk, n, dout + b * out_size + p0, hw, cols, ld,
+                    job == slot ? 0.0f : 1.0f, partial, kk); /* the first job stores: no memset */
         }
     }
-    for (int slot = 0; slot < used; slot++) {
-        const float *partial = slots + (size_t)slot * wsize;
-#pragma omp parallel for if (wsize > 32768)
-        for (size_t i = 0; i < wsize; i++) dweight[i] += partial[i];
-    }
+    add_slots(dweight, slots, wsize, wsize, 0, used);
 }
 
 void conv2d_backward(float *din, float *dweight, float *dbias, const float *dout, const float *in,
