@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "nn/gemm.h"
+#include "nn/ops.h"
 #include "nn/winograd.h"
 
 ConvShape conv_shape(int batch, int in_ch, int in_h, int in_w, int out_ch, int kernel, int stride,
@@ -382,6 +383,7 @@ static void wino_weights(GemmPacked packed[16], float *area, float *tmp, const f
                          int co_n, int ci_n, int transpose) {
     int m = transpose ? ci_n : co_n, k = transpose ? co_n : ci_n;
     size_t mat = (size_t)m * k;
+#pragma omp parallel for schedule(static)
     for (int co = 0; co < co_n; co++)
         for (int ci = 0; ci < ci_n; ci++) {
             const float *w = weight + ((size_t)co * ci_n + ci) * 9;
@@ -398,6 +400,7 @@ static void wino_weights(GemmPacked packed[16], float *area, float *tmp, const f
                         (float)(gg[u][0] * WINO_G[v][0] + gg[u][1] * WINO_G[v][1] + gg[u][2] * WINO_G[v][2]);
         }
     size_t each = gemm_packed_floats(m, k);
+#pragma omp parallel for schedule(static)
     for (int e = 0; e < 16; e++) gemm_pack(&packed[e], area + e * each, tmp + e * mat, k, m, k);
 }
 
@@ -720,10 +723,7 @@ void conv2d_backward(float *din, float *dweight, float *dbias, const float *dout
 #pragma omp parallel for
         for (int co = 0; co < s->out_ch; co++) {
             double sum = 0.0;
-            for (int b = 0; b < s->batch; b++) {
-                const float *dy = dout + ((size_t)b * s->out_ch + co) * hw;
-                for (int j = 0; j < hw; j++) sum += dy[j];
-            }
+            for (int b = 0; b < s->batch; b++) sum += sum_floats(dout + ((size_t)b * s->out_ch + co) * hw, hw);
             dbias[co] += (float)sum;
         }
     }

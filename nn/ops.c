@@ -41,9 +41,9 @@ void tanh_backward(float *din, const float *dout, const float *out, size_t n) {
     for (size_t i = 0; i < n; i++) din[i] += dout[i] * (1.0f - out[i] * out[i]);
 }
 
-/* Per-channel double sums run in BN_LANES independent partial sums, added in
- * a fixed order at the end: unlike one running double sum this vectorises,
- * and the result still depends only on the data (not on threads). */
+/* Double sums run in BN_LANES independent partial sums, added in a fixed
+ * order at the end: unlike one running double sum this vectorises, and the
+ * result still depends only on the data (not on threads). */
 #define BN_LANES 8
 #define BN_CHUNK 512
 
@@ -53,7 +53,7 @@ static double lanes_total(const double *acc) {
     return s;
 }
 
-static double sum_floats(const float *x, int n) {
+double sum_floats(const float *x, int n) {
     double acc[BN_LANES] = {0}, tail = 0.0;
     int i = 0;
     for (; i + BN_LANES <= n; i += BN_LANES)

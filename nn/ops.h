@@ -17,6 +17,10 @@
 
 #include <stddef.h>
 
+/* Sum of x[0..n) in double, in a fixed order that vectorises (BatchNorm's
+ * statistics, conv bias gradients). */
+double sum_floats(const float *x, int n);
+
 /* ---- activations ------------------------------------------------------ */
 void relu_forward(float *out, const float *in, size_t n);
 /* Uses the forward's output: the gradient passes where out > 0. */
