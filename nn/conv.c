@@ -68,6 +68,16 @@ static float *thread_columns(const ConvShape *s, float *scratch) {
            (size_t)omp_get_thread_num() * thread_floats(s);
 }
 
+/* Pixels per job: CONV_BLOCK, or on small maps (D's last layers) less, down
+ * to 64, until there are at least 4 jobs for the threads to share. Only the
+ * shape decides, never the thread count: the GEMM gives every output the
+ * same bits in any block, and the weight-gradient slots stay fixed. */
+static int block_pixels(int batch, int pixels) {
+    int n = CONV_BLOCK;
+    while (n > 64 && batch * ((pixels + n - 1) / n) < 4) n /= 2;
+    return n;
+}
+
 /* dst[i] += slots[k * stride + i] for k = first .. used-1, in that order for
  * every i: the fixed-order sum of the weight-gradient slots. In blocks, so
  * the inner loop runs over i and vectorises. */
@@ -222,12 +232,13 @@ static void conv_backward_input_strided(float *din, const float *dout, const flo
                                 weight[((size_t)co * s->in_ch + ci) * k2 +
                                        (ry + st * (p.kh - 1 - i)) * s->kernel + rx +
                                        st * (p.kw - 1 - j)];
-            int blocks = (grid + CONV_BLOCK - 1) / CONV_BLOCK;
+            int nb = block_pixels(s->batch, grid);
+            int blocks = (grid + nb - 1) / nb;
 #pragma omp parallel for schedule(dynamic)
             for (int job = 0; job < s->batch * blocks; job++) {
-                int b = job / blocks, q0 = (job % blocks) * CONV_BLOCK;
-                int n = grid - q0 < CONV_BLOCK ? grid - q0 : CONV_BLOCK;
-                float *g = thread_columns(s, scratch), *dx = g + column_rows(s) * CONV_BLOCK;
+                int b = job / blocks, q0 = (job % blocks) * nb;
+                int n = grid - q0 < nb ? grid - q0 : nb;
+                float *g = thread_columns(s, scratch), *dx = g + column_rows(s) * nb;
                 /* grid pixel (gy, gx) reads d(output) rows a0 + gy - t, t = kh-1-i */
                 im2col_grid(g, dout + b * out_size, s->out_ch, s->out_h, s->out_w, 1, 0, 0, p.kh,
                             p.kw, p.a0 - p.kh + 1, p.b0 - p.kw + 1, p.gw, q0, n);
@@ -621,12 +632,13 @@ void conv2d_forward(float *out, const float *in, const float *weight, const floa
     }
     int hw = s->out_h * s->out_w;
     int kk = s->in_ch * s->kernel * s->kernel;
-    int blocks = (hw + CONV_BLOCK - 1) / CONV_BLOCK;
+    int nb = block_pixels(s->batch, hw);
+    int blocks = (hw + nb - 1) / nb;
     size_t in_size = (size_t)s->in_ch * s->in_h * s->in_w, out_size = (size_t)s->out_ch * hw;
 #pragma omp parallel for schedule(dynamic)
     for (int job = 0; job < s->batch * blocks; job++) {
-        int b = job / blocks, p0 = (job % blocks) * CONV_BLOCK;
-        int n = hw - p0 < CONV_BLOCK ? hw - p0 : CONV_BLOCK;
+        int b = job / blocks, p0 = (job % blocks) * nb;
+        int n = hw - p0 < nb ? hw - p0 : nb;
         float *y = out + b * out_size + p0;
         int ld;
         const float *cols = block_columns(s, in + b * in_size, scratch, p0, n, &ld);
@@ -653,7 +665,8 @@ static void conv_backward_input(float *din, const float *dout, const float *weig
     int in_hw = s->in_h * s->in_w, out_hw = s->out_h * s->out_w;
     int k2 = s->kernel * s->kernel;
     int rows = s->out_ch * k2;
-    int blocks = (in_hw + CONV_BLOCK - 1) / CONV_BLOCK;
+    int nb = block_pixels(s->batch, in_hw);
+    int blocks = (in_hw + nb - 1) / nb;
     size_t in_size = (size_t)s->in_ch * in_hw, out_size = (size_t)s->out_ch * out_hw;
     /* Stride 1: d(input) is a plain convolution of d(output) with the flipped,
      * transposed kernel and padding k-1-pad, so im2col builds its operand. */
@@ -669,8 +682,8 @@ static void conv_backward_input(float *din, const float *dout, const float *weig
         }
 #pragma omp parallel for schedule(dynamic)
     for (int job = 0; job < s->batch * blocks; job++) {
-        int b = job / blocks, q0 = (job % blocks) * CONV_BLOCK;
-        int n = in_hw - q0 < CONV_BLOCK ? in_hw - q0 : CONV_BLOCK;
+        int b = job / blocks, q0 = (job % blocks) * nb;
+        int n = in_hw - q0 < nb ? in_hw - q0 : nb;
         const float *dy = dout + b * out_size;
         float *dx = din + b * in_size + q0;
         if (is_pointwise(s)) {
@@ -695,7 +708,8 @@ static void conv_backward_weight(float *dweight, const float *dout, const float 
     }
     int hw = s->out_h * s->out_w;
     int kk = s->in_ch * s->kernel * s->kernel;
-    int blocks = (hw + CONV_BLOCK - 1) / CONV_BLOCK;
+    int nb = block_pixels(s->batch, hw);
+    int blocks = (hw + nb - 1) / nb;
     int jobs = s->batch * blocks;
     size_t wsize = weight_floats(s);
     size_t in_size = (size_t)s->in_ch * s->in_h * s->in_w, out_size = (size_t)s->out_ch * hw;
@@ -705,8 +719,8 @@ static void conv_backward_weight(float *dweight, const float *dout, const float 
     for (int slot = 0; slot < used; slot++) {
         float *partial = slots + (size_t)slot * wsize;
         for (int job = slot; job < jobs; job += CONV_GRAD_SLOTS) {
-            int b = job / blocks, p0 = (job % blocks) * CONV_BLOCK;
-            int n = hw - p0 < CONV_BLOCK ? hw - p0 : CONV_BLOCK;
+            int b = job / blocks, p0 = (job % blocks) * nb;
+            int n = hw - p0 < nb ? hw - p0 : nb;
             int ld;
             const float *cols = block_columns(s, in + b * in_size, scratch, p0, n, &ld);
             gemm_nt(s->out_ch, kk, n, dout + b * out_size + p0, hw, cols, ld,
