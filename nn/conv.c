@@ -387,28 +387,34 @@ static WinoFns wino_fns(GemmKernel kernel) {
 
 static const double WINO_G[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
 
+/* G's rows applied to (a, b, c): 1, 0, 0 | .5, .5, .5 | .5, -.5, .5 | 0, 0, 1,
+ * as adds and halvings (the same values as the products with G in double). */
+INLINE void wino_g_rows(double *o, double a, double b, double c) {
+    o[0] = a, o[1] = 0.5 * (a + b + c), o[2] = 0.5 * (a - b + c), o[3] = c;
+}
+
 /* U[e] = (G g G^T)[e] as [m x k] matrices, g[i, j] = weight[co, ci] with
  * (i, j) = (co, ci), or = (ci, co) flipped for d(input) (transpose); each
- * packed for the GEMM into packed[e] (data from area). */
+ * packed for the GEMM into packed[e] (data from area). Row by row of the
+ * U[e], so that the writes are contiguous. */
 static void wino_weights(GemmPacked packed[16], float *area, float *tmp, const float *weight,
                          int co_n, int ci_n, int transpose) {
     int m = transpose ? ci_n : co_n, k = transpose ? co_n : ci_n;
     size_t mat = (size_t)m * k;
 #pragma omp parallel for schedule(static)
-    for (int co = 0; co < co_n; co++)
-        for (int ci = 0; ci < ci_n; ci++) {
+    for (int r = 0; r < m; r++)
+        for (int c = 0; c < k; c++) {
+            int co = transpose ? c : r, ci = transpose ? r : c;
             const float *w = weight + ((size_t)co * ci_n + ci) * 9;
             float g[9];
             for (int t = 0; t < 9; t++) g[t] = transpose ? w[8 - t] : w[t];
-            double gg[4][3];
-            for (int u = 0; u < 4; u++)
-                for (int j = 0; j < 3; j++)
-                    gg[u][j] = WINO_G[u][0] * g[j] + WINO_G[u][1] * g[3 + j] + WINO_G[u][2] * g[6 + j];
-            size_t at = transpose ? (size_t)ci * k + co : (size_t)co * k + ci;
-            for (int u = 0; u < 4; u++)
-                for (int v = 0; v < 4; v++)
-                    tmp[(4 * u + v) * mat + at] =
-                        (float)(gg[u][0] * WINO_G[v][0] + gg[u][1] * WINO_G[v][1] + gg[u][2] * WINO_G[v][2]);
+            double gg[3][4], u[4]; /* gg[j] = G applied to column j of g */
+            for (int j = 0; j < 3; j++) wino_g_rows(gg[j], g[j], g[3 + j], g[6 + j]);
+            float *dst = tmp + (size_t)r * k + c;
+            for (int i = 0; i < 4; i++) {
+                wino_g_rows(u, gg[0][i], gg[1][i], gg[2][i]);
+                for (int v = 0; v < 4; v++) dst[(4 * i + v) * mat] = (float)u[v];
+            }
         }
     size_t each = gemm_packed_floats(m, k);
 #pragma omp parallel for schedule(static)
