@@ -552,6 +552,7 @@ void discriminator_forward(Network *d, Activations *A, const float *rgb, int tra
 }
 
 void discriminator_backward(Network *d, Activations *A, int param_grads) {
+    A->apps[0].d_in = param_grads ? NULL : A->d_input;
     for (int a = d->num_units - 1; a >= 0; a--)
         unit_backward(&d->units[a], &A->apps[a], A, param_grads);
 }
