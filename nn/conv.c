@@ -40,7 +40,8 @@ static int is_upsampled_3x3(const ConvShape *s) {
 /* Scratch layout: [reordered weights | grad slots | per-thread column blocks].
  * The phase convs keep 4 phase kernels of [out x in*2*2] and their
  * transposes in the weight area, and their 4 phase kernels' gradients in
- * each slot. */
+ * each slot. The direct forward packs the weights for the GEMM across the
+ * weight area and the slots (k * (out + 7) floats: 8 areas of out * k do). */
 static size_t weight_floats(const ConvShape *s) {
     if (is_upsampled_3x3(s)) return (size_t)32 * s->out_ch * s->in_ch;
     if (is_winograd(s)) { /* packed U and U unpacked; the slots hold 16 dU */
@@ -646,6 +647,10 @@ void conv2d_forward(float *out, const float *in, const float *weight, const floa
     int nb = block_pixels(s->batch, hw);
     int blocks = (hw + nb - 1) / nb;
     size_t in_size = (size_t)s->in_ch * s->in_h * s->in_w, out_size = (size_t)s->out_ch * hw;
+    /* packed once for every job (the same bits as gemm_nn), in the weight
+     * area and the gradient slots, which the forward does not use */
+    GemmPacked wp;
+    gemm_pack(&wp, scratch, weight, kk, s->out_ch, kk);
 #pragma omp parallel for schedule(dynamic)
     for (int job = 0; job < s->batch * blocks; job++) {
         int b = job / blocks, p0 = (job % blocks) * nb;
@@ -655,7 +660,7 @@ void conv2d_forward(float *out, const float *in, const float *weight, const floa
         const float *cols = block_columns(s, in + b * in_size, scratch, p0, n, &ld);
         for (int co = 0; co < s->out_ch; co++)
             for (int j = 0; j < n; j++) y[(size_t)co * hw + j] = bias ? bias[co] : 0.0f;
-        gemm_nn(s->out_ch, n, kk, weight, kk, cols, ld, 1.0f, y, hw);
+        gemm_packed_nn(n, &wp, cols, ld, 1.0f, y, hw);
     }
 }
 
