@@ -293,6 +293,8 @@ INLINE void wino_outputs_body(float *out, const float *m, int ch, int h, int w, 
     size_t ld = (size_t)ch * WINO_SEG;
     int xn = w - x0 < 2 * nt ? w - x0 : 2 * nt; /* output columns inside the map */
     for (int c = 0; c < ch; c++) {
+        if (c + WINO_PREFETCH < ch) /* as in wino_input_rows */
+            wino_prefetch_rows(out + (size_t)(c + WINO_PREFETCH) * h * w, h, w, y0, 2, x0, xn, 1);
         const float *mc = m + (size_t)c * WINO_SEG;
         for (int j = 0; j < 4; j++) { /* A^T on the rows */
             const float *m0 = mc + j * ld, *m1 = m0 + 4 * ld, *m2 = m1 + 4 * ld, *m3 = m2 + 4 * ld;
@@ -320,6 +322,8 @@ INLINE void wino_grads_body(float *dm, const float *dy, int ch, int h, int w, in
     size_t ld = (size_t)ch * WINO_SEG;
     int xn = w - x0 < 2 * nt ? w - x0 : 2 * nt;
     for (int c = 0; c < ch; c++) {
+        if (c + WINO_PREFETCH < ch) /* as in wino_input_rows */
+            wino_prefetch_rows(dy + (size_t)(c + WINO_PREFETCH) * h * w, h, w, y0, 2, x0, xn, 0);
         for (int r = 0; r < 2; r++) { /* A dY A^T on the columns: (p, q) -> (p, p+q, p-q, -q) */
             float *s0 = t + 4 * r * WINO_SEG, *s1 = s0 + WINO_SEG, *s2 = s1 + WINO_SEG,
                   *s3 = s2 + WINO_SEG, *row = t + 8 * WINO_SEG;
