@@ -106,13 +106,13 @@ static void add_slots(float *dst, const float *slots, size_t stride, size_t n, i
 void conv_im2col_block(float *col, const float *in, const ConvShape *s, int p0, int n) {
     int k = s->kernel, up = s->upsampled, st = s->stride;
     int src_w = s->in_w >> up; /* row length of the stored input */
+    int oy0 = p0 / s->out_w, ox0 = p0 % s->out_w; /* runs after the first start at column 0 */
     for (int c = 0; c < s->in_ch; c++) {
         const float *x = in + (size_t)c * (s->in_h >> up) * src_w;
         for (int ki = 0; ki < k; ki++)
             for (int kj = 0; kj < k; kj++) {
                 float *row = col + ((size_t)(c * k + ki) * k + kj) * n;
-                for (int j = 0, p = p0; j < n;) {
-                    int oy = p / s->out_w, ox = p % s->out_w;
+                for (int j = 0, oy = oy0, ox = ox0; j < n; oy++, ox = 0) {
                     int len = s->out_w - ox < n - j ? s->out_w - ox : n - j;
                     int iy = oy * st - s->pad + ki;
                     float *dst = row + j;
@@ -135,7 +135,7 @@ void conv_im2col_block(float *col, const float *in, const ConvShape *s, int p0, 
                             for (int t = lo; t < hi; t++) dst[t] = src[(ix0 + t * st) >> up];
                         memset(dst + hi, 0, (size_t)(len - hi) * sizeof(float));
                     }
-                    j += len, p += len;
+                    j += len;
                 }
             }
     }
@@ -163,12 +163,13 @@ static const float *block_columns(const ConvShape *s, const float *x, float *scr
 static void im2col_grid(float *col, const float *x, int ch, int h, int w, int step, int py, int px,
                         int kh, int kw, int y0, int x0, int gw, int q0, int n) {
     size_t row_len = (size_t)step * w, plane = row_len * step * h;
+    int gy0 = q0 / gw, gx0 = q0 % gw; /* runs after the first start at column 0 */
     for (int c = 0; c < ch; c++)
         for (int i = 0; i < kh; i++)
             for (int j = 0; j < kw; j++) {
                 float *row = col + ((size_t)(c * kh + i) * kw + j) * n;
-                for (int t = 0, q = q0; t < n;) {
-                    int gy = q / gw, gx = q % gw, len = gw - gx < n - t ? gw - gx : n - t;
+                for (int t = 0, gy = gy0, gx = gx0; t < n; gy++, gx = 0) {
+                    int len = gw - gx < n - t ? gw - gx : n - t;
                     int iy = y0 + gy + i, ix = x0 + gx + j; /* the run's first input pixel */
                     float *dst = row + t;
                     if (iy < 0 || iy >= h) {
@@ -186,7 +187,7 @@ static void im2col_grid(float *col, const float *x, int ch, int h, int w, int st
                             for (int u = 0; u < hi - lo; u++) dst[lo + u] = src[step * u];
                         memset(dst + hi, 0, (size_t)(len - hi) * sizeof(float));
                     }
-                    t += len, q += len;
+                    t += len;
                 }
             }
 }
@@ -251,13 +252,13 @@ static void conv_backward_input_strided(float *din, const float *dout, const flo
                 gemm_nn(s->in_ch, n, rows, wt, rows, g, n, 0.0f, dx, n);
                 float *x = din + b * in_size;
                 for (int ci = 0; ci < s->in_ch; ci++)
-                    for (int t = 0, q = q0; t < n;) { /* in runs of one grid row */
-                        int gy = q / p.gw, gx = q % p.gw, len = p.gw - gx < n - t ? p.gw - gx : n - t;
+                    for (int t = 0, gy = q0 / p.gw, gx = q0 % p.gw; t < n; gy++, gx = 0) { /* in runs of one grid row */
+                        int len = p.gw - gx < n - t ? p.gw - gx : n - t;
                         float *dst = x + (size_t)ci * in_hw + (size_t)(st * (p.a0 + gy) + ry - s->pad) * s->in_w +
                                      st * (p.b0 + gx) + rx - s->pad;
                         const float *src = dx + (size_t)ci * n + t;
                         for (int u = 0; u < len; u++) dst[st * u] += src[u];
-                        t += len, q += len;
+                        t += len;
                     }
             }
         }
@@ -548,12 +549,12 @@ static void phase_scatter(float *out, const float *blk, int ch, int h, int w, in
                           int n) {
     size_t ow = (size_t)2 * w, plane = ow * 2 * h;
     for (int c = 0; c < ch; c++)
-        for (int t = 0, q = q0; t < n;) {
-            int gy = q / w, gx = q % w, len = w - gx < n - t ? w - gx : n - t;
+        for (int t = 0, gy = q0 / w, gx = q0 % w; t < n; gy++, gx = 0) {
+            int len = w - gx < n - t ? w - gx : n - t;
             float *dst = out + c * plane + (size_t)(2 * gy + a) * ow + 2 * gx + b;
             const float *src = blk + (size_t)c * n + t;
             for (int u = 0; u < len; u++) dst[2 * u] = src[u];
-            t += len, q += len;
+            t += len;
         }
 }
 
