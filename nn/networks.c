@@ -470,9 +470,10 @@ static void unit_forward(const ConvUnit *u, UnitActs *x, const float *in, Activa
 static void unit_backward(const ConvUnit *u, UnitActs *x, Activations *A, int param_grads) {
     const ConvShape *s = &x->shape;
     size_t count = shape_out_count(s);
-    if (u->has_bn) {
+    if (u->has_bn) { /* and the conv's bias gradient with it */
         batchnorm_act_backward(x->d_conv_out, param_grads ? u->dbn_weight : NULL,
-                               param_grads ? u->dbn_bias : NULL, x->d_out, x->out, x->conv_out,
+                               param_grads ? u->dbn_bias : NULL, param_grads ? u->dbias : NULL,
+                               x->d_out, x->out, x->conv_out,
                                x->mean, x->rstd, u->bn_weight, bn_act_slope(u->act), s->batch,
                                s->out_ch, s->out_h * s->out_w, 1, A->bn_sync, A->bn_stats);
     } else {
@@ -485,7 +486,8 @@ static void unit_backward(const ConvUnit *u, UnitActs *x, Activations *A, int pa
         case ACT_NONE: break;
         }
     }
-    conv2d_backward(x->d_in, param_grads ? u->dweight : NULL, param_grads ? u->dbias : NULL,
+    conv2d_backward(x->d_in, param_grads ? u->dweight : NULL,
+                    param_grads && !u->has_bn ? u->dbias : NULL,
                     x->d_conv_out, x->in, u->weight, s, A->scratch);
 }
 

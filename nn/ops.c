@@ -142,8 +142,8 @@ static void bn_forward(float *out, float *mean, float *rstd, float *running_mean
  * with out NULL, dout is BN's own output gradient (slope 1 then makes
  * act_grad the identity, with no branch in the loops). accumulate: din +=
  * (else =). */
-static void bn_backward(float *din, float *dgamma, float *dbeta, const float *dout, const float *out,
-                        float slope, int accumulate, const float *in, const float *mean,
+static void bn_backward(float *din, float *dgamma, float *dbeta, float *dsum, const float *dout,
+                        const float *out, float slope, int accumulate, const float *in, const float *mean,
                         const float *rstd, const float *gamma, int batch, int ch, int hw,
                         int training, const BnSync *sync, double *stats) {
     double *sum_dy = stats, *sum_dy_xhat = stats + ch;
@@ -181,18 +181,25 @@ static void bn_backward(float *din, float *dgamma, float *dbeta, const float *do
         float g = gamma[c] * rstd[c], m = mean[c], r = rstd[c];
         float mean_dy = training ? (float)(sum_dy[c] / count) : 0.0f;
         float mean_dy_xhat = training ? (float)(sum_dy_xhat[c] / count) : 0.0f;
+        double s = 0.0;
         for (int b = 0; b < batch; b++) {
             size_t off = ((size_t)b * ch + c) * hw;
             const float *x = in + off, *dy = dout + off, *o = (out ? out : dout) + off;
             float *dx = din + off;
-            if (accumulate)
+            if (accumulate) {
                 for (int i = 0; i < hw; i++) dx[i] += g * (dy[i] - mean_dy - (x[i] - m) * r * mean_dy_xhat);
-            else
-                for (int i = 0; i < hw; i++) {
+                continue;
+            }
+            for (int i0 = 0; i0 < hw; i0 += BN_CHUNK) { /* dsum: each chunk summed while in L1 */
+                int len = hw - i0 < BN_CHUNK ? hw - i0 : BN_CHUNK;
+                for (int i = i0; i < i0 + len; i++) {
                     float k = bn_act_grad(o[i], slope);
                     dx[i] = g * (k * dy[i] - mean_dy - (x[i] - m) * r * mean_dy_xhat);
                 }
+                if (dsum) s += sum_floats(dx + i0, len);
+            }
         }
+        if (dsum) dsum[c] += (float)s;
     }
 }
 
@@ -207,7 +214,7 @@ void batchnorm_backward(float *din, float *dgamma, float *dbeta, const float *do
                         const float *in, const float *mean, const float *rstd, const float *gamma,
                         int batch, int ch, int hw, int training, const BnSync *sync,
                         double *stats) {
-    bn_backward(din, dgamma, dbeta, dout, NULL, 1.0f, 1, in, mean, rstd, gamma, batch, ch, hw,
+    bn_backward(din, dgamma, dbeta, NULL, dout, NULL, 1.0f, 1, in, mean, rstd, gamma, batch, ch, hw,
                 training, sync, stats);
 }
 
@@ -219,11 +226,11 @@ void batchnorm_act_forward(float *out, float *mean, float *rstd, float *running_
                training, sync, stats);
 }
 
-void batchnorm_act_backward(float *din, float *dgamma, float *dbeta, const float *dout,
+void batchnorm_act_backward(float *din, float *dgamma, float *dbeta, float *dsum, const float *dout,
                             const float *out, const float *in, const float *mean, const float *rstd,
                             const float *gamma, float slope, int batch, int ch, int hw, int training,
                             const BnSync *sync, double *stats) {
-    bn_backward(din, dgamma, dbeta, dout, out, slope, 0, in, mean, rstd, gamma, batch, ch, hw,
+    bn_backward(din, dgamma, dbeta, dsum, dout, out, slope, 0, in, mean, rstd, gamma, batch, ch, hw,
                 training, sync, stats);
 }
 

@@ -67,12 +67,14 @@ void batchnorm_backward(float *din, float *dgamma, float *dbeta, const float *do
  * out must differ. The backward takes the activation's output gradient dout
  * and the forward's out, and STORES d(in) (din is overwritten, unlike the
  * other backwards: it is the conv output's own gradient, so nobody has to
- * zero it first); dgamma and dbeta accumulate. */
+ * zero it first); dgamma and dbeta accumulate, and so does dsum (if not
+ * NULL), the per-channel sum of d(in): the gradient of the conv's bias,
+ * taken while d(in) is in cache. */
 void batchnorm_act_forward(float *out, float *mean, float *rstd, float *running_mean,
                            float *running_var, const float *in, const float *gamma,
                            const float *beta, float slope, int batch, int ch, int hw, int training,
                            const BnSync *sync, double *stats);
-void batchnorm_act_backward(float *din, float *dgamma, float *dbeta, const float *dout,
+void batchnorm_act_backward(float *din, float *dgamma, float *dbeta, float *dsum, const float *dout,
                             const float *out, const float *in, const float *mean, const float *rstd,
                             const float *gamma, float slope, int batch, int ch, int hw, int training,
                             const BnSync *sync, double *stats);

@@ -252,15 +252,21 @@ static void test_batchnorm_act(float slope) {
                        b->ch, b->hw, 1, NULL, stats);
     memcpy(b->rm, rm0, sizeof rm0), memcpy(b->rv, rv0, sizeof rv0);
     bn_act_loss(&c);
-    batchnorm_act_backward(din, dg, dbt, b->r, b->out, b->in, b->mean, b->rstd, b->gamma, slope,
+    float dsum[4] = {0};
+    batchnorm_act_backward(din, dg, dbt, dsum, b->r, b->out, b->in, b->mean, b->rstd, b->gamma, slope,
                            b->batch, b->ch, b->hw, 1, NULL, stats);
     double worst = 0;
     for (size_t i = 0; i < n; i++) {
         worst = fmax(worst, fabs(b->out[i] - plain[i]));
         worst = fmax(worst, fabs(din[i] - din_ref[i]));
     }
-    for (int ch = 0; ch < b->ch; ch++)
+    for (int ch = 0; ch < b->ch; ch++) {
         worst = fmax(worst, fmax(fabs(dg[ch] - dg_ref[ch]), fabs(dbt[ch] - dbt_ref[ch])));
+        double sum = 0; /* dsum: the sum of d(in) over the channel */
+        for (int k = 0; k < b->batch; k++)
+            for (int i = 0; i < b->hw; i++) sum += din[((size_t)k * b->ch + ch) * b->hw + i];
+        worst = fmax(worst, fabs(dsum[ch] - sum));
+    }
     CHECK(worst < 1e-5, "batchnorm+act slope %g differs from the unfused ops by %g", slope, worst);
     char name[64];
     snprintf(name, sizeof name, "batchnorm+act %g vs unfused", slope);
