@@ -126,14 +126,14 @@ void conv_im2col_block(float *col, const float *in, const ConvShape *s, int p0, 
                         if (lo > len) lo = len;
                         if (hi > len) hi = len;
                         if (hi < lo) hi = lo;
-                        memset(dst, 0, (size_t)lo * sizeof(float));
+                        for (int t = 0; t < lo; t++) dst[t] = 0.0f; /* a few pixels: no call */
                         if (st == 1 && !up)
                             memcpy(dst + lo, src + ix0 + lo, (size_t)(hi - lo) * sizeof(float));
                         else if (st == 2 && !up) /* the encoder's strided convs: vectorisable */
                             for (int t = lo; t < hi; t++) dst[t] = src[ix0 + 2 * t];
                         else
                             for (int t = lo; t < hi; t++) dst[t] = src[(ix0 + t * st) >> up];
-                        memset(dst + hi, 0, (size_t)(len - hi) * sizeof(float));
+                        for (int t = hi; t < len; t++) dst[t] = 0.0f;
                     }
                     j += len;
                 }
