@@ -178,14 +178,14 @@ static void im2col_grid(float *col, const float *x, int ch, int h, int w, int st
                         int lo = ix < 0 ? -ix : 0, hi = w - ix < len ? w - ix : len;
                         if (lo > len) lo = len;
                         if (hi < lo) hi = lo;
-                        memset(dst, 0, (size_t)lo * sizeof(float));
+                        for (int u = 0; u < lo; u++) dst[u] = 0.0f; /* a few pixels: no call */
                         const float *src =
                             x + c * plane + (size_t)(step * iy + py) * row_len + step * (ix + lo) + px;
                         if (step == 1)
                             memcpy(dst + lo, src, (size_t)(hi - lo) * sizeof(float));
                         else
                             for (int u = 0; u < hi - lo; u++) dst[lo + u] = src[step * u];
-                        memset(dst + hi, 0, (size_t)(len - hi) * sizeof(float));
+                        for (int u = hi; u < len; u++) dst[u] = 0.0f;
                     }
                     t += len;
                 }
