@@ -279,11 +279,13 @@ static void conv_backward_input_strided(float *din, const float *dout, const flo
  * them to the fixed slots, so results do not depend on the thread count.
  * The transforms are plain C that vectorises over a row's tiles; the
  * AVX-512 copies are the same code compiled for it.
- * The forward stays im2col + GEMM: with Winograd's rounding (a few ulps per
- * output, as accurate as the GEMM) the golden test's G gradients moved by
- * 2e-3, above its 1e-3 tolerance, while with both backward products on
- * Winograd they stay at 1e-5 -- most likely a ReLU or L1 kink flipped by
- * the forward's different rounding; to be investigated before using it there. */
+ * The forward stays im2col + GEMM: with it on Winograd (each conv within
+ * ~1e-6 of the direct one) the golden test's G and D gradients move by
+ * 2-3e-3, above its 1e-3 tolerance. The cause is one kink: in the fixture,
+ * one pre-activation of D's first LeakyReLU on the H/2 output is 7.5e-8
+ * (direct) and -2.2e-8 (Winograd), i.e. zero within rounding, and the flip
+ * changes that pixel's gradient; any change of the forward's rounding may
+ * flip it. */
 
 #define INLINE static inline __attribute__((always_inline))
 
