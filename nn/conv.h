@@ -1,7 +1,8 @@
 /* conv.h: 2-D convolution (NCHW, float32) as blocked im2col + GEMM (nn/gemm.h).
  *
  * Any square kernel, stride and zero padding, with bias. The output's columns
- * (pixels) are cut into blocks of CONV_BLOCK; each block is one job: im2col of
+ * (pixels) are cut into blocks of CONV_BLOCK (fewer on small maps, so that
+ * threads find jobs: the shape decides); each block is one job: im2col of
  * that block into a small per-thread buffer that stays in cache, then one
  * SGEMM. Jobs run in parallel with OpenMP and write disjoint outputs, so the
  * result does not depend on the number of threads, and every output pixel's

@@ -297,7 +297,7 @@ static void app_shapes(const Network *net, ConvShape *shapes, int batch, int h, 
 static void layout_activations(Activations *A, const Network *net, const ConvShape *shapes) {
     Arena *ar = &A->arena;
     int apps = A->num_apps;
-    size_t max_out = 0, max_scratch = 0;
+    size_t max_scratch = 0;
     for (int a = 0; a < apps; a++) {
         const ConvUnit *u = app_unit(net, a);
         UnitActs *x = &A->apps[a];
@@ -307,7 +307,6 @@ static void layout_activations(Activations *A, const Network *net, const ConvSha
         x->out = (u->has_bn || u->act != ACT_NONE) ? arena_take(ar, count) : x->conv_out;
         x->mean = arena_take(ar, u->out_ch);
         x->rstd = arena_take(ar, u->out_ch);
-        if (count > max_out) max_out = count;
         size_t sc = conv_scratch_floats(&shapes[a], A->threads);
         if (sc > max_scratch) max_scratch = sc;
     }
@@ -318,19 +317,26 @@ static void layout_activations(Activations *A, const Network *net, const ConvSha
     }
     A->scratch = arena_take(ar, max_scratch);
     if (!A->with_grads) return;
-    /* Everything from here on is gradient: activations_zero_grads clears it in one go. */
-    for (int a = 0; a < apps; a++) {
-        const ConvUnit *u = app_unit(net, a);
-        UnitActs *x = &A->apps[a];
-        size_t count = shape_out_count(&shapes[a]);
-        x->d_out = arena_take(ar, count);
-        x->d_conv_out = (u->has_bn || u->act != ACT_NONE) ? arena_take(ar, count) : x->d_out;
-    }
+    /* Everything from here on is gradient. The gradients that backwards
+     * accumulate into come first: activations_zero_grads clears them in one
+     * go, up to grads_end. A BN unit's d_conv_out comes after: its fused
+     * backward stores it. */
+    for (int a = 0; a < apps; a++) A->apps[a].d_out = arena_take(ar, shape_out_count(&shapes[a]));
     if (net->kind == NET_DISCRIMINATOR) {
         A->d_input = arena_take(ar, (size_t)shapes[0].batch * shapes[0].in_ch * shapes[0].in_h *
                                         shapes[0].in_w);
     }
-    A->d_tmp = arena_take(ar, max_out);
+    for (int pass = 0; pass < 2; pass++) { /* without BN, then with BN */
+        for (int a = 0; a < apps; a++) {
+            const ConvUnit *u = app_unit(net, a);
+            UnitActs *x = &A->apps[a];
+            if (u->has_bn != pass) continue;
+            x->d_conv_out = (u->has_bn || u->act != ACT_NONE)
+                                ? arena_take(ar, shape_out_count(&shapes[a]))
+                                : x->d_out;
+        }
+        if (pass == 0) A->grads_end = ar->base ? ar->base + ar->used : NULL;
+    }
 }
 
 /* Wires each application's input and input-gradient views. */
@@ -426,11 +432,19 @@ void activations_free(Activations *A) {
 void activations_zero_grads(Activations *A) {
     if (!A->with_grads) return;
     float *start = A->apps[0].d_out;
-    float *end = A->arena.base + A->arena.used;
-    memset(start, 0, (size_t)(end - start) * sizeof(float));
+    size_t n = (size_t)(A->grads_end - start), span = (size_t)1 << 16;
+    /* in spans over the threads: tens of MB, more than one core's store bandwidth */
+#pragma omp parallel for schedule(static) if (n > 16 * span)
+    for (size_t i = 0; i < n; i += span) memset(start + i, 0, (n - i < span ? n - i : span) * sizeof(float));
 }
 
 /* ---- forward and backward ----------------------------------------------- */
+
+/* A BN unit's activation as batchnorm_act's slope: BN units end in ReLU,
+ * LeakyReLU or nothing (G's tanh head has no BN). */
+static float bn_act_slope(Activation act) {
+    return act == ACT_RELU ? 0.0f : act == ACT_LEAKY_RELU ? LEAKY_SLOPE : 1.0f;
+}
 
 static void unit_forward(const ConvUnit *u, UnitActs *x, const float *in, Activations *A,
                          int training) {
@@ -438,43 +452,42 @@ static void unit_forward(const ConvUnit *u, UnitActs *x, const float *in, Activa
     const ConvShape *s = &x->shape;
     size_t count = shape_out_count(s);
     conv2d_forward(x->conv_out, in, u->weight, u->bias, s, A->scratch);
-    const float *pre = x->conv_out;
     if (u->has_bn) {
-        batchnorm_forward(x->out, x->mean, x->rstd, u->running_mean, u->running_var, x->conv_out,
-                          u->bn_weight, u->bn_bias, s->batch, s->out_ch, s->out_h * s->out_w,
-                          training, A->bn_sync, A->bn_stats);
-        pre = x->out;
+        batchnorm_act_forward(x->out, x->mean, x->rstd, u->running_mean, u->running_var,
+                              x->conv_out, u->bn_weight, u->bn_bias, bn_act_slope(u->act),
+                              s->batch, s->out_ch, s->out_h * s->out_w, training, A->bn_sync,
+                              A->bn_stats);
+        return;
     }
     switch (u->act) {
-    case ACT_RELU: relu_forward(x->out, pre, count); break;
-    case ACT_LEAKY_RELU: leaky_relu_forward(x->out, pre, LEAKY_SLOPE, count); break;
-    case ACT_TANH: tanh_forward(x->out, pre, count); break;
+    case ACT_RELU: relu_forward(x->out, x->conv_out, count); break;
+    case ACT_LEAKY_RELU: leaky_relu_forward(x->out, x->conv_out, LEAKY_SLOPE, count); break;
+    case ACT_TANH: tanh_forward(x->out, x->conv_out, count); break;
     case ACT_NONE: break;
     }
 }
 
 static void unit_backward(const ConvUnit *u, UnitActs *x, Activations *A, int param_grads) {
-    float *d_tmp = A->d_tmp;
     const ConvShape *s = &x->shape;
     size_t count = shape_out_count(s);
-    const float *d_pre = x->d_out; /* gradient before the activation */
-    if (u->act != ACT_NONE) {
-        float *target = u->has_bn ? d_tmp : x->d_conv_out;
-        if (u->has_bn) memset(d_tmp, 0, count * sizeof(float));
-        switch (u->act) {
-        case ACT_RELU: relu_backward(target, x->d_out, x->out, count); break;
-        case ACT_LEAKY_RELU: leaky_relu_backward(target, x->d_out, x->out, LEAKY_SLOPE, count); break;
-        case ACT_TANH: tanh_backward(target, x->d_out, x->out, count); break;
+    if (u->has_bn) { /* and the conv's bias gradient with it */
+        batchnorm_act_backward(x->d_conv_out, param_grads ? u->dbn_weight : NULL,
+                               param_grads ? u->dbn_bias : NULL, param_grads ? u->dbias : NULL,
+                               x->d_out, x->out, x->conv_out,
+                               x->mean, x->rstd, u->bn_weight, bn_act_slope(u->act), s->batch,
+                               s->out_ch, s->out_h * s->out_w, 1, A->bn_sync, A->bn_stats);
+    } else {
+        switch (u->act) { /* into the zeroed d_conv_out (d_out itself without an activation) */
+        case ACT_RELU: relu_backward(x->d_conv_out, x->d_out, x->out, count); break;
+        case ACT_LEAKY_RELU:
+            leaky_relu_backward(x->d_conv_out, x->d_out, x->out, LEAKY_SLOPE, count);
+            break;
+        case ACT_TANH: tanh_backward(x->d_conv_out, x->d_out, x->out, count); break;
         case ACT_NONE: break;
         }
-        d_pre = target;
     }
-    if (u->has_bn)
-        batchnorm_backward(x->d_conv_out, param_grads ? u->dbn_weight : NULL,
-                           param_grads ? u->dbn_bias : NULL, d_pre, x->conv_out, x->mean, x->rstd,
-                           u->bn_weight, s->batch, s->out_ch, s->out_h * s->out_w, 1, A->bn_sync,
-                           A->bn_stats);
-    conv2d_backward(x->d_in, param_grads ? u->dweight : NULL, param_grads ? u->dbias : NULL,
+    conv2d_backward(x->d_in, param_grads ? u->dweight : NULL,
+                    param_grads && !u->has_bn ? u->dbias : NULL,
                     x->d_conv_out, x->in, u->weight, s, A->scratch);
 }
 
@@ -541,6 +554,7 @@ void discriminator_forward(Network *d, Activations *A, const float *rgb, int tra
 }
 
 void discriminator_backward(Network *d, Activations *A, int param_grads) {
+    A->apps[0].d_in = param_grads ? NULL : A->d_input;
     for (int a = d->num_units - 1; a >= 0; a--)
         unit_backward(&d->units[a], &A->apps[a], A, param_grads);
 }

@@ -133,7 +133,7 @@ typedef struct {
     int num_apps;
     UnitActs *apps;        /* one per application of a unit (G's head is applied 3 times) */
     float *scratch;        /* conv workspace for the largest layer */
-    float *d_tmp;          /* gradient before BN when a unit has BN and an activation */
+    float *grads_end;      /* activations_zero_grads clears apps[0].d_out .. grads_end */
     double *bn_stats;      /* BatchNorm scratch (BN_STATS_DOUBLES of the widest unit) */
     const BnSync *bn_sync; /* NULL: the batch is whole; else a slice, BN statistics summed
                               over the replicas through it (nn/ops.h) */
@@ -161,8 +161,10 @@ void generator_backward(Network *g, Activations *acts);
 void generator_backward_input(Network *g, Activations *acts, float *d_input);
 /* D: rgb [batch,in_ch,h,w] -> acts->y[0] scores [batch,1,y_h[0],y_w[0]]. */
 void discriminator_forward(Network *d, Activations *acts, const float *rgb, int training);
-/* Back-propagates acts->d_y[0] into acts->d_input, and into d's grads when
- * param_grads is set (off when D only passes the generator its gradient). */
+/* Back-propagates acts->d_y[0] into d's grads when param_grads is set (D's
+ * own step, which has no use for d(input): acts->d_input is then left
+ * alone), else into acts->d_input only (D passing the generator its
+ * gradient). */
 void discriminator_backward(Network *d, Activations *acts, int param_grads);
 /* Zeroes every activation gradient (call before filling d_y). */
 void activations_zero_grads(Activations *acts);

@@ -16,14 +16,19 @@ void relu_backward(float *din, const float *dout, const float *out, size_t n) {
         if (out[i] > 0.0f) din[i] += dout[i];
 }
 
+/* Both written so that they vectorise without branches (see bn_act). */
 void leaky_relu_forward(float *out, const float *in, float slope, size_t n) {
 #pragma omp parallel for if (n > PAR_MIN)
-    for (size_t i = 0; i < n; i++) out[i] = in[i] > 0.0f ? in[i] : slope * in[i];
+    for (size_t i = 0; i < n; i++)
+        out[i] = (in[i] > 0.0f ? in[i] : 0.0f) + slope * (in[i] < 0.0f ? in[i] : 0.0f);
 }
 
 void leaky_relu_backward(float *din, const float *dout, const float *out, float slope, size_t n) {
 #pragma omp parallel for if (n > PAR_MIN)
-    for (size_t i = 0; i < n; i++) din[i] += out[i] > 0.0f ? dout[i] : slope * dout[i];
+    for (size_t i = 0; i < n; i++) {
+        float k = out[i] > 0.0f ? 1.0f : slope;
+        din[i] += k * dout[i];
+    }
 }
 
 void tanh_forward(float *out, const float *in, size_t n) {
@@ -36,9 +41,52 @@ void tanh_backward(float *din, const float *dout, const float *out, size_t n) {
     for (size_t i = 0; i < n; i++) din[i] += dout[i] * (1.0f - out[i] * out[i]);
 }
 
-void batchnorm_forward(float *out, float *mean, float *rstd, float *running_mean,
+/* Double sums run in BN_LANES independent partial sums, added in a fixed
+ * order at the end: unlike one running double sum this vectorises, and the
+ * result still depends only on the data (not on threads). */
+#define BN_LANES 8
+#define BN_CHUNK 512
+
+static double lanes_total(const double *acc) {
+    double s = 0.0;
+    for (int l = 0; l < BN_LANES; l++) s += acc[l];
+    return s;
+}
+
+double sum_floats(const float *x, int n) {
+    double acc[BN_LANES] = {0}, tail = 0.0;
+    int i = 0;
+    for (; i + BN_LANES <= n; i += BN_LANES)
+        for (int l = 0; l < BN_LANES; l++) acc[l] += x[i + l];
+    for (; i < n; i++) tail += x[i];
+    return lanes_total(acc) + tail;
+}
+
+static double sum_squared_deviations(const float *x, int n, double mu) {
+    double acc[BN_LANES] = {0}, tail = 0.0;
+    int i = 0;
+    for (; i + BN_LANES <= n; i += BN_LANES)
+        for (int l = 0; l < BN_LANES; l++) {
+            double d = x[i + l] - mu;
+            acc[l] += d * d;
+        }
+    for (; i < n; i++) tail += (x[i] - mu) * (x[i] - mu);
+    return lanes_total(acc) + tail;
+}
+
+/* act(y) = y > 0 ? y : slope * y, written as max(y, 0) + slope * min(y, 0)
+ * (the same value; ReLU gives 0, not -0) so that it vectorises without
+ * branches: the select form with a multiply in one arm does not. */
+static inline float bn_act(float y, float slope) {
+    return (y > 0.0f ? y : 0.0f) + slope * (y < 0.0f ? y : 0.0f);
+}
+/* The activation's derivative, from its output (slope > 0 keeps the sign). */
+static inline float bn_act_grad(float out, float slope) { return out > 0.0f ? 1.0f : slope; }
+
+static void bn_forward(float *out, float *mean, float *rstd, float *running_mean,
                        float *running_var, const float *in, const float *gamma, const float *beta,
-                       int batch, int ch, int hw, int training, const BnSync *sync, double *stats) {
+                       float slope, int batch, int ch, int hw, int training, const BnSync *sync,
+                       double *stats) {
     if (training) {
         /* two passes (sum, then squared deviations) in double: accurate, and
          * each pass's per-channel sums can be added up over replicas */
@@ -46,10 +94,8 @@ void batchnorm_forward(float *out, float *mean, float *rstd, float *running_mean
 #pragma omp parallel for schedule(static)
         for (int c = 0; c < ch; c++) {
             double sum = 0.0;
-            for (int b = 0; b < batch; b++) {
-                const float *x = in + ((size_t)b * ch + c) * hw;
-                for (int i = 0; i < hw; i++) sum += x[i];
-            }
+            for (int b = 0; b < batch; b++)
+                sum += sum_floats(in + ((size_t)b * ch + c) * hw, hw);
             mu[c] = sum;
         }
         mu[ch] = (double)batch * hw;
@@ -59,13 +105,8 @@ void batchnorm_forward(float *out, float *mean, float *rstd, float *running_mean
         for (int c = 0; c < ch; c++) {
             mu[c] /= count;
             double s = 0.0;
-            for (int b = 0; b < batch; b++) {
-                const float *x = in + ((size_t)b * ch + c) * hw;
-                for (int i = 0; i < hw; i++) {
-                    double d = x[i] - mu[c];
-                    s += d * d;
-                }
-            }
+            for (int b = 0; b < batch; b++)
+                s += sum_squared_deviations(in + ((size_t)b * ch + c) * hw, hw, mu[c]);
             sq[c] = s;
         }
         if (sync) sync->sum(sq, ch, sync->ctx);
@@ -89,25 +130,41 @@ void batchnorm_forward(float *out, float *mean, float *rstd, float *running_mean
         float shift = beta[c] - mean[c] * scale;
         for (int b = 0; b < batch; b++) {
             size_t off = ((size_t)b * ch + c) * hw;
-            for (int i = 0; i < hw; i++) out[off + i] = in[off + i] * scale + shift;
+            if (slope == 1.0f)
+                for (int i = 0; i < hw; i++) out[off + i] = in[off + i] * scale + shift;
+            else
+                for (int i = 0; i < hw; i++) out[off + i] = bn_act(in[off + i] * scale + shift, slope);
         }
     }
 }
 
-void batchnorm_backward(float *din, float *dgamma, float *dbeta, const float *dout,
-                        const float *in, const float *mean, const float *rstd, const float *gamma,
-                        int batch, int ch, int hw, int training, const BnSync *sync,
-                        double *stats) {
+/* With out set, dout is the activation's output gradient and out its output;
+ * with out NULL, dout is BN's own output gradient (slope 1 then makes
+ * act_grad the identity, with no branch in the loops). accumulate: din +=
+ * (else =). */
+static void bn_backward(float *din, float *dgamma, float *dbeta, float *dsum, const float *dout,
+                        const float *out, float slope, int accumulate, const float *in, const float *mean,
+                        const float *rstd, const float *gamma, int batch, int ch, int hw,
+                        int training, const BnSync *sync, double *stats) {
     double *sum_dy = stats, *sum_dy_xhat = stats + ch;
+    if (!out) slope = 1.0f;
 #pragma omp parallel for schedule(static)
     for (int c = 0; c < ch; c++) {
         double s = 0.0, sx = 0.0;
+        float m = mean[c], r = rstd[c];
         for (int b = 0; b < batch; b++) {
             size_t off = ((size_t)b * ch + c) * hw;
-            for (int i = 0; i < hw; i++) {
-                double xhat = (in[off + i] - mean[c]) * rstd[c];
-                s += dout[off + i];
-                sx += dout[off + i] * xhat;
+            const float *x = in + off, *dy = dout + off, *o = (out ? out : dout) + off;
+            /* in chunks: the float products first, then their double sums, each vectorised */
+            float g[BN_CHUNK], gx[BN_CHUNK];
+            for (int i0 = 0; i0 < hw; i0 += BN_CHUNK) {
+                int len = hw - i0 < BN_CHUNK ? hw - i0 : BN_CHUNK;
+                for (int i = 0; i < len; i++) {
+                    float k = bn_act_grad(o[i0 + i], slope); /* in a variable: vectorises */
+                    g[i] = k * dy[i0 + i];
+                    gx[i] = g[i] * ((x[i0 + i] - m) * r);
+                }
+                s += sum_floats(g, len), sx += sum_floats(gx, len);
             }
         }
         sum_dy[c] = s, sum_dy_xhat[c] = sx;
@@ -121,17 +178,60 @@ void batchnorm_backward(float *din, float *dgamma, float *dbeta, const float *do
     double count = stats[2 * ch];
 #pragma omp parallel for schedule(static)
     for (int c = 0; c < ch; c++) {
-        float g = gamma[c] * rstd[c];
+        float g = gamma[c] * rstd[c], m = mean[c], r = rstd[c];
         float mean_dy = training ? (float)(sum_dy[c] / count) : 0.0f;
         float mean_dy_xhat = training ? (float)(sum_dy_xhat[c] / count) : 0.0f;
+        double s = 0.0;
         for (int b = 0; b < batch; b++) {
             size_t off = ((size_t)b * ch + c) * hw;
-            for (int i = 0; i < hw; i++) {
-                float xhat = (in[off + i] - mean[c]) * rstd[c];
-                din[off + i] += g * (dout[off + i] - mean_dy - xhat * mean_dy_xhat);
+            const float *x = in + off, *dy = dout + off, *o = (out ? out : dout) + off;
+            float *dx = din + off;
+            if (accumulate) {
+                for (int i = 0; i < hw; i++) dx[i] += g * (dy[i] - mean_dy - (x[i] - m) * r * mean_dy_xhat);
+                continue;
+            }
+            for (int i0 = 0; i0 < hw; i0 += BN_CHUNK) { /* dsum: each chunk summed while in L1 */
+                int len = hw - i0 < BN_CHUNK ? hw - i0 : BN_CHUNK;
+                for (int i = i0; i < i0 + len; i++) {
+                    float k = bn_act_grad(o[i], slope);
+                    dx[i] = g * (k * dy[i] - mean_dy - (x[i] - m) * r * mean_dy_xhat);
+                }
+                if (dsum) s += sum_floats(dx + i0, len);
             }
         }
+        if (dsum) dsum[c] += (float)s;
     }
+}
+
+void batchnorm_forward(float *out, float *mean, float *rstd, float *running_mean,
+                       float *running_var, const float *in, const float *gamma, const float *beta,
+                       int batch, int ch, int hw, int training, const BnSync *sync, double *stats) {
+    bn_forward(out, mean, rstd, running_mean, running_var, in, gamma, beta, 1.0f, batch, ch, hw,
+               training, sync, stats);
+}
+
+void batchnorm_backward(float *din, float *dgamma, float *dbeta, const float *dout,
+                        const float *in, const float *mean, const float *rstd, const float *gamma,
+                        int batch, int ch, int hw, int training, const BnSync *sync,
+                        double *stats) {
+    bn_backward(din, dgamma, dbeta, NULL, dout, NULL, 1.0f, 1, in, mean, rstd, gamma, batch, ch, hw,
+                training, sync, stats);
+}
+
+void batchnorm_act_forward(float *out, float *mean, float *rstd, float *running_mean,
+                           float *running_var, const float *in, const float *gamma,
+                           const float *beta, float slope, int batch, int ch, int hw, int training,
+                           const BnSync *sync, double *stats) {
+    bn_forward(out, mean, rstd, running_mean, running_var, in, gamma, beta, slope, batch, ch, hw,
+               training, sync, stats);
+}
+
+void batchnorm_act_backward(float *din, float *dgamma, float *dbeta, float *dsum, const float *dout,
+                            const float *out, const float *in, const float *mean, const float *rstd,
+                            const float *gamma, float slope, int batch, int ch, int hw, int training,
+                            const BnSync *sync, double *stats) {
+    bn_backward(din, dgamma, dbeta, dsum, dout, out, slope, 0, in, mean, rstd, gamma, batch, ch, hw,
+                training, sync, stats);
 }
 
 void upsample2x_forward(float *out, const float *in, int bc, int h, int w) {

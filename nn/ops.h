@@ -17,6 +17,10 @@
 
 #include <stddef.h>
 
+/* Sum of x[0..n) in double, in a fixed order that vectorises (BatchNorm's
+ * statistics, conv bias gradients). */
+double sum_floats(const float *x, int n);
+
 /* ---- activations ------------------------------------------------------ */
 void relu_forward(float *out, const float *in, size_t n);
 /* Uses the forward's output: the gradient passes where out > 0. */
@@ -56,6 +60,24 @@ void batchnorm_backward(float *din, float *dgamma, float *dbeta, const float *do
                         const float *in, const float *mean, const float *rstd, const float *gamma,
                         int batch, int ch, int hw, int training, const BnSync *sync,
                         double *stats);
+
+/* BatchNorm2d followed by an activation, in one pass over the data each way:
+ * out = act(BN(in)), act(y) = y > 0 ? y : slope * y (slope 0: ReLU, 0.2:
+ * LeakyReLU, 1: none). Arguments and statistics as batchnorm_forward; in and
+ * out must differ. The backward takes the activation's output gradient dout
+ * and the forward's out, and STORES d(in) (din is overwritten, unlike the
+ * other backwards: it is the conv output's own gradient, so nobody has to
+ * zero it first); dgamma and dbeta accumulate, and so does dsum (if not
+ * NULL), the per-channel sum of d(in): the gradient of the conv's bias,
+ * taken while d(in) is in cache. */
+void batchnorm_act_forward(float *out, float *mean, float *rstd, float *running_mean,
+                           float *running_var, const float *in, const float *gamma,
+                           const float *beta, float slope, int batch, int ch, int hw, int training,
+                           const BnSync *sync, double *stats);
+void batchnorm_act_backward(float *din, float *dgamma, float *dbeta, float *dsum, const float *dout,
+                            const float *out, const float *in, const float *mean, const float *rstd,
+                            const float *gamma, float slope, int batch, int ch, int hw, int training,
+                            const BnSync *sync, double *stats);
 
 /* ---- resampling ------------------------------------------------------- */
 /* Nearest-neighbour x2: in [bc, h, w] -> out [bc, 2h, 2w]. */

@@ -197,6 +197,91 @@ static void test_batchnorm(int training) {
     free(c.rm), free(c.rv), free(c.r), free(din), free(dg), free(dbt);
 }
 
+/* BatchNorm fused with the activation that follows it (slope 0 ReLU, 0.2
+ * LeakyReLU, 1 none): gradients by finite differences, and the same values
+ * as batchnorm_forward then leaky_relu_forward, and as batchnorm_backward
+ * after leaky_relu_backward (the fused backward stores d(in), so din starts
+ * as garbage). */
+typedef struct {
+    BnCtx bn;
+    float slope;
+} BnActCtx;
+
+static double bn_act_loss(void *p) {
+    BnActCtx *c = p;
+    BnCtx *b = &c->bn;
+    double stats[BN_STATS_DOUBLES(4)];
+    batchnorm_act_forward(b->out, b->mean, b->rstd, b->rm, b->rv, b->in, b->gamma, b->beta, c->slope,
+                          b->batch, b->ch, b->hw, b->training, NULL, stats);
+    return dot(b->out, b->r, (size_t)b->batch * b->ch * b->hw);
+}
+
+static void test_batchnorm_act(float slope) {
+    BnActCtx c = {{.batch = 3, .ch = 4, .hw = 25, .training = 1}, slope};
+    BnCtx *b = &c.bn;
+    size_t n = (size_t)b->batch * b->ch * b->hw;
+    b->in = rand_buf(n, -2, 3);
+    b->gamma = rand_buf(b->ch, 0.5f, 1.5f);
+    b->beta = rand_buf(b->ch, -0.5f, 0.5f);
+    b->out = malloc(n * sizeof(float));
+    b->mean = malloc(b->ch * sizeof(float));
+    b->rstd = malloc(b->ch * sizeof(float));
+    b->rm = rand_buf(b->ch, -0.2f, 0.2f);
+    b->rv = rand_buf(b->ch, 0.5f, 1.5f);
+    b->r = rand_buf(n, -1, 1);
+    /* keep BN's outputs off the kink: +-EPS on an input moves them by < 4 EPS here */
+    for (int round = 0; round < 4; round++) {
+        batchnorm_forward(b->out, b->mean, b->rstd, b->rm, b->rv, b->in, b->gamma, b->beta,
+                          b->batch, b->ch, b->hw, 1, NULL, (double[BN_STATS_DOUBLES(4)]){0});
+        for (size_t i = 0; i < n; i++)
+            if (fabsf(b->out[i]) < 8 * EPS) b->in[i] += b->out[i] < 0 ? -16 * EPS : 16 * EPS;
+    }
+    float *plain = malloc(n * sizeof(float)), *din = rand_buf(n, -5, 5);
+    float *din_ref = calloc(n, sizeof(float)), *d_pre = calloc(n, sizeof(float));
+    float *dg = calloc(b->ch, sizeof(float)), *dbt = calloc(b->ch, sizeof(float));
+    float *dg_ref = calloc(b->ch, sizeof(float)), *dbt_ref = calloc(b->ch, sizeof(float));
+    double stats[BN_STATS_DOUBLES(4)];
+    float rm0[4], rv0[4];
+    memcpy(rm0, b->rm, sizeof rm0), memcpy(rv0, b->rv, sizeof rv0);
+    /* reference: the unfused ops */
+    batchnorm_forward(plain, b->mean, b->rstd, b->rm, b->rv, b->in, b->gamma, b->beta, b->batch,
+                      b->ch, b->hw, 1, NULL, stats);
+    leaky_relu_forward(plain, plain, slope, n);
+    leaky_relu_backward(d_pre, b->r, plain, slope, n);
+    batchnorm_backward(din_ref, dg_ref, dbt_ref, d_pre, b->in, b->mean, b->rstd, b->gamma, b->batch,
+                       b->ch, b->hw, 1, NULL, stats);
+    memcpy(b->rm, rm0, sizeof rm0), memcpy(b->rv, rv0, sizeof rv0);
+    bn_act_loss(&c);
+    float dsum[4] = {0};
+    batchnorm_act_backward(din, dg, dbt, dsum, b->r, b->out, b->in, b->mean, b->rstd, b->gamma, slope,
+                           b->batch, b->ch, b->hw, 1, NULL, stats);
+    double worst = 0;
+    for (size_t i = 0; i < n; i++) {
+        worst = fmax(worst, fabs(b->out[i] - plain[i]));
+        worst = fmax(worst, fabs(din[i] - din_ref[i]));
+    }
+    for (int ch = 0; ch < b->ch; ch++) {
+        worst = fmax(worst, fmax(fabs(dg[ch] - dg_ref[ch]), fabs(dbt[ch] - dbt_ref[ch])));
+        double sum = 0; /* dsum: the sum of d(in) over the channel */
+        for (int k = 0; k < b->batch; k++)
+            for (int i = 0; i < b->hw; i++) sum += din[((size_t)k * b->ch + ch) * b->hw + i];
+        worst = fmax(worst, fabs(dsum[ch] - sum));
+    }
+    CHECK(worst < 1e-5, "batchnorm+act slope %g differs from the unfused ops by %g", slope, worst);
+    char name[64];
+    snprintf(name, sizeof name, "batchnorm+act %g vs unfused", slope);
+    printf("  %-40s max diff %.2e\n", name, worst);
+    snprintf(name, sizeof name, "batchnorm+act %g in", slope);
+    report(name, gradcheck(bn_act_loss, &c, b->in, din, n, SAMPLES, EPS, RTOL));
+    snprintf(name, sizeof name, "batchnorm+act %g gamma", slope);
+    report(name, gradcheck(bn_act_loss, &c, b->gamma, dg, b->ch, SAMPLES, EPS, RTOL));
+    snprintf(name, sizeof name, "batchnorm+act %g beta", slope);
+    report(name, gradcheck(bn_act_loss, &c, b->beta, dbt, b->ch, SAMPLES, EPS, RTOL));
+    free(b->in), free(b->gamma), free(b->beta), free(b->out), free(b->mean), free(b->rstd);
+    free(b->rm), free(b->rv), free(b->r), free(plain), free(din), free(din_ref), free(d_pre);
+    free(dg), free(dbt), free(dg_ref), free(dbt_ref);
+}
+
 /* PyTorch semantics of the statistics: biased variance to normalise,
  * unbiased variance into the running estimate, momentum 0.1. */
 static void test_batchnorm_statistics(void) {
@@ -474,6 +559,9 @@ int main(void) {
     test_batchnorm(1);
     test_batchnorm(0);
     test_batchnorm_statistics();
+    test_batchnorm_act(0.0f);
+    test_batchnorm_act(0.2f);
+    test_batchnorm_act(1.0f);
     test_batchnorm_synchronised();
     printf("element-wise and resampling\n");
     test_unary("relu", OP_RELU);
