@@ -271,7 +271,10 @@ static void direct_conv(float *out, const float *in, const FusedConv *f, int h, 
     s.upsampled = f->upsample_before;
     int hw = s.out_h * s.out_w;
     int blocks = (hw + CONV_BLOCK - 1) / CONV_BLOCK;
-#pragma omp parallel for schedule(dynamic)
+    /* Static: every layer's jobs run in row order, so a thread gets about the
+     * same rows in each layer and mostly reads what it wrote itself, from its
+     * own L2 (dynamic scheduling measured 3-5% slower with 2 threads). */
+#pragma omp parallel for schedule(static)
     for (int job = 0; job < blocks; job++) {
         int p0 = job * CONV_BLOCK, n = hw - p0 < CONV_BLOCK ? hw - p0 : CONV_BLOCK;
         direct_block(out + p0, hw, in, &s, p0, n, f, residual,
@@ -290,7 +293,7 @@ static void encoder_stem(float *out, const float *in, const FusedConv *e0, const
                          int h, int w, InferWork *work) {
     ConvShape s0 = conv_shape(1, e0->in_ch, h, w, e0->out_ch, e0->kernel, e0->stride, e0->pad);
     int oh = h / 2, ow = w / 2, jobs = (oh + STEM_ROWS - 1) / STEM_ROWS;
-#pragma omp parallel for schedule(dynamic)
+#pragma omp parallel for schedule(static)
     for (int job = 0; job < jobs; job++) {
         int r0 = job * STEM_ROWS, rows = oh - r0 < STEM_ROWS ? oh - r0 : STEM_ROWS;
         int first = 2 * r0 - 2, band_h = 2 * rows + 2;
@@ -352,7 +355,7 @@ static void phase_conv(float *out, const float *in, const FusedConv *f, int h, i
                        const FusedConv *head, InferWork *work) {
     int hw = h * w, blocks = (hw + CONV_BLOCK - 1) / CONV_BLOCK, ow = 2 * w;
     size_t out_plane = (size_t)4 * hw;
-#pragma omp parallel for schedule(dynamic)
+#pragma omp parallel for schedule(static)
     for (int job = 0; job < blocks; job++) {
         int p0 = job * CONV_BLOCK, n = hw - p0 < CONV_BLOCK ? hw - p0 : CONV_BLOCK;
         float *col = work->scratch + (size_t)omp_get_thread_num() * work->per_thread;
@@ -508,7 +511,7 @@ static void winograd_conv(float *out, const float *in, const FusedConv *f, int h
     if (f->wino[0].kernel == GEMM_KERNEL_AVX512)
         inputs = wino_inputs_avx512, outputs = wino_outputs_avx512;
 #endif
-#pragma omp parallel for schedule(dynamic)
+#pragma omp parallel for schedule(static)
     for (int job = 0; job < th * segs; job++) {
         int ti = job / segs, j0 = (job % segs) * WINO_SEG;
         int nt = tw - j0 < WINO_SEG ? tw - j0 : WINO_SEG;
