@@ -332,8 +332,16 @@ static char *sibling_path(const char *path, const char *suffix) {
     return out;
 }
 
-static char **default_gtiff_options(int bands) {
-    char **o = NULL;
+/* Compressing blocks in GDAL's worker threads keeps the write of the last
+ * tiles, when nothing else is left to do, from running on one core. */
+static char **with_threads(char **o, int threads) {
+    char value[16];
+    snprintf(value, sizeof value, "%d", threads);
+    return CSLSetNameValue(o, "NUM_THREADS", threads > 0 ? value : "ALL_CPUS");
+}
+
+static char **default_gtiff_options(int bands, int threads) {
+    char **o = with_threads(NULL, threads);
     o = CSLSetNameValue(o, "TILED", "YES");
     o = CSLSetNameValue(o, "BLOCKXSIZE", "512");
     o = CSLSetNameValue(o, "BLOCKYSIZE", "512");
@@ -462,16 +470,18 @@ int color_writer_create(ColorWriter *w, const char *path, const GraySource *src,
     w->bands = src->has_nodata ? 4 : 3;
     w->width = win ? win[2] : src->width, w->height = win ? win[3] : src->height;
     w->overviews = opt->overviews;
+    w->whole_blocks = 1;
     w->final_path = strdup(path);
     /* Stages: create (tmp_path) -> reproject (warp_path) -> CreateCopy (copy_tmp_path)
      * -> rename. The creating stage writes the final format only when it is the last. */
     char **final_options = NULL;
     if (is_cog) {
+        final_options = with_threads(final_options, opt->threads);
         final_options = CSLSetNameValue(final_options, "COMPRESS", "DEFLATE");
         final_options = CSLSetNameValue(final_options, "PREDICTOR", "YES");
         final_options = CSLSetNameValue(final_options, "BIGTIFF", "IF_SAFER");
     } else if (is_gtiff(driver)) {
-        final_options = default_gtiff_options(opt->warp ? 4 : w->bands);
+        final_options = default_gtiff_options(opt->warp ? 4 : w->bands, opt->threads);
     }
     final_options = merge_options(final_options, opt->create_options);
     int create_is_last = direct && !opt->warp;
@@ -491,7 +501,7 @@ int color_writer_create(ColorWriter *w, const char *path, const GraySource *src,
     }
     w->tmp_path = sibling_path(path, create_is_last ? "" : ".tif");
     char **options = create_is_last ? CSLDuplicate(final_options)
-                   : default_gtiff_options(w->bands);
+                   : default_gtiff_options(w->bands, opt->threads);
     CSLDestroy(final_options);
     CPLErrorReset();
     w->ds = GDALCreate(create_driver, w->tmp_path, w->width, w->height, w->bands, GDT_Byte, options);
@@ -532,9 +542,23 @@ int color_writer_create(ColorWriter *w, const char *path, const GraySource *src,
 int color_writer_write(ColorWriter *w, int x0, int y0, int width, int height, const uint8_t *rgba,
                        char *err, size_t n) {
     CPLErrorReset();
-    if (GDALDatasetRasterIO(w->ds, GF_Write, x0, y0, width, height, (void *)rgba, width, height,
-                            GDT_Byte, w->bands, NULL, 0, 0, 0) != CE_None ||
-        CPLGetLastErrorType() == CE_Failure) {
+    int ok = GDALDatasetRasterIO(w->ds, GF_Write, x0, y0, width, height, (void *)rgba, width,
+                                 height, GDT_Byte, w->bands, NULL, 0, 0, 0) == CE_None &&
+             CPLGetLastErrorType() != CE_Failure;
+    /* Compress and write the finished blocks now, while the network computes
+     * the next tile, rather than all at the end (GDAL's cache keeps them until
+     * it is full or the file closes). Only while no write has left a block
+     * part-filled: flushing one would store it twice. */
+    int bw, bh;
+    GDALGetBlockSize(GDALGetRasterBand(w->ds, 1), &bw, &bh);
+    w->whole_blocks = w->whole_blocks && x0 % bw == 0 && y0 % bh == 0 &&
+                      ((x0 + width) % bw == 0 || x0 + width == w->width) &&
+                      ((y0 + height) % bh == 0 || y0 + height == w->height);
+    if (ok && w->whole_blocks) {
+        GDALFlushCache(w->ds);
+        ok = CPLGetLastErrorType() != CE_Failure;
+    }
+    if (!ok) {
         snprintf(err, n, "%s: cannot write pixels %d,%d %dx%d: %s", w->final_path, x0, y0, width,
                  height, gdal_reason());
         return -1;

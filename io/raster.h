@@ -122,6 +122,7 @@ typedef struct {
     char **warp_args;         /* gdalwarp's options */
     int bands, width, height;
     int overviews;
+    int whole_blocks; /* every write so far covered whole blocks of the file */
     char **final_options;
 } ColorWriter;
 
@@ -132,6 +133,8 @@ typedef struct {
     const char *const *metadata;  /* NAME=VALUE items for the dataset */
     const int *window;            /* x0, y0, width, height of the source; NULL: all of it */
     const WarpSpec *warp;         /* reproject the finished raster; NULL: the source's grid */
+    int threads;                  /* GeoTIFF/COG blocks compressed by this many of GDAL's
+                                     threads (NUM_THREADS, unless -co sets it); 0: all cores */
 } WriterOptions;
 
 int color_writer_create(ColorWriter *w, const char *path, const GraySource *src,

@@ -344,7 +344,8 @@ int colorize_file(const char *input, const char *output, const ColorizeOptions *
     int windowed = opt->window[2] > 0;
     WriterOptions wopt = {.format = opt->format, .create_options = opt->create_options,
                           .overviews = opt->overviews, .metadata = metadata,
-                          .window = windowed ? opt->window : NULL, .warp = opt->warp};
+                          .window = windowed ? opt->window : NULL, .warp = opt->warp,
+                          .threads = opt->threads};
     ColorWriter writer;
     if (color_writer_create(&writer, output, &src, &wopt, err, n)) {
         gray_source_close(&src);
