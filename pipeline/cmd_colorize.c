@@ -40,7 +40,7 @@ static void usage(FILE *out) {
         "                   GeoTIFF with overviews)\n"
         "  -co NAME=VALUE   creation option, overrides the defaults (GTiff: TILED=YES,\n"
         "                   BLOCKXSIZE=512, BLOCKYSIZE=512, COMPRESS=DEFLATE, PREDICTOR=2,\n"
-        "                   BIGTIFF=IF_SAFER)\n"
+        "                   BIGTIFF=IF_SAFER; GTiff and COG: NUM_THREADS=--threads)\n"
         "  --overviews      build overviews (GeoTIFF)\n"
         "  --config K V     set a GDAL configuration option\n"
         "\n"
