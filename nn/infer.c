@@ -308,7 +308,7 @@ static void encoder_stem(float *out, const float *in, const FusedConv *e0, const
         }
         for (int p = lo * w; p < hi * w; p += CONV_BLOCK) {
             int n = hi * w - p < CONV_BLOCK ? hi * w - p : CONV_BLOCK;
-            direct_block(band + (p - (size_t)first * w), plane, in, &s0, p, n, e0, 0, scratch);
+            direct_block(band + (size_t)(p - first * w), plane, in, &s0, p, n, e0, 0, scratch);
         }
         ConvShape s1 = conv_shape(1, e1->in_ch, band_h, w, e1->out_ch, e1->kernel, e1->stride,
                                   e1->pad);
