@@ -1,9 +1,14 @@
 #include "pipeline/cli.h"
 
 #include <cpl_conv.h>
+#include <gdal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+void cli_bound_gdal_cache(void) {
+    if (!CPLGetConfigOption("GDAL_CACHEMAX", NULL)) GDALSetCacheMax64(256LL << 20);
+}
 
 int cli_parse_int(const char *s, int *out) {
     char *end;

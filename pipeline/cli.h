@@ -29,6 +29,11 @@ typedef struct {
  * them (or a value is missing); -1: a bad value, said on stderr as "spynco CMD: ...". */
 int cli_model_option(const char *cmd, int argc, char **argv, int *i, ModelRunOptions *o);
 
+/* Caps GDAL's block cache at 256 MB unless the user set GDAL_CACHEMAX (--config
+ * or environment): it would otherwise grow to 5% of RAM, and the commands'
+ * memory is meant to depend on the tile size, not on the rasters. */
+void cli_bound_gdal_cache(void);
+
 /* 0 and *out set if s is a whole decimal integer (|v| <= 1e9) or number; else -1. */
 int cli_parse_int(const char *s, int *out);
 int cli_parse_double(const char *s, double *out);

@@ -1,5 +1,4 @@
 /* spynco colorize: a georeferenced gray raster in, a georeferenced color raster out. */
-#include <cpl_conv.h>
 #include <cpl_string.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -104,9 +103,7 @@ int cmd_colorize(int argc, char **argv) {
         usage(stderr);
         goto out;
     }
-    /* Bounded memory whatever the raster: GDAL's block cache would otherwise
-     * grow to 5% of RAM. The user's --config or environment wins. */
-    if (!CPLGetConfigOption("GDAL_CACHEMAX", NULL)) GDALSetCacheMax64(256LL << 20);
+    cli_bound_gdal_cache();
     opt.model_path = m.model_path, opt.tile = m.tile, opt.threads = m.threads;
     opt.keep_luminance = m.keep_luminance;
     opt.create_options = create_options;

@@ -1,5 +1,4 @@
 /* spynco eval: how well a model colorizes real colour images, against the gray copy. */
-#include <cpl_conv.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,8 +87,7 @@ int cmd_eval(int argc, char **argv) {
         usage(stderr);
         goto out;
     }
-    /* Bounded memory: GDAL's block cache would otherwise grow to 5% of RAM. */
-    if (!CPLGetConfigOption("GDAL_CACHEMAX", NULL)) GDALSetCacheMax64(256LL << 20);
+    cli_bound_gdal_cache();
     opt.model_path = m.model_path, opt.tile = m.tile, opt.threads = m.threads;
     opt.keep_luminance = m.keep_luminance;
     opt.sources = sources;

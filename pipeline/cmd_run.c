@@ -448,8 +448,7 @@ int cmd_run(int argc, char **argv) {
     int rank = dist_rank();
     Recipe r;
     int rc = recipe_load(&r, recipe_path, err, sizeof err) ? 2 : 0;
-    /* Bounded memory whatever the rasters (as colorize): the user's setting wins. */
-    if (!CPLGetConfigOption("GDAL_CACHEMAX", NULL)) GDALSetCacheMax64(256LL << 20);
+    cli_bound_gdal_cache();
     GDALAllRegister();
 
     /* Everything the recipe names is checked before any job starts. */
