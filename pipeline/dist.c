@@ -81,12 +81,20 @@ int dist_size(void) { return g_size; }
 #define CHUNK ((size_t)1 << 28)
 #endif
 
-void dist_sum_doubles(double *values, size_t count) {
 #ifdef SPYNCO_HAVE_MPI
+/* In-place sum over the ranks of count elements of `size` bytes each. */
+static void sum_in_place(void *values, size_t count, MPI_Datatype type, size_t size) {
     for (size_t i = 0; g_size > 1 && i < count; i += CHUNK) {
         size_t k = count - i < CHUNK ? count - i : CHUNK;
-        MPI_Allreduce(MPI_IN_PLACE, values + i, (int)k, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+        MPI_Allreduce(MPI_IN_PLACE, (char *)values + i * size, (int)k, type, MPI_SUM,
+                      MPI_COMM_WORLD);
     }
+}
+#endif
+
+void dist_sum_doubles(double *values, size_t count) {
+#ifdef SPYNCO_HAVE_MPI
+    sum_in_place(values, count, MPI_DOUBLE, sizeof *values);
 #else
     (void)values, (void)count;
 #endif
@@ -94,10 +102,7 @@ void dist_sum_doubles(double *values, size_t count) {
 
 void dist_sum_floats(float *values, size_t count) {
 #ifdef SPYNCO_HAVE_MPI
-    for (size_t i = 0; g_size > 1 && i < count; i += CHUNK) {
-        size_t k = count - i < CHUNK ? count - i : CHUNK;
-        MPI_Allreduce(MPI_IN_PLACE, values + i, (int)k, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
-    }
+    sum_in_place(values, count, MPI_FLOAT, sizeof *values);
 #else
     (void)values, (void)count;
 #endif
