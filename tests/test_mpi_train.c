@@ -369,6 +369,16 @@ static int dataset_identical(const char *path, void *ctx) {
     return differ;
 }
 
+/* Two checkpoints equal bit for bit, every dataset. */
+static void check_resume_exact(const char *resumed, const char *through, const char *what) {
+    Pair p;
+    if (open_pair(&p, resumed, through)) return;
+    CHECK(h5r_visit_datasets(p.one, "/", dataset_identical, &p) == 0,
+          "%s: differs from running through", what);
+    close_pair(&p);
+    printf("  %s: bit-identical to running through\n", what);
+}
+
 #define RESUMED_TO 4 /* 3 steps of 4 images after the one-step checkpoint */
 
 static void test_full_pool(void) {
@@ -435,11 +445,8 @@ static void test_full_pool(void) {
     /* 2 processes, stopped after one step and resumed: bit for bit the same */
     CHECK(resume(2, twice, "--steps 4 --stop-after 1", log) == 0, "stop after one step failed");
     CHECK(resume(2, twice, "", log) == 0, "second resume failed (log %s)", log);
-    if (open_pair(&p, path_in("pool-twice", "last.h5"), path_in("pool-two", "last.h5"))) return;
-    CHECK(h5r_visit_datasets(p.one, "/", dataset_identical, &p) == 0,
-          "2 processes: stopped and resumed differs from running through");
-    close_pair(&p);
-    printf("  2 processes, stopped after a step and resumed: bit-identical to running through\n");
+    check_resume_exact(path_in("pool-twice", "last.h5"), path_in("pool-two", "last.h5"),
+                       "2 processes, stopped after a step and resumed");
 }
 
 /* ---- --learned-f: F and D_A data-parallel too ---------------------------------------- */
@@ -475,11 +482,8 @@ static void test_learned_f(void) {
     const char *through = path_in("lf-through", "");
     CHECK(train(2, through, "--learned-f --batch 4 --steps 3", log) == 0,
           "--learned-f, 2 processes, 3 steps failed (log %s)", log);
-    if (open_pair(&p, path_in("lf-twice", "last.h5"), path_in("lf-through", "last.h5"))) return;
-    CHECK(h5r_visit_datasets(p.one, "/", dataset_identical, &p) == 0,
-          "--learned-f, 2 processes: stopped and resumed differs from running through");
-    close_pair(&p);
-    printf("  --learned-f, 2 processes, stopped and resumed: bit-identical to running through\n");
+    check_resume_exact(path_in("lf-twice", "last.h5"), path_in("lf-through", "last.h5"),
+                       "--learned-f, 2 processes, stopped and resumed");
 }
 
 /* ---- a batch the processes cannot share ----------------------------------------- */
