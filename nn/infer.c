@@ -320,17 +320,19 @@ static void encoder_stem(float *out, const float *in, const FusedConv *e0, const
     }
 }
 
-/* col[(c*k + ki)*k + kj, j] = in[c, y+dy+ki, x+dx+kj] (0 outside) for pixels
- * p0+j = (y, x) of an h x w image: im2col of a stride-1 conv whose taps
- * start at offset (dy, dx), in runs of one row. */
+/* col[(c*k + ki)*k + kj, j] = in[c, y+dy+ki, x+dx+kj] (0 outside) for the
+ * pixels q0+j = (y, x) of the part r of an h x w image, row by row: im2col of
+ * a stride-1 conv whose taps start at offset (dy, dx), in runs of one row. */
 static void im2col_offset(float *col, const float *in, int ch, int h, int w, int k, int dy, int dx,
-                          int p0, int n) {
+                          const InferRect *r, int q0, int n) {
+    int rw = r->right - r->left;
     for (int c = 0; c < ch; c++)
         for (int ki = 0; ki < k; ki++)
             for (int kj = 0; kj < k; kj++) {
                 float *row = col + ((size_t)(c * k + ki) * k + kj) * n;
-                for (int j = 0, p = p0; j < n;) {
-                    int y = p / w, x = p % w, len = w - x < n - j ? w - x : n - j;
+                for (int j = 0, q = q0; j < n;) {
+                    int y = r->top + q / rw, x = r->left + q % rw;
+                    int len = rw - q % rw < n - j ? rw - q % rw : n - j;
                     int iy = y + dy + ki, ix = x + dx + kj; /* the run's first input column */
                     float *dst = row + j;
                     if (iy < 0 || iy >= h) {
@@ -344,26 +346,28 @@ static void im2col_offset(float *col, const float *in, int ch, int h, int w, int
                                (size_t)(hi - lo) * sizeof(float));
                         memset(dst + hi, 0, (size_t)(len - hi) * sizeof(float));
                     }
-                    j += len, p += len;
+                    j += len, q += len;
                 }
             }
 }
 
 /* Upsampling 3x3 conv of an h x w input as four 2x2 phase convs (see
- * pack_phases); with a head, out = head(act(conv)). */
+ * pack_phases), for the input positions in r (each gives a 2x2 block of
+ * output pixels); with a head, out = head(act(conv)). */
 static void phase_conv(float *out, const float *in, const FusedConv *f, int h, int w,
-                       const FusedConv *head, InferWork *work) {
-    int hw = h * w, blocks = (hw + CONV_BLOCK - 1) / CONV_BLOCK, ow = 2 * w;
-    size_t out_plane = (size_t)4 * hw;
+                       const InferRect *r, const FusedConv *head, InferWork *work) {
+    int rw = r->right - r->left, count = (r->bottom - r->top) * rw;
+    int blocks = (count + CONV_BLOCK - 1) / CONV_BLOCK, ow = 2 * w;
+    size_t out_plane = (size_t)4 * h * w;
 #pragma omp parallel for schedule(static)
     for (int job = 0; job < blocks; job++) {
-        int p0 = job * CONV_BLOCK, n = hw - p0 < CONV_BLOCK ? hw - p0 : CONV_BLOCK;
+        int q0 = job * CONV_BLOCK, n = count - q0 < CONV_BLOCK ? count - q0 : CONV_BLOCK;
         float *col = work->scratch + (size_t)omp_get_thread_num() * work->per_thread;
         float *acc = col + (size_t)f->in_ch * 4 * CONV_BLOCK;
         float *head_acc = acc + (size_t)f->out_ch * CONV_BLOCK;
         for (int a = 0; a < 2; a++)
             for (int b = 0; b < 2; b++) {
-                im2col_offset(col, in, f->in_ch, h, w, 2, a - 1, b - 1, p0, n);
+                im2col_offset(col, in, f->in_ch, h, w, 2, a - 1, b - 1, r, q0, n);
                 for (int c = 0; c < f->out_ch; c++)
                     for (int j = 0; j < n; j++) acc[c * n + j] = f->bias[c];
                 gemm_packed_nn(n, &f->phase[2 * a + b], col, n, 1.0f, acc, n);
@@ -380,11 +384,12 @@ static void phase_conv(float *out, const float *in, const FusedConv *f, int h, i
                 for (int c = 0; c < channels; c++) {
                     const float *src = res + (size_t)c * n;
                     float *dst = out + c * out_plane + (size_t)a * ow + b;
-                    for (int j = 0, p = p0; j < n;) { /* in runs of one row */
-                        int y = p / w, x = p % w, len = w - x < n - j ? w - x : n - j;
+                    for (int j = 0, q = q0; j < n;) { /* in runs of one row */
+                        int y = r->top + q / rw, x = r->left + q % rw;
+                        int len = rw - q % rw < n - j ? rw - q % rw : n - j;
                         float *d = dst + (size_t)2 * y * ow + 2 * x;
                         for (int t = 0; t < len; t++) d[2 * t] = src[j + t];
-                        j += len, p += len;
+                        j += len, q += len;
                     }
                 }
             }
@@ -448,20 +453,23 @@ INLINE void store_act(float *dst, const float *src, int lo, int hi, Activation a
     }
 }
 
-/* One job's transforms: the products mm -> out (the inputs: wino_input_rows). */
+/* One job's transforms: the products mm -> out (the inputs: wino_input_rows),
+ * the pixels inside r only. */
 INLINE void wino_outputs_body(float *out, const float *mm, size_t mld, const FusedConv *f, int h,
-                              int w, int y0, int x0, int nt, int residual, float *rows) {
-    int lo = x0 < 0 ? -x0 : 0, hi = w - x0 < 2 * nt ? w - x0 : 2 * nt;
+                              int w, const InferRect *r, int y0, int x0, int nt, int residual,
+                              float *rows) {
+    int lo = r->left - x0 > 0 ? r->left - x0 : 0;
+    int hi = r->right - x0 < 2 * nt ? r->right - x0 : 2 * nt;
     for (int c = 0; c < f->out_ch; c++) {
         float *o[2] = {rows, rows + 2 * WINO_SEG};
         if (c + WINO_PREFETCH < f->out_ch)
             wino_prefetch_rows(out + (size_t)(c + WINO_PREFETCH) * h * w, h, w, y0, 2, x0, 2 * nt,
                                1);
         wino_output(o[0], o[1], mm + (size_t)c * WINO_SEG, mld, nt, f->bias[c], rows + 4 * WINO_SEG);
-        for (int r = 0; r < 2; r++) {
-            int y = y0 + r;
-            if (y >= 0 && y < h)
-                store_act(out + ((size_t)c * h + y) * w + x0, o[r], lo, hi, f->act, residual);
+        for (int i = 0; i < 2; i++) {
+            int y = y0 + i;
+            if (y >= r->top && y < r->bottom)
+                store_act(out + ((size_t)c * h + y) * w + x0, o[i], lo, hi, f->act, residual);
         }
     }
 }
@@ -469,15 +477,17 @@ INLINE void wino_outputs_body(float *out, const float *mm, size_t mld, const Fus
 typedef void (*WinoInputsFn)(float *v, size_t vld, const float *in, int ch, int h, int w, int y0,
                              int x0, int nt, float *hv);
 typedef void (*WinoOutputsFn)(float *out, const float *mm, size_t mld, const FusedConv *f, int h,
-                              int w, int y0, int x0, int nt, int residual, float *rows);
+                              int w, const InferRect *r, int y0, int x0, int nt, int residual,
+                              float *rows);
 
 static void wino_inputs_plain(float *v, size_t vld, const float *in, int ch, int h, int w, int y0,
                               int x0, int nt, float *hv) {
     wino_input_rows(v, vld, in, ch, h, w, y0, x0, nt, hv);
 }
 static void wino_outputs_plain(float *out, const float *mm, size_t mld, const FusedConv *f, int h,
-                               int w, int y0, int x0, int nt, int residual, float *rows) {
-    wino_outputs_body(out, mm, mld, f, h, w, y0, x0, nt, residual, rows);
+                               int w, const InferRect *r, int y0, int x0, int nt, int residual,
+                               float *rows) {
+    wino_outputs_body(out, mm, mld, f, h, w, r, y0, x0, nt, residual, rows);
 }
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -490,18 +500,22 @@ __attribute__((target("avx512f"))) static void wino_inputs_avx512(float *v, size
 }
 __attribute__((target("avx512f"))) static void wino_outputs_avx512(float *out, const float *mm,
                                                                    size_t mld, const FusedConv *f,
-                                                                   int h, int w, int y0, int x0,
-                                                                   int nt, int residual,
+                                                                   int h, int w,
+                                                                   const InferRect *r, int y0,
+                                                                   int x0, int nt, int residual,
                                                                    float *rows) {
-    wino_outputs_body(out, mm, mld, f, h, w, y0, x0, nt, residual, rows);
+    wino_outputs_body(out, mm, mld, f, h, w, r, y0, x0, nt, residual, rows);
 }
 #endif
 
-/* out = act(conv3x3(in)) (+ residual, in place allowed) on an h x w map whose
- * 2x2 tiles start at row -oy, column -ox (oy, ox in {0, 1}). */
-static void winograd_conv(float *out, const float *in, const FusedConv *f, int h, int w, int oy,
-                          int ox, int residual, InferWork *work) {
-    int th = (h + oy + 1) / 2, tw = (w + ox + 1) / 2;
+/* out = act(conv3x3(in)) (+ residual, in place allowed) on the part r of an
+ * h x w map whose 2x2 tiles start at row -oy, column -ox (oy, ox in {0, 1}).
+ * Tiles that straddle r's edge read pixels outside it, which affect only
+ * their own pixels outside r (see above), and store only those inside. */
+static void winograd_conv(float *out, const float *in, const FusedConv *f, int h, int w,
+                          const InferRect *r, int oy, int ox, int residual, InferWork *work) {
+    int ti0 = (r->top + oy) / 2, th = (r->bottom - 1 + oy) / 2 + 1 - ti0;
+    int tj0 = (r->left + ox) / 2, tw = (r->right - 1 + ox) / 2 + 1 - tj0;
     int segs = (tw + WINO_SEG - 1) / WINO_SEG;
     size_t vld = (size_t)f->in_ch * WINO_SEG, mld = (size_t)f->out_ch * WINO_SEG;
     WinoInputsFn inputs = wino_inputs_plain;
@@ -513,44 +527,64 @@ static void winograd_conv(float *out, const float *in, const FusedConv *f, int h
 #endif
 #pragma omp parallel for schedule(static)
     for (int job = 0; job < th * segs; job++) {
-        int ti = job / segs, j0 = (job % segs) * WINO_SEG;
+        int ti = ti0 + job / segs, j0 = (job % segs) * WINO_SEG;
         int nt = tw - j0 < WINO_SEG ? tw - j0 : WINO_SEG;
+        j0 += tj0;
         float *v = work->scratch + (size_t)omp_get_thread_num() * work->per_thread;
         float *mm = v + 16 * vld, *hv = mm + 16 * mld, *rows = hv + 16 * WINO_SEG;
         int y0 = 2 * ti - oy, x0 = 2 * j0 - ox; /* the first tile's top left output pixel */
         inputs(v, vld, in, f->in_ch, h, w, y0, x0, nt, hv);
         for (int e = 0; e < 16; e++)
             gemm_packed_nn(nt, &f->wino[e], v + e * vld, WINO_SEG, 0.0f, mm + e * mld, WINO_SEG);
-        outputs(out, mm, mld, f, h, w, y0, x0, nt, residual, rows);
+        outputs(out, mm, mld, f, h, w, r, y0, x0, nt, residual, rows);
     }
 }
 
-static void run_conv(float *out, const float *in, const FusedConv *f, int h, int w, int oy, int ox,
-                     int residual, InferWork *work) {
-    if (f->algo == CONV_WINOGRAD)
-        winograd_conv(out, in, f, h, w, oy, ox, residual, work);
-    else
-        direct_conv(out, in, f, h, w, residual, work);
+/* r grown by k pixels on every side, within an h x w map */
+static InferRect rect_grow(InferRect r, int k, int h, int w) {
+    InferRect g = {r.top - k, r.bottom + k, r.left - k, r.right + k};
+    if (g.top < 0) g.top = 0;
+    if (g.left < 0) g.left = 0;
+    if (g.bottom > h) g.bottom = h;
+    if (g.right > w) g.right = w;
+    return g;
+}
+
+/* The input positions of an upsampling conv whose 2x2 output blocks meet r */
+static InferRect rect_halve(InferRect r) {
+    return (InferRect){r.top / 2, (r.bottom + 1) / 2, r.left / 2, (r.right + 1) / 2};
 }
 
 static int floor_mod2(int x) { return x & 1; } /* two's complement: also for x < 0 */
 
+/* What each layer computes, from the end back: dec0's phases (each reading
+ * dec1 one position around) cover want, dec1's phases cover what dec0 reads,
+ * dec2 (1x1) and the last residual block cover what dec1 reads; a residual
+ * block's second conv covers its output, its first conv one pixel more, and
+ * its input (the previous block's output) two more. The encoder (stem, enc2)
+ * and dec2 run on the whole window: there a smaller part saves little. */
 void generator_infer(const InferModel *m, InferWork *work, const float *gray, float *rgb, int x0,
-                     int y0) {
+                     int y0, const InferRect *want) {
     const FusedConv *u = m->units;
     int R = m->cfg.R, H = work->h, W = work->w;
     float *r = work->trunk, *hbuf = work->branch;
+    InferRect y1 = want ? rect_grow(*want, 0, H, W) : (InferRect){0, H, 0, W};
+    InferRect dec0_at = rect_halve(y1);
+    InferRect dec1_at = rect_halve(rect_grow(dec0_at, 1, H / 2, W / 2));
+    InferRect trunk = rect_grow(dec1_at, 1, H / 4, W / 4); /* the last block's output */
     /* the Winograd tile grid at H/4: even rows and columns of the raster's H/4 grid */
     int oy = floor_mod2(y0 / 4), ox = floor_mod2(x0 / 4);
-    encoder_stem(work->enc1, gray, &u[0], &u[1], H, W, work);      /* enc0, enc1 */
-    run_conv(r, work->enc1, &u[2], H / 2, W / 2, 0, 0, 0, work);    /* enc2 -> r */
+    encoder_stem(work->enc1, gray, &u[0], &u[1], H, W, work);   /* enc0, enc1 */
+    direct_conv(r, work->enc1, &u[2], H / 2, W / 2, 0, work);    /* enc2 -> r */
     for (int i = 0; i < R; i++) {
         const FusedConv *c1 = &u[3 + 2 * i], *c2 = c1 + 1;
-        run_conv(hbuf, r, c1, H / 4, W / 4, oy, ox, 0, work); /* h = relu(bn(conv)) */
-        run_conv(r, hbuf, c2, H / 4, W / 4, oy, ox, 1, work); /* r += bn(conv(h)) */
+        InferRect out = rect_grow(trunk, 2 * (R - 1 - i), H / 4, W / 4);
+        InferRect mid = rect_grow(out, 1, H / 4, W / 4);
+        winograd_conv(hbuf, r, c1, H / 4, W / 4, &mid, oy, ox, 0, work); /* h = relu(bn(conv)) */
+        winograd_conv(r, hbuf, c2, H / 4, W / 4, &out, oy, ox, 1, work); /* r += bn(conv(h)) */
     }
     int d2 = 3 + 2 * R;
-    run_conv(work->dec2, r, &u[d2], H / 4, W / 4, 0, 0, 0, work);               /* dec2 */
-    phase_conv(work->dec1, work->dec2, &u[d2 + 1], H / 4, W / 4, NULL, work);   /* dec1 (up) */
-    phase_conv(rgb, work->dec1, &u[d2 + 2], H / 2, W / 2, &u[d2 + 3], work);    /* dec0+head */
+    direct_conv(work->dec2, r, &u[d2], H / 4, W / 4, 0, work);                   /* dec2 */
+    phase_conv(work->dec1, work->dec2, &u[d2 + 1], H / 4, W / 4, &dec1_at, NULL, work); /* dec1 */
+    phase_conv(rgb, work->dec1, &u[d2 + 2], H / 2, W / 2, &dec0_at, &u[d2 + 3], work); /* +head */
 }

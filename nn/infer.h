@@ -20,7 +20,12 @@
  *    by the input's origin;
  *  - weights are packed for the GEMM once, at init.
  *  - enc0 and enc1 run together in bands of rows (the stem), so enc0's
- *    full-resolution output is never stored whole.
+ *    full-resolution output is never stored whole;
+ *  - told which part of y1 is wanted (a tile without its halo), the layers
+ *    from the residual blocks on compute only what that part depends on:
+ *    each 3x3 conv one pixel (at its scale) around what the next layer
+ *    reads. A tile's halo then costs work in the encoder only, not in the
+ *    twelve residual convs and the full-resolution dec0 and head.
  * One block holds the activations, about 24 floats per input pixel for the
  * default config (F=32, K=64), against ~190 for the training path.
  *
@@ -71,11 +76,18 @@ int infer_work_init(InferWork *work, const InferModel *m, int h, int w, char *er
                     size_t err_size);
 void infer_work_free(InferWork *work);
 
+/* Rows top .. bottom-1 and columns left .. right-1 of a map. */
+typedef struct {
+    int top, bottom, left, right;
+} InferRect;
+
 /* gray [1, h, w] in [-1, 1] -> rgb [3, h, w] in [-1, 1] (y1). (x0, y0): the
  * raster position of gray's first pixel, multiples of 4 (may be negative);
- * 0, 0 for a whole image. */
+ * 0, 0 for a whole image. want: the part of rgb needed, inside the h x w
+ * map (NULL: all of it). Pixels in want are written with the same bits as
+ * with NULL; pixels outside it are left as they are or overwritten. */
 void generator_infer(const InferModel *m, InferWork *work, const float *gray, float *rgb, int x0,
-                     int y0);
+                     int y0, const InferRect *want);
 
 
 #endif

@@ -313,19 +313,23 @@ void ht_backward(float *drgb, const float *dgray, const float w[3], int batch, i
     }
 }
 
+void luminance_lock_pixels(float *out, const float *rgb, const float *gray, const float w[3],
+                           size_t plane, int n) {
+    float sum = w[0] + w[1] + w[2];
+    const float *r = rgb, *g = r + plane, *bl = g + plane;
+    for (int i = 0; i < n; i++) {
+        float shift = (gray[i] - (w[0] * r[i] + w[1] * g[i] + w[2] * bl[i])) / sum;
+        out[i] = r[i] + shift;
+        out[plane + i] = g[i] + shift;
+        out[2 * plane + i] = bl[i] + shift;
+    }
+}
+
 void luminance_lock_forward(float *out, const float *rgb, const float *gray, const float w[3], int batch,
                             int hw) {
-    float sum = w[0] + w[1] + w[2];
-    for (int b = 0; b < batch; b++) {
-        const float *r = rgb + (size_t)b * 3 * hw, *g = r + hw, *bl = g + hw, *a = gray + (size_t)b * hw;
-        float *o = out + (size_t)b * 3 * hw;
-        for (int i = 0; i < hw; i++) {
-            float shift = (a[i] - (w[0] * r[i] + w[1] * g[i] + w[2] * bl[i])) / sum;
-            o[i] = r[i] + shift;
-            o[hw + i] = g[i] + shift;
-            o[2 * hw + i] = bl[i] + shift;
-        }
-    }
+    for (int b = 0; b < batch; b++)
+        luminance_lock_pixels(out + (size_t)b * 3 * hw, rgb + (size_t)b * 3 * hw,
+                              gray + (size_t)b * hw, w, (size_t)hw, hw);
 }
 
 void luminance_lock_backward(float *drgb, const float *dout, const float w[3], int batch, int hw) {

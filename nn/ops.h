@@ -103,6 +103,10 @@ void ht_backward(float *drgb, const float *dgray, const float w[3], int batch, i
 void luminance_lock_forward(float *out, const float *rgb, const float *gray, const float w[3], int batch,
                             int hw);
 void luminance_lock_backward(float *drgb, const float *dout, const float w[3], int batch, int hw);
+/* The forward on n pixels whose colour planes lie `plane` floats apart
+ * (a row of a larger image). */
+void luminance_lock_pixels(float *out, const float *rgb, const float *gray, const float w[3],
+                           size_t plane, int n);
 /* Sobel: 1-channel in [batch, 1, h, w] -> out [batch, 2, h-2, w-2] holding
  * (gx, gy), the unnormalised 3x3 kernels applied without padding, as
  * F.conv2d would with its default padding 0. */

@@ -111,7 +111,7 @@ int cmd_bench(int argc, char **argv) {
                 double t0 = now();
                 for (int i = 0; i < batch; i++)
                     generator_infer(&m, &work, a + (size_t)i * size * size,
-                                    b + (size_t)i * 3 * size * size, 0, 0);
+                                    b + (size_t)i * 3 * size * size, 0, 0, NULL);
                 if (r >= 0) times[r] = now() - t0;
             }
             infer_work_free(&work);

@@ -25,7 +25,8 @@ typedef struct {
     InferWork *work;
     const float *in;
     float *out;
-    int x0, y0; /* the window's raster position */
+    int x0, y0;     /* the window's raster position */
+    InferRect want; /* the tile in the window */
 } ComputeThread;
 
 static void *compute_main(void *arg) {
@@ -36,9 +37,16 @@ static void *compute_main(void *arg) {
         while (!c->pending && !c->quit) pthread_cond_wait(&c->cv, &c->mu);
         if (c->quit) break;
         pthread_mutex_unlock(&c->mu);
-        generator_infer(c->model, c->work, c->in, c->out, c->x0, c->y0);
-        if (c->keep_luminance)
-            luminance_lock_forward(c->out, c->out, c->in, c->model->cfg.ht, 1, c->work->h * c->work->w);
+        generator_infer(c->model, c->work, c->in, c->out, c->x0, c->y0, &c->want);
+        if (c->keep_luminance) {
+            int w = c->work->w, n = c->want.right - c->want.left;
+            size_t plane = (size_t)c->work->h * w;
+            for (int y = c->want.top; y < c->want.bottom; y++) {
+                size_t at = (size_t)y * w + c->want.left;
+                luminance_lock_pixels(c->out + at, c->out + at, c->in + at, c->model->cfg.ht, plane,
+                                      n);
+            }
+        }
         pthread_mutex_lock(&c->mu);
         c->pending = 0;
         pthread_cond_broadcast(&c->cv);
@@ -47,9 +55,10 @@ static void *compute_main(void *arg) {
     return NULL;
 }
 
-static void compute_submit(ComputeThread *c, const float *in, float *out, int x0, int y0) {
+static void compute_submit(ComputeThread *c, const float *in, float *out, int x0, int y0,
+                           InferRect want) {
     pthread_mutex_lock(&c->mu);
-    c->in = in, c->out = out, c->x0 = x0, c->y0 = y0, c->pending = 1;
+    c->in = in, c->out = out, c->x0 = x0, c->y0 = y0, c->want = want, c->pending = 1;
     pthread_cond_broadcast(&c->cv);
     pthread_mutex_unlock(&c->mu);
 }
@@ -211,7 +220,10 @@ int colorize_tiles(const InferModel *model, int width, int height, TileReader re
         if (rc) break;
         /* interrupted: start no new tile (the check below ends the loop), so
          * the signal waits for one tile, not two */
-        if (i < total && !(opt->cancel && *opt->cancel)) compute_submit(&c, cur->in, cur->out, cur->x0 - t.halo, cur->y0 - t.halo);
+        if (i < total && !(opt->cancel && *opt->cancel)) { /* the network computes the tile only */
+            InferRect tile = {t.halo, t.halo + cur->h, t.halo, t.halo + cur->w};
+            compute_submit(&c, cur->in, cur->out, cur->x0 - t.halo, cur->y0 - t.halo, tile);
+        }
         if (i > 0) {
             if (store_window(&t, prev, opt->bands, write, write_ctx, err, n)) rc = -1;
             else if (opt->progress && !opt->progress((double)i / total, NULL, opt->progress_arg)) {

@@ -182,7 +182,7 @@ int train_preview_write(TrainPreview *p, const Network *g, const char *out_dir, 
     for (int r = 0; r < PREVIEW_ROWS && img; r++) {
         const float *color = p->color + (size_t)r * 3 * px;
         ht_forward(p->gray, color, p->ht, 1, c * c);
-        generator_infer(&m, &work, p->gray, p->rgb, 0, 0);
+        generator_infer(&m, &work, p->gray, p->rgb, 0, 0, NULL);
         for (int band = 0; band < 3; band++)
             for (int y = 0; y < c; y++)
                 for (int x = 0; x < c; x++) {

@@ -128,8 +128,8 @@ static void test_tiling_exact(void) {
     CHECK(infer_model_init(&m, &g, err, sizeof err) == 0, "%s", err);
     CHECK(infer_work_init(&wf, &m, H, W, err, sizeof err) == 0, "%s", err);
     CHECK(infer_work_init(&wp, &m, ch, cw, err, sizeof err) == 0, "%s", err);
-    generator_infer(&m, &wf, img, yf, 0, 0);
-    generator_infer(&m, &wp, crop, yp, ox, oy);
+    generator_infer(&m, &wf, img, yf, 0, 0, NULL);
+    generator_infer(&m, &wp, crop, yp, ox, oy, NULL);
     long infer_differ = 0, infer_differ_inside = 0;
     for (int c = 0; c < 3; c++)
         for (int y = 0; y < ch; y++)
@@ -143,7 +143,7 @@ static void test_tiling_exact(void) {
           infer_differ_inside, compared);
     CHECK(infer_differ > 0, "generator_infer: border pixels should see the zero padding");
     /* and with the wrong origin the Winograd tiles fall on another grid */
-    generator_infer(&m, &wp, crop, yp, ox + 4, oy);
+    generator_infer(&m, &wp, crop, yp, ox + 4, oy, NULL);
     long wrong = 0;
     for (int y = rf.radius; y < ch - rf.radius; y++)
         for (int x = rf.radius; x < cw - rf.radius; x++)
@@ -151,6 +151,32 @@ static void test_tiling_exact(void) {
     CHECK(wrong > 0, "generator_infer: the origin changes nothing");
     printf("  tiling, generator_infer: centre identical; %ld centre values differ with a wrong "
            "origin\n", wrong);
+    /* Told the part wanted (odd edges, to test the rounding to each layer's
+     * scale), it writes that part with the full image's bits, and the work
+     * outside it is skipped: pixels far from it are left untouched. */
+    InferRect want = {rf.radius + 1, ch - rf.radius - 3, rf.radius + 2, cw - rf.radius - 1};
+    for (int k = 0; k < 3 * ch * cw; k++) yp[k] = NAN;
+    generator_infer(&m, &wp, crop, yp, ox, oy, &want);
+    long want_differ = 0, far = 0, far_written = 0;
+    for (int c = 0; c < 3; c++)
+        for (int y = 0; y < ch; y++)
+            for (int x = 0; x < cw; x++) {
+                float v = yp[(c * ch + y) * cw + x];
+                if (y >= want.top && y < want.bottom && x >= want.left && x < want.right) {
+                    want_differ += v != yf[(c * H + y + oy) * W + x + ox];
+                } else if (y < want.top - 1 || y > want.bottom || x < want.left - 1 ||
+                           x > want.right) { /* dec0 writes 2x2 blocks: 1 px beyond */
+                    far++;
+                    far_written += !isnan(v);
+                }
+            }
+    CHECK(want_differ == 0, "generator_infer with a wanted part: %ld values in it differ",
+          want_differ);
+    CHECK(far > 0 && far_written == 0,
+          "generator_infer with a wanted part: %ld of %ld values far outside it were computed",
+          far_written, far);
+    printf("  tiling, generator_infer on a wanted part: identical, %ld values outside not computed\n",
+           far);
     free(yf), free(yp);
     infer_work_free(&wf);
     infer_work_free(&wp);
@@ -183,7 +209,7 @@ static void test_infer_matches_forward(void) {
         CHECK(infer_model_init(&m, &g, err, sizeof err) == 0, "%s", err);
         CHECK(infer_work_init(&work, &m, H, W, err, sizeof err) == 0, "%s", err);
         generator_forward(&g, &acts, img, 0);
-        generator_infer(&m, &work, img, rgb, 0, 0);
+        generator_infer(&m, &work, img, rgb, 0, 0, NULL);
         double e = test_rel_error(rgb, acts.y[0], (size_t)3 * H * W, 1.0);
         CHECK(e < 1e-5, "%s: fused inference differs from the eval forward by %.3g", names[k], e);
         printf("  %s: fused inference vs eval forward: max difference %.2e\n", names[k], e);
