@@ -4,7 +4,8 @@
 Usage (from the repository root, with Debian's python which has torch):
     /usr/bin/python3 scripts/make_golden.py [--out tests/data/golden_small.h5]
 
-Deterministic (fixed seeds, single thread), offline, a few seconds.
+Deterministic (fixed seeds, single thread), offline, about 2 minutes (most of it
+the search for a well-conditioned weight seed, see KINK_MARGIN).
 The file is at the same time a valid "spynco-checkpoint" (format_version 1)
 written by h5py: /G and /D hold the float32 weights. Everything under /golden
 is reference data computed in float64 from those float32 weights and inputs,
