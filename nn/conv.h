@@ -14,6 +14,13 @@
  * phase, with summed weights (forward, d(input) and d(weight)): exact, 2.25x
  * fewer products, no upsampled copy.
  *
+ * 3x3 convs with stride 1 and pad 1 (not upsampled; G's residual blocks)
+ * run as Winograd F(2x2, 3x3) in all three products (nn/conv.c): 2.25x
+ * fewer products, each output within ~1e-6 of the direct conv, deterministic
+ * and independent of the thread count as well. Their 2x2 tiles start at the
+ * map's corner, so a crop keeps the full image's bits at even offsets only
+ * (nn/infer.h's inference takes the window's origin instead).
+ *
  * Backward:
  *  - d(input), stride 1: a convolution of d(output) with the flipped,
  *    transposed kernel (im2col + SGEMM per block of input pixels).

@@ -4,7 +4,8 @@
 Usage (from the repository root, with Debian's python which has torch):
     /usr/bin/python3 scripts/make_golden.py [--out tests/data/golden_small.h5]
 
-Deterministic (fixed seeds, single thread), offline, a few seconds.
+Deterministic (fixed seeds, single thread), offline, about 2 minutes (most of it
+the search for a well-conditioned weight seed, see KINK_MARGIN).
 The file is at the same time a valid "spynco-checkpoint" (format_version 1)
 written by h5py: /G and /D hold the float32 weights. Everything under /golden
 is reference data computed in float64 from those float32 weights and inputs,
@@ -70,10 +71,89 @@ def make_inputs():
     return np.stack(a).astype(np.float32), np.stack(b).astype(np.float32)
 
 
-def make_weights():
-    """Float32 state dicts of G and D: PyTorch default init with seed 0, then
+# Conditioning of the training step at its kinks (the inputs KinkRecorder
+# collects). The C code computes in float32, with its own summation orders
+# (blocked GEMM, Winograd's transforms, 8-lane sums), so near 0 a kink input
+# may land on the other side than in this float64 reference, and that flip
+# moves gradients by up to ~1e-3 and can turn the sign of a small one (seen
+# with seed 0: a pre-activation of 7.5e-8 with the direct conv, -2.2e-8 with
+# Winograd). Two requirements, both measured on the same step:
+# - KINK_MARGIN: every |x| >= 1e-6. Unit-scale activations are rounded to
+#   ~1e-7 per operation; a few summations deep the float32 values of any
+#   implementation are off by ~1e-6.
+# - KINK_SIGMAS: every |x| >= 4 x the float32 noise of its tensor, the rms of
+#   (float32 - float64) over the tensor with torch's own float32 step. The
+#   noise grows with depth and BatchNorm's cancellations: rms 2e-7 at G's
+#   first layer, 1e-6 at dec0 (the C code's own: 1.1e-6 at dec0, tails to
+#   1e-5), so one absolute margin is either too small for dec0 or needs
+#   thousands of seeds. dec0 has 2 x 295k pre-activations (its closest to 0 is
+#   ~4e-6 on average), so 4 sigma is about the most that a few hundred seeds
+#   reach; it is not a guarantee against float32's tails, only the best
+#   conditioned draw within reach.
+KINK_MARGIN = 1e-6
+KINK_SIGMAS = 6.0
+MAX_SEEDS = 2000
+
+
+class KinkRecorder:
+    """Stands in for torch.nn.functional inside torch_reference and records the
+    input of every non-smooth point the gradients go through: each ReLU (G),
+    each LeakyReLU (D, every call) and the argument of each L1 term (the
+    consistency terms and the contours)."""
+
+    def __init__(self):
+        self.inputs = []
+
+    def __getattr__(self, name):
+        return getattr(torch.nn.functional, name)
+
+    def relu(self, x, *args, **kwargs):
+        self.inputs.append(x.detach())
+        return torch.nn.functional.relu(x, *args, **kwargs)
+
+    def leaky_relu(self, x, *args, **kwargs):
+        self.inputs.append(x.detach())
+        return torch.nn.functional.leaky_relu(x, *args, **kwargs)
+
+    def l1_loss(self, x, target, *args, **kwargs):
+        self.inputs.append((x - target).detach())
+        return torch.nn.functional.l1_loss(x, target, *args, **kwargs)
+
+
+def kink_inputs(sdG32, sdD32, a32, b32, dtype):
+    """The kink inputs of the training step's forward passes (G(a), G(ht(b)),
+    D's three calls in G's loss, its six in D's loss), computed in dtype."""
+    a = torch.from_numpy(a32).to(dtype)
+    b = torch.from_numpy(b32).to(dtype)
+    G, D = fresh_models(sdG32, sdD32)
+    G.to(dtype).train()
+    D.to(dtype).train()
+    kinks = KinkRecorder()
+    functional, ref.F = ref.F, kinks
+    try:
+        with torch.no_grad():  # the same values as with gradients
+            y = ref.generator_loss(G, D, a, b, tuple(CONFIG["ht_weights"]), CONFIG["scales"],
+                                   LAMBDA_A, LAMBDA_B, LAMBDA_C, return_outputs=True)[2]
+            ref.discriminator_loss(D, b, list(y), CONFIG["scales"])
+    finally:
+        ref.F = functional
+    return kinks.inputs
+
+
+def conditioning(sdG32, sdD32, a32, b32):
+    """(smallest |kink input|, smallest |kink input| / float32 noise of its tensor)."""
+    x64 = kink_inputs(sdG32, sdD32, a32, b32, torch.float64)
+    x32 = kink_inputs(sdG32, sdD32, a32, b32, torch.float32)
+    margin = min(float(x.abs().min()) for x in x64)
+    sigmas = min(float(x.abs().min() / (y.double() - x).pow(2).mean().sqrt())
+                 for x, y in zip(x64, x32))
+    return margin, sigmas
+
+
+def make_weights(seed):
+    """Float32 state dicts of G and D: PyTorch default init with this seed, then
     non-trivial BN (G's BN layers in module order, then D's)."""
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     G = ref.Generator(CONFIG["F"], CONFIG["K"], CONFIG["R"])
     D = ref.Discriminator(CONFIG["nd"])
     with torch.no_grad():
@@ -159,42 +239,22 @@ class Writer:
         self.f.create_dataset(path, data=np.float32(value), track_times=False)
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default=os.path.join(REPO, "tests", "data", "golden_small.h5"))
-    args = ap.parse_args()
-
-    torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(True)
-
-    a32, b32 = make_inputs()
-    sdG, sdD = make_weights()
+def stored_weights(seed):
+    """(wG, wD, sdG32, sdD32): the float32 arrays written to the file and the
+    reference state dicts holding exactly those values (as tensors)."""
+    sdG, sdD = make_weights(seed)
     wG = dict(float_items(sdG))
     wD = dict(float_items(sdD))
-    # reference state dicts = exactly the stored float32 values (as tensors)
     sdG32 = {k: (torch.from_numpy(wG[k]) if k in wG else v) for k, v in sdG.items()}
     sdD32 = {k: (torch.from_numpy(wD[k]) if k in wD else v) for k, v in sdD.items()}
+    return wG, wD, sdG32, sdD32
 
+
+def training_step(sdG32, sdD32, a, b, out, scal):
+    """One training step (train mode throughout) from the given weights: its
+    references go to out and scal."""
     w = tuple(CONFIG["ht_weights"])
     scales = tuple(CONFIG["scales"])
-    a = torch.from_numpy(a32).double()
-    b = torch.from_numpy(b32).double()
-
-    out = {}  # path -> float32 array, written in insertion order
-    scal = {}  # loss path -> python float
-
-    # ---- eval mode -------------------------------------------------------
-    G, D = fresh_models(sdG32, sdD32)
-    G.eval()
-    D.eval()
-    with torch.no_grad():
-        ye = G(a)
-        for s in (1, 2, 3):
-            out["golden/eval/y%d" % s] = to_np32(ye[s - 1])
-        out["golden/eval/d_b"] = to_np32(D(b))
-
-    # ---- one training step (train mode throughout) -----------------------
     G, D = fresh_models(sdG32, sdD32)
     G.train()
     D.train()
@@ -235,6 +295,49 @@ def main():
         for k, p in net.named_parameters():
             out["golden/train/adam/%s/%s" % (name, k.replace(".", "/"))] = to_np32(p)
 
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default=os.path.join(REPO, "tests", "data", "golden_small.h5"))
+    args = ap.parse_args()
+
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+
+    a32, b32 = make_inputs()
+    a = torch.from_numpy(a32).double()
+    b = torch.from_numpy(b32).double()
+
+    # ---- the first weight seed whose training step is well conditioned ---
+    first = int(os.environ.get("SPYNCO_GOLDEN_FIRST_SEED", "0"))
+    for seed in range(first, MAX_SEEDS):
+        wG, wD, sdG32, sdD32 = stored_weights(seed)
+        margin, sigmas = conditioning(sdG32, sdD32, a32, b32)
+        if margin >= KINK_MARGIN and sigmas >= KINK_SIGMAS:
+            break
+    else:
+        raise SystemExit("no weight seed below %d keeps every kink input %g and %g sigma "
+                         "away from 0" % (MAX_SEEDS, KINK_MARGIN, KINK_SIGMAS))
+    print("seed %d: smallest |kink input| %.3g, %.2f x its tensor's float32 noise"
+          % (seed, margin, sigmas))
+
+    # ---- one training step ----------------------------------------------
+    train_out, scal = {}, {}  # path -> float32 array / loss path -> python float
+    training_step(sdG32, sdD32, a, b, train_out, scal)
+
+    # ---- eval mode -------------------------------------------------------
+    out = {}  # path -> float32 array, written in insertion order
+    G, D = fresh_models(sdG32, sdD32)
+    G.eval()
+    D.eval()
+    with torch.no_grad():
+        ye = G(a)
+        for s in (1, 2, 3):
+            out["golden/eval/y%d" % s] = to_np32(ye[s - 1])
+        out["golden/eval/d_b"] = to_np32(D(b))
+    out.update(train_out)
+
     # ---- write -----------------------------------------------------------
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     tmp = args.out + ".tmp"
@@ -257,6 +360,11 @@ def main():
             "the float32 /G, /D, /golden/a, /golden/b and stored as float32.")
         g.attrs["a_sources"] = json.dumps(
             [{"file": "aid150/" + r, "row": y0, "col": x0, "size": CROP} for r, y0, x0 in A_SOURCES])
+        g.attrs["weight_seed"] = np.int64(seed)
+        g.attrs["kink_margin"] = margin
+        g.attrs["kink_margin_required"] = KINK_MARGIN
+        g.attrs["kink_sigmas"] = sigmas
+        g.attrs["kink_sigmas_required"] = KINK_SIGMAS
         g.attrs["b_sources"] = json.dumps(
             [{"file": "aid150/" + r, "row": y0, "col": x0, "size": CROP} for r, y0, x0 in B_SOURCES])
         for path, arr in out.items():

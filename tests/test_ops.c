@@ -533,7 +533,7 @@ static void test_adam(void) {
 int main(void) {
     printf("conv2d\n");
     test_conv_forward_reference(2, 3, 23, 29, 5, 3, 2, 1);
-    test_conv_forward_reference(2, 7, 11, 70, 5, 3, 1, 1);
+    test_conv_forward_reference(2, 7, 11, 70, 5, 3, 1, 1); /* Winograd: odd side, 2 segments */
     test_conv(2, 1, 13, 11, 4, 7, 1, 3);   /* enc0 */
     test_conv(2, 3, 12, 10, 5, 3, 2, 1);   /* enc1/enc2 */
     test_conv(1, 6, 9, 9, 4, 3, 1, 1);     /* res, dec */
@@ -547,7 +547,7 @@ int main(void) {
     test_conv_upsampled_forward();
     test_conv_up(1, 2, 3, 5, 6, 4, 3, 1, 1);  /* dec1, dec0: upsampling conv as 4 phase convs */
     test_conv_up(1, 1, 2, 23, 25, 3, 3, 1, 1); /* several blocks, odd sides */
-    test_conv(2, 3, 7, 67, 4, 3, 1, 1);    /* Winograd backward: batch, two segments per tile row */
+    test_conv(2, 3, 7, 67, 4, 3, 1, 1);    /* Winograd: batch, two segments per tile row */
     /* the portable path: the plain C GEMM kernel selects the plain C transforms */
     GemmKernel best = gemm_current_kernel();
     CHECK(gemm_set_kernel(GEMM_KERNEL_SCALAR) == 0, "the plain C kernel must be available");
