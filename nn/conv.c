@@ -288,9 +288,10 @@ static void conv_backward_input_strided(float *din, const float *dout, const flo
 #define INLINE static inline __attribute__((always_inline))
 
 /* Products m[(e*ch + c)*WINO_SEG + k] -> the tiles' pixels, added to out
- * (h x w). t: 12 * WINO_SEG floats. */
+ * (h x w), or with `store` stored as pixel + bias[c] (bias may be NULL).
+ * t: 12 * WINO_SEG floats. */
 INLINE void wino_outputs_body(float *out, const float *m, int ch, int h, int w, int y0, int x0,
-                              int nt, float *t) {
+                              int nt, int store, const float *bias, float *t) {
     size_t ld = (size_t)ch * WINO_SEG;
     int xn = w - x0 < 2 * nt ? w - x0 : 2 * nt; /* output columns inside the map */
     for (int c = 0; c < ch; c++) {
@@ -312,7 +313,11 @@ INLINE void wino_outputs_body(float *out, const float *m, int ch, int h, int w, 
                 o[2 * k + 1] = t1[k] - t2[k] - t3[k];
             }
             float *dst = out + ((size_t)c * h + y0 + r) * w + x0;
-            for (int j = 0; j < xn; j++) dst[j] += o[j];
+            float b = bias ? bias[c] : 0.0f;
+            if (store)
+                for (int j = 0; j < xn; j++) dst[j] = o[j] + b;
+            else
+                for (int j = 0; j < xn; j++) dst[j] += o[j];
         }
     }
 }
@@ -354,8 +359,8 @@ static void wino_inputs_plain(float *v, const float *x, int ch, int h, int w, in
     wino_input_rows(v, (size_t)ch * WINO_SEG, x, ch, h, w, y0, x0, nt, hv);
 }
 static void wino_outputs_plain(float *out, const float *m, int ch, int h, int w, int y0, int x0,
-                               int nt, float *t) {
-    wino_outputs_body(out, m, ch, h, w, y0, x0, nt, t);
+                               int nt, int store, const float *bias, float *t) {
+    wino_outputs_body(out, m, ch, h, w, y0, x0, nt, store, bias, t);
 }
 static void wino_grads_plain(float *dm, const float *dy, int ch, int h, int w, int y0, int x0, int nt,
                              float *t) {
@@ -364,7 +369,8 @@ static void wino_grads_plain(float *dm, const float *dy, int ch, int h, int w, i
 
 typedef struct {
     void (*inputs)(float *, const float *, int, int, int, int, int, int, float *);
-    void (*outputs)(float *, const float *, int, int, int, int, int, int, float *);
+    void (*outputs)(float *, const float *, int, int, int, int, int, int, int, const float *,
+                    float *);
     void (*grads)(float *, const float *, int, int, int, int, int, int, float *);
 } WinoFns;
 
@@ -376,8 +382,9 @@ __attribute__((target("avx512f"))) static void wino_inputs_avx512(float *v, cons
 }
 __attribute__((target("avx512f"))) static void wino_outputs_avx512(float *out, const float *m,
                                                                    int ch, int h, int w, int y0,
-                                                                   int x0, int nt, float *t) {
-    wino_outputs_body(out, m, ch, h, w, y0, x0, nt, t);
+                                                                   int x0, int nt, int store,
+                                                                   const float *bias, float *t) {
+    wino_outputs_body(out, m, ch, h, w, y0, x0, nt, store, bias, t);
 }
 __attribute__((target("avx512f"))) static void wino_grads_avx512(float *dm, const float *dy, int ch,
                                                                  int h, int w, int y0, int x0,
@@ -432,9 +439,11 @@ static void wino_weights(GemmPacked packed[16], float *area, float *tmp, const f
     for (int e = 0; e < 16; e++) gemm_pack(&packed[e], area + e * each, tmp + e * mat, k, m, k);
 }
 
-/* out += conv3x3(in) for every image: ci -> co channels, h x w. */
+/* out += conv3x3(in) for every image: ci -> co channels, h x w; with
+ * `store`, out = conv3x3(in) + bias (bias may be NULL). */
 static void wino_conv(float *out, const float *in, const GemmPacked U[16], int batch, int ci_n,
-                      int co_n, int h, int w, const ConvShape *s, float *scratch) {
+                      int co_n, int h, int w, int store, const float *bias, const ConvShape *s,
+                      float *scratch) {
     int th = (h + 1) / 2, tw = (w + 1) / 2, segs = (tw + WINO_SEG - 1) / WINO_SEG;
     int jobs = batch * th * segs;
     WinoFns fn = wino_fns(U[0].kernel);
@@ -447,7 +456,8 @@ static void wino_conv(float *out, const float *in, const GemmPacked U[16], int b
         fn.inputs(v, in + (size_t)b * ci_n * h * w, ci_n, h, w, 2 * ti, 2 * j0, nt, t);
         for (int e = 0; e < 16; e++)
             gemm_packed_nn(nt, &U[e], v + e * vld, WINO_SEG, 0.0f, mm + e * mld, WINO_SEG);
-        fn.outputs(out + (size_t)b * co_n * h * w, mm, co_n, h, w, 2 * ti, 2 * j0, nt, t);
+        fn.outputs(out + (size_t)b * co_n * h * w, mm, co_n, h, w, 2 * ti, 2 * j0, nt, store, bias,
+                   t);
     }
 }
 
@@ -459,22 +469,16 @@ static float *wino_tmp(const ConvShape *s, float *scratch) {
 
 static void wino_forward(float *out, const float *in, const float *weight, const float *bias,
                          const ConvShape *s, float *scratch) {
-    size_t hw = (size_t)s->out_h * s->out_w;
-#pragma omp parallel for schedule(static)
-    for (int bc = 0; bc < s->batch * s->out_ch; bc++) {
-        float *y = out + (size_t)bc * hw, v = bias ? bias[bc % s->out_ch] : 0.0f;
-        for (size_t j = 0; j < hw; j++) y[j] = v;
-    }
     GemmPacked U[16];
     wino_weights(U, scratch, wino_tmp(s, scratch), weight, s->out_ch, s->in_ch, 0);
-    wino_conv(out, in, U, s->batch, s->in_ch, s->out_ch, s->out_h, s->out_w, s, scratch);
+    wino_conv(out, in, U, s->batch, s->in_ch, s->out_ch, s->out_h, s->out_w, 1, bias, s, scratch);
 }
 
 static void wino_backward_input(float *din, const float *dout, const float *weight,
                                 const ConvShape *s, float *scratch) {
     GemmPacked U[16];
     wino_weights(U, scratch, wino_tmp(s, scratch), weight, s->out_ch, s->in_ch, 1);
-    wino_conv(din, dout, U, s->batch, s->out_ch, s->in_ch, s->in_h, s->in_w, s, scratch);
+    wino_conv(din, dout, U, s->batch, s->out_ch, s->in_ch, s->in_h, s->in_w, 0, NULL, s, scratch);
 }
 
 static void wino_backward_weight(float *dweight, const float *dout, const float *in,
