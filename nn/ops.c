@@ -62,16 +62,17 @@ double sum_floats(const float *x, int n) {
     return lanes_total(acc) + tail;
 }
 
-static double sum_squared_deviations(const float *x, int n, double mu) {
-    double acc[BN_LANES] = {0}, tail = 0.0;
+/* *sum += sum of x, *squares += sum of x^2, in one pass */
+static void sum_and_squares(const float *x, int n, double *sum, double *squares) {
+    double acc[BN_LANES] = {0}, sq[BN_LANES] = {0}, tail = 0.0, tail_sq = 0.0;
     int i = 0;
     for (; i + BN_LANES <= n; i += BN_LANES)
         for (int l = 0; l < BN_LANES; l++) {
-            double d = x[i + l] - mu;
-            acc[l] += d * d;
+            double v = x[i + l];
+            acc[l] += v, sq[l] += v * v;
         }
-    for (; i < n; i++) tail += (x[i] - mu) * (x[i] - mu);
-    return lanes_total(acc) + tail;
+    for (; i < n; i++) tail += x[i], tail_sq += (double)x[i] * x[i];
+    *sum += lanes_total(acc) + tail, *squares += lanes_total(sq) + tail_sq;
 }
 
 /* act(y) = y > 0 ? y : slope * y, written as max(y, 0) + slope * min(y, 0)
@@ -88,33 +89,28 @@ static void bn_forward(float *out, float *mean, float *rstd, float *running_mean
                        float slope, int batch, int ch, int hw, int training, const BnSync *sync,
                        double *stats) {
     if (training) {
-        /* two passes (sum, then squared deviations) in double: accurate, and
-         * each pass's per-channel sums can be added up over replicas */
-        double *mu = stats, *sq = stats + ch + 1;
+        /* one pass: sums of x and x^2 in double (each float's square is exact
+         * there, and E[x^2] - E[x]^2 loses ~1e-16 * mean^2 / var of the
+         * variance, nothing at float precision); the per-channel sums add up
+         * over replicas */
+        double *mu = stats, *sq = stats + ch;
 #pragma omp parallel for schedule(static)
         for (int c = 0; c < ch; c++) {
-            double sum = 0.0;
+            double sum = 0.0, squares = 0.0;
             for (int b = 0; b < batch; b++)
-                sum += sum_floats(in + ((size_t)b * ch + c) * hw, hw);
-            mu[c] = sum;
+                sum_and_squares(in + ((size_t)b * ch + c) * hw, hw, &sum, &squares);
+            mu[c] = sum, sq[c] = squares;
         }
-        mu[ch] = (double)batch * hw;
-        if (sync) sync->sum(mu, ch + 1, sync->ctx);
-        double count = mu[ch];
-#pragma omp parallel for schedule(static)
+        stats[2 * ch] = (double)batch * hw;
+        if (sync) sync->sum(stats, 2 * ch + 1, sync->ctx);
+        double count = stats[2 * ch];
         for (int c = 0; c < ch; c++) {
             mu[c] /= count;
-            double s = 0.0;
-            for (int b = 0; b < batch; b++)
-                s += sum_squared_deviations(in + ((size_t)b * ch + c) * hw, hw, mu[c]);
-            sq[c] = s;
-        }
-        if (sync) sync->sum(sq, ch, sync->ctx);
-        for (int c = 0; c < ch; c++) {
-            double var = sq[c] / count;
+            double var = sq[c] / count - mu[c] * mu[c];
+            if (var < 0.0) var = 0.0; /* a constant channel's rounding */
             mean[c] = (float)mu[c];
             rstd[c] = (float)(1.0 / sqrt(var + BN_EPS));
-            double unbiased = count > 1 ? sq[c] / (count - 1) : var;
+            double unbiased = count > 1 ? var * count / (count - 1) : var;
             running_mean[c] = (1.0f - BN_MOMENTUM) * running_mean[c] + BN_MOMENTUM * (float)mu[c];
             running_var[c] = (1.0f - BN_MOMENTUM) * running_var[c] + BN_MOMENTUM * (float)unbiased;
         }

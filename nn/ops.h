@@ -41,7 +41,7 @@ void tanh_backward(float *din, const float *dout, const float *out, size_t n);
  * slice of the batch, and the statistics must be those of the whole batch.
  * Given a BnSync, the per-channel sums (and element counts) go through
  * sync->sum, which adds them up over the replicas: the forward's sums of x
- * and then of (x - mean)^2, the backward's sums of dy and dy*xhat. dgamma
+ * and x^2 (one pass, in double), the backward's sums of dy and dy*xhat. dgamma
  * and dbeta still receive the local sums (the caller sums parameter
  * gradients over the replicas itself). With sync NULL the batch is whole.
  * stats is scratch of BN_STATS_DOUBLES(ch) doubles. */
