@@ -271,7 +271,7 @@ static void conv_backward_input_strided(float *din, const float *dout, const flo
  *   G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1],
  * the (.) product summed over input channels: 16 GEMMs [out x in] x [in x tiles],
  * 16 products per 2x2 pixels instead of 36. Training uses it for all three
- * products: the forward (the bias stored first, the tiles added to it);
+ * products: the forward (its output transform stores tile + bias);
  * d(input), this conv of d(output) with the flipped, transposed kernel;
  * d(weight), back-propagated
  * through the same algebra: dM = A dY A^T per tile, dU = sum over tiles of

@@ -339,19 +339,25 @@ static void encoder_stem(float *out, const float *in, const FusedConv *e0, const
     }
 }
 
+/* Pixel q of the part r (row by row) is (*y, *x); returns how many pixels
+ * from it, at most n, lie on its row. */
+static inline int rect_run(const InferRect *r, int q, int n, int *y, int *x) {
+    int rw = r->right - r->left;
+    *y = r->top + q / rw, *x = r->left + q % rw;
+    return rw - q % rw < n ? rw - q % rw : n;
+}
+
 /* col[(c*k + ki)*k + kj, j] = in[c, y+dy+ki, x+dx+kj] (0 outside) for the
  * pixels q0+j = (y, x) of the part r of an h x w image, row by row: im2col of
  * a stride-1 conv whose taps start at offset (dy, dx), in runs of one row. */
 static void im2col_offset(float *col, const float *in, int ch, int h, int w, int k, int dy, int dx,
                           const InferRect *r, int q0, int n) {
-    int rw = r->right - r->left;
     for (int c = 0; c < ch; c++)
         for (int ki = 0; ki < k; ki++)
             for (int kj = 0; kj < k; kj++) {
                 float *row = col + ((size_t)(c * k + ki) * k + kj) * n;
                 for (int j = 0, q = q0; j < n;) {
-                    int y = r->top + q / rw, x = r->left + q % rw;
-                    int len = rw - q % rw < n - j ? rw - q % rw : n - j;
+                    int y, x, len = rect_run(r, q, n - j, &y, &x);
                     int iy = y + dy + ki, ix = x + dx + kj; /* the run's first input column */
                     float *dst = row + j;
                     if (iy < 0 || iy >= h) {
@@ -404,8 +410,7 @@ static void phase_conv(float *out, const float *in, const FusedConv *f, int h, i
                     const float *src = res + (size_t)c * n;
                     float *dst = out + c * out_plane + (size_t)a * ow + b;
                     for (int j = 0, q = q0; j < n;) { /* in runs of one row */
-                        int y = r->top + q / rw, x = r->left + q % rw;
-                        int len = rw - q % rw < n - j ? rw - q % rw : n - j;
+                        int y, x, len = rect_run(r, q, n - j, &y, &x);
                         float *d = dst + (size_t)2 * y * ow + 2 * x;
                         for (int t = 0; t < len; t++) d[2 * t] = src[j + t];
                         j += len, q += len;

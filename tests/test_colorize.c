@@ -377,8 +377,7 @@ static void test_tile_invariance(void) {
     Image a, b;
     if (load_image(tp("lum_64.tif"), &a) == 0) {
         if (load_image(tp("tile_64.tif"), &b) == 0) {
-            CHECK(memcmp(a.px, b.px, (size_t)a.bands * a.w * a.h) != 0,
-                  "--keep-luminance changed nothing");
+            CHECK(count_diff(&a, &b) > 0, "--keep-luminance changed nothing");
             free_image(&b);
         }
         free_image(&a);
