@@ -155,6 +155,120 @@ static const float *block_columns(const ConvShape *s, const float *x, float *scr
     return col;
 }
 
+/* ---- one output channel, stride 1 (D's last layer: 8nd -> 1, 4x4) ----
+ * As a GEMM this has one row: the microkernel would run 1 of its MR rows
+ * and the im2col block would be most of the work. Instead a job copies the
+ * input rows under a block of SINGLE_ROWS output rows, zero-padded, into
+ * rows of P = out_w + k - 1 floats; the output block, stored at the same
+ * row stride P, is then for each tap one multiply-add along one long
+ * contiguous run (the columns past out_w are computed and dropped). */
+
+#define SINGLE_ROWS 8
+#define SINGLE_LANES 16
+
+static int single_stride(const ConvShape *s) { return s->out_w + s->kernel - 1; }
+/* floats of the padded input rows of one block, with zeros after them for
+ * the runs that start up to k - 1 floats into the last row and are rounded
+ * up to whole lanes */
+static size_t single_block_floats(const ConvShape *s) {
+    size_t n = (size_t)(SINGLE_ROWS + s->kernel - 1) * single_stride(s) + s->kernel + SINGLE_LANES;
+    return (n + SINGLE_LANES - 1) / SINGLE_LANES * SINGLE_LANES;
+}
+
+static int is_single_output(const ConvShape *s) {
+    /* the padded rows and the output block must fit in a thread's column area */
+    return s->out_ch == 1 && s->stride == 1 && !s->upsampled && s->kernel > 1 && s->kernel <= 8 &&
+           2 * single_block_floats(s) <= column_rows(s) * CONV_BLOCK;
+}
+
+/* pin[r * P + t] = input row y0 - pad + r, column t - pad (0 outside the map),
+ * r < rows; zeros after them to the block's end */
+static void single_padded_rows(float *pin, const float *x, const ConvShape *s, int y0, int rows) {
+    int P = single_stride(s);
+    for (int r = 0; r < rows; r++) {
+        float *dst = pin + (size_t)r * P;
+        int iy = y0 - s->pad + r, lo = s->pad, hi = s->pad + s->in_w < P ? s->pad + s->in_w : P;
+        if (iy < 0 || iy >= s->in_h) {
+            memset(dst, 0, (size_t)P * sizeof(float));
+            continue;
+        }
+        for (int t = 0; t < lo; t++) dst[t] = 0.0f;
+        memcpy(dst + lo, x + (size_t)iy * s->in_w, (size_t)(hi - lo) * sizeof(float));
+        for (int t = hi; t < P; t++) dst[t] = 0.0f;
+    }
+    size_t used = (size_t)rows * P;
+    for (size_t t = used; t < single_block_floats(s); t++) pin[t] = 0.0f;
+}
+
+static void single_output_forward(float *out, const float *in, const float *weight,
+                                  const float *bias, const ConvShape *s, float *scratch) {
+    int k = s->kernel, P = single_stride(s);
+    int blocks = (s->out_h + SINGLE_ROWS - 1) / SINGLE_ROWS;
+    size_t in_hw = (size_t)s->in_h * s->in_w;
+#pragma omp parallel for schedule(dynamic)
+    for (int job = 0; job < s->batch * blocks; job++) {
+        int b = job / blocks, y0 = job % blocks * SINGLE_ROWS;
+        int rows = s->out_h - y0 < SINGLE_ROWS ? s->out_h - y0 : SINGLE_ROWS;
+        size_t run = (size_t)rows * P;
+        float *acc = thread_columns(s, scratch), *pin = acc + single_block_floats(s);
+        for (size_t t = 0; t < run; t++) acc[t] = 0.0f;
+        for (int c = 0; c < s->in_ch; c++) {
+            single_padded_rows(pin, in + (b * (size_t)s->in_ch + c) * in_hw, s, y0, rows + k - 1);
+            for (int ki = 0; ki < k; ki++)
+                for (int kj = 0; kj < k; kj++) {
+                    float w = weight[((size_t)c * k + ki) * k + kj];
+                    const float *src = pin + (size_t)ki * P + kj;
+                    for (size_t t = 0; t < run; t++) acc[t] += w * src[t];
+                }
+        }
+        for (int r = 0; r < rows; r++) {
+            float *y = out + ((size_t)b * s->out_h + y0 + r) * s->out_w;
+            for (int j = 0; j < s->out_w; j++) y[j] = acc[(size_t)r * P + j] + (bias ? bias[0] : 0.0f);
+        }
+    }
+}
+
+/* dweight[c, ki, kj] += sum over pixels of dout * the input under tap
+ * (ki, kj): one job per input channel, the pixels in a fixed order; each
+ * tap's products summed in SINGLE_LANES float lanes (vectorised), the
+ * lanes added in double at the end. */
+static void single_output_backward_weight(float *dweight, const float *dout, const float *in,
+                                          const ConvShape *s, float *scratch) {
+    int k = s->kernel, P = single_stride(s);
+    size_t in_hw = (size_t)s->in_h * s->in_w, out_hw = (size_t)s->out_h * s->out_w;
+    size_t block = single_block_floats(s);
+#pragma omp parallel for schedule(dynamic)
+    for (int c = 0; c < s->in_ch; c++) {
+        float *dy = thread_columns(s, scratch), *pin = dy + block;
+        float lanes[64][SINGLE_LANES]; /* k*k <= 64 taps: is_single_output's kernels */
+        for (int t = 0; t < k * k; t++)
+            for (int l = 0; l < SINGLE_LANES; l++) lanes[t][l] = 0.0f;
+        for (int b = 0; b < s->batch; b++)
+            for (int y0 = 0; y0 < s->out_h; y0 += SINGLE_ROWS) {
+                int rows = s->out_h - y0 < SINGLE_ROWS ? s->out_h - y0 : SINGLE_ROWS;
+                size_t run = ((size_t)rows * P + SINGLE_LANES - 1) / SINGLE_LANES * SINGLE_LANES;
+                /* d(output) rows at stride P, zero past out_w and past the block */
+                for (size_t t = 0; t < run; t++) dy[t] = 0.0f;
+                for (int r = 0; r < rows; r++)
+                    memcpy(dy + (size_t)r * P, dout + b * out_hw + (size_t)(y0 + r) * s->out_w,
+                           (size_t)s->out_w * sizeof(float));
+                single_padded_rows(pin, in + (b * (size_t)s->in_ch + c) * in_hw, s, y0, rows + k - 1);
+                for (int ki = 0; ki < k; ki++)
+                    for (int kj = 0; kj < k; kj++) {
+                        const float *src = pin + (size_t)ki * P + kj;
+                        float *acc = lanes[ki * k + kj];
+                        for (size_t t = 0; t < run; t += SINGLE_LANES)
+                            for (int l = 0; l < SINGLE_LANES; l++) acc[l] += dy[t + l] * src[t + l];
+                    }
+            }
+        for (int t = 0; t < k * k; t++) {
+            double sum = 0.0;
+            for (int l = 0; l < SINGLE_LANES; l++) sum += lanes[t][l];
+            dweight[(size_t)c * k * k + t] += (float)sum;
+        }
+    }
+}
+
 /* col[(c*kh + i)*kw + j, q] = x[c, y0 + gy + i, x0 + gx + j] (0 outside the
  * h x w map) for the pixels q = (gy, gx) q0 .. q0+n-1 of a grid gw wide: the
  * im2col of a stride-1 correlation whose taps start at (y0, x0), in runs of
@@ -668,6 +782,10 @@ void conv2d_forward(float *out, const float *in, const float *weight, const floa
         wino_forward(out, in, weight, bias, s, scratch);
         return;
     }
+    if (is_single_output(s)) {
+        single_output_forward(out, in, weight, bias, s, scratch);
+        return;
+    }
     int hw = s->out_h * s->out_w;
     int kk = s->in_ch * s->kernel * s->kernel;
     int nb = block_pixels(s->batch, hw);
@@ -746,6 +864,10 @@ static void conv_backward_weight(float *dweight, const float *dout, const float 
     }
     if (is_winograd(s)) {
         wino_backward_weight(dweight, dout, in, s, scratch);
+        return;
+    }
+    if (is_single_output(s)) {
+        single_output_backward_weight(dweight, dout, in, s, scratch);
         return;
     }
     int hw = s->out_h * s->out_w;

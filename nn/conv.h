@@ -21,6 +21,10 @@
  * map's corner, so a crop keeps the full image's bits at even offsets only
  * (nn/infer.h's inference takes the window's origin instead).
  *
+ * Convs with one output channel and stride 1 (D's last layer), forward and
+ * d(weight), skip im2col and the GEMM (which would use 1 of its MR rows):
+ * each tap is one multiply-add along a block of zero-padded input rows.
+ *
  * Backward:
  *  - d(input), stride 1: a convolution of d(output) with the flipped,
  *    transposed kernel (im2col + SGEMM per block of input pixels).
