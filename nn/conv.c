@@ -343,8 +343,11 @@ static void conv_backward_input_strided(float *din, const float *dout, const flo
             Phase p = conv_phase(s, ry, rx);
             int rows = s->out_ch * p.kh * p.kw, grid = p.gh * p.gw;
             if (rows == 0 || grid == 0) continue;
-            /* wt[ci, (co, i, j)] = weight[co, ci, ry + st*(kh-1-i), rx + st*(kw-1-j)] */
+            /* wt[ci, (co, i, j)] = weight[co, ci, ry + st*(kh-1-i), rx + st*(kw-1-j)],
+             * packed once for all jobs into the gradient slots' area */
             float *wt = scratch;
+            GemmPacked wp;
+#pragma omp parallel for schedule(static)
             for (int ci = 0; ci < s->in_ch; ci++)
                 for (int co = 0; co < s->out_ch; co++)
                     for (int i = 0; i < p.kh; i++)
@@ -353,6 +356,7 @@ static void conv_backward_input_strided(float *din, const float *dout, const flo
                                 weight[((size_t)co * s->in_ch + ci) * k2 +
                                        (ry + st * (p.kh - 1 - i)) * s->kernel + rx +
                                        st * (p.kw - 1 - j)];
+            gemm_pack(&wp, scratch + weight_floats(s), wt, rows, s->in_ch, rows);
             int nb = block_pixels(s->batch, grid);
             int blocks = (grid + nb - 1) / nb;
 #pragma omp parallel for schedule(dynamic)
@@ -363,7 +367,7 @@ static void conv_backward_input_strided(float *din, const float *dout, const flo
                 /* grid pixel (gy, gx) reads d(output) rows a0 + gy - t, t = kh-1-i */
                 im2col_grid(g, dout + b * out_size, s->out_ch, s->out_h, s->out_w, 1, 0, 0, p.kh,
                             p.kw, p.a0 - p.kh + 1, p.b0 - p.kw + 1, p.gw, q0, n);
-                gemm_nn(s->in_ch, n, rows, wt, rows, g, n, 0.0f, dx, n);
+                gemm_packed_nn(n, &wp, g, n, 0.0f, dx, n);
                 float *x = din + b * in_size;
                 for (int ci = 0; ci < s->in_ch; ci++)
                     for (int t = 0, gy = q0 / p.gw, gx = q0 % p.gw; t < n; gy++, gx = 0) { /* in runs of one grid row */
@@ -832,14 +836,20 @@ static void conv_backward_input(float *din, const float *dout, const float *weig
      * transposed kernel and padding k-1-pad, so im2col builds its operand. */
     ConvShape ts = conv_shape(1, s->out_ch, s->out_h, s->out_w, s->in_ch, s->kernel, 1,
                               s->kernel - 1 - s->pad);
-    /* wt[ci, (co, ki, kj)] = weight[co, ci, k-1-ki, k-1-kj] */
+    /* wt[ci, (co, ki, kj)] = weight[co, ci, k-1-ki, k-1-kj], packed once for
+     * all jobs into the gradient slots' area */
     float *wt = scratch;
-    for (int co = 0; co < s->out_ch; co++)
-        for (int ci = 0; ci < s->in_ch; ci++) {
-            const float *src = weight + ((size_t)co * s->in_ch + ci) * k2;
-            float *dst = wt + ((size_t)ci * s->out_ch + co) * k2;
-            for (int t = 0; t < k2; t++) dst[t] = src[k2 - 1 - t];
-        }
+    GemmPacked wp;
+    if (!is_pointwise(s)) {
+#pragma omp parallel for schedule(static)
+        for (int ci = 0; ci < s->in_ch; ci++)
+            for (int co = 0; co < s->out_ch; co++) {
+                const float *src = weight + ((size_t)co * s->in_ch + ci) * k2;
+                float *dst = wt + ((size_t)ci * s->out_ch + co) * k2;
+                for (int t = 0; t < k2; t++) dst[t] = src[k2 - 1 - t];
+            }
+        gemm_pack(&wp, scratch + weight_floats(s), wt, rows, s->in_ch, rows);
+    }
 #pragma omp parallel for schedule(dynamic)
     for (int job = 0; job < s->batch * blocks; job++) {
         int b = job / blocks, q0 = (job % blocks) * nb;
@@ -851,7 +861,7 @@ static void conv_backward_input(float *din, const float *dout, const float *weig
         } else {
             float *g = thread_columns(s, scratch);
             conv_im2col_block(g, dy, &ts, q0, n);
-            gemm_nn(s->in_ch, n, rows, wt, rows, g, n, 1.0f, dx, in_hw);
+            gemm_packed_nn(n, &wp, g, n, 1.0f, dx, in_hw);
         }
     }
 }
