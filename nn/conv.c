@@ -6,6 +6,7 @@
 #include "nn/gemm.h"
 #include "nn/ops.h"
 #include "nn/winograd.h"
+#include "nn/winograd24.h"
 
 ConvShape conv_shape(int batch, int in_ch, int in_h, int in_w, int out_ch, int kernel, int stride,
                      int pad) {
@@ -25,6 +26,16 @@ static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
 /* 3x3, stride 1, pad 1: Winograd F(2x2, 3x3). */
 static int is_winograd(const ConvShape *s) {
     return !s->upsampled && s->kernel == 3 && s->stride == 1 && s->pad == 1;
+}
+
+/* 4x4, stride 1, more than one output channel (D's l3): Winograd F(2x2, 4x4)
+ * for the forward and d(input) (nn/winograd24.h). Its weight transform costs
+ * about as much as the products it saves on ~150 output pixels (measured:
+ * slower at 7x7, D's smallest scale, 1.2x faster at 15x15, 1.6x at 31x31). */
+#define WINO24_MIN_PIXELS 200
+static int is_winograd24(const ConvShape *s) {
+    return !s->upsampled && s->kernel == 4 && s->stride == 1 && s->out_ch > 1 &&
+           s->out_h * s->out_w >= WINO24_MIN_PIXELS;
 }
 
 /* Nearest x2 upsampling, then a 3x3 conv with pad 1: runs as four 2x2 phase convs. */
@@ -61,17 +72,24 @@ static size_t column_rows(const ConvShape *s) {
  * backward; for Winograd v, m (or dm) and 16 rows for the transforms per WINO_SEG tiles */
 static size_t thread_floats(const ConvShape *s) {
     size_t direct = (column_rows(s) + (size_t)s->in_ch) * CONV_BLOCK;
+    if (is_winograd24(s)) return max_sz(direct, wino24_thread_floats(s->in_ch, s->out_ch));
     if (!is_winograd(s)) return direct;
     return max_sz(direct, ((size_t)16 * (s->in_ch + s->out_ch) + 16) * WINO_SEG);
 }
 
+/* Before the threads' areas: the weight area and the gradient slots, which
+ * F(2x2, 4x4) uses as one area for its transformed weights. */
+static size_t shared_floats(const ConvShape *s) {
+    size_t n = weight_floats(s) * (1 + CONV_GRAD_SLOTS);
+    return is_winograd24(s) ? max_sz(n, wino24_weight_floats(s->in_ch, s->out_ch)) : n;
+}
+
 size_t conv_scratch_floats(const ConvShape *s, int threads) {
-    return weight_floats(s) * (1 + CONV_GRAD_SLOTS) + (size_t)threads * thread_floats(s);
+    return shared_floats(s) + (size_t)threads * thread_floats(s);
 }
 
 static float *thread_columns(const ConvShape *s, float *scratch) {
-    return scratch + weight_floats(s) * (1 + CONV_GRAD_SLOTS) +
-           (size_t)omp_get_thread_num() * thread_floats(s);
+    return scratch + shared_floats(s) + (size_t)omp_get_thread_num() * thread_floats(s);
 }
 
 /* Pixels per job: CONV_BLOCK, or on small maps (D's last layers) less, down
@@ -790,6 +808,11 @@ void conv2d_forward(float *out, const float *in, const float *weight, const floa
         single_output_forward(out, in, weight, bias, s, scratch);
         return;
     }
+    if (is_winograd24(s)) {
+        wino24_conv(out, in, weight, 0, bias, 1, s->batch, s->in_ch, s->out_ch, s->in_h, s->in_w,
+                    s->out_h, s->out_w, s->pad, scratch, scratch + shared_floats(s), thread_floats(s));
+        return;
+    }
     int hw = s->out_h * s->out_w;
     int kk = s->in_ch * s->kernel * s->kernel;
     int nb = block_pixels(s->batch, hw);
@@ -820,6 +843,12 @@ static void conv_backward_input(float *din, const float *dout, const float *weig
     }
     if (is_winograd(s)) {
         wino_backward_input(din, dout, weight, s, scratch);
+        return;
+    }
+    if (is_winograd24(s)) {
+        wino24_conv(din, dout, weight, 1, NULL, 0, s->batch, s->out_ch, s->in_ch, s->out_h,
+                    s->out_w, s->in_h, s->in_w, s->kernel - 1 - s->pad, scratch,
+                    scratch + shared_floats(s), thread_floats(s));
         return;
     }
     if (s->stride > 1 || s->pad > s->kernel - 1) {

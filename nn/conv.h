@@ -21,6 +21,12 @@
  * map's corner, so a crop keeps the full image's bits at even offsets only
  * (nn/infer.h's inference takes the window's origin instead).
  *
+ * 4x4 convs with stride 1 and more than one output channel (D's l3) run as
+ * Winograd F(2x2, 4x4) (nn/winograd24.h) in the forward and d(input) when
+ * the output has at least WINO24_MIN_PIXELS pixels: 2.56x fewer products,
+ * each output within ~4x the direct conv's rounding. Smaller maps (D's
+ * smallest scale) and d(weight) stay on im2col + GEMM.
+ *
  * Convs with one output channel and stride 1 (D's last layer), forward and
  * d(weight), skip im2col and the GEMM (which would use 1 of its MR rows):
  * each tap is one multiply-add along a block of zero-padded input rows.

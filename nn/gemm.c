@@ -321,14 +321,25 @@ size_t gemm_packed_floats(int m, int k) { return (size_t)k * (m + MR_MAX - 1); }
 void gemm_pack(GemmPacked *p, float *data, const float *A, int lda, int m, int k) {
     p->m = m, p->k = k, p->kernel = current_kernel(), p->data = data;
     int mr = kernel_mr[p->kernel];
+    /* full 8-row strips (AVX-512's, whose CPUs have AVX2) go as 8x8 transposes */
+    int by_transpose = mr == 8 && p->kernel == GEMM_KERNEL_AVX512;
     Mat a = {A, lda, 1};
     for (int p0 = 0; p0 < k; p0 += GEMM_KC) {
         int kc = min_int(GEMM_KC, k - p0);
         float *dst = data + (size_t)p0 * round_up(m, mr);
-        for (int s = 0; s < m; s += mr) /* strip by strip: pack_a's row limit is per call */
-            for (int p = 0; p < kc; p++, dst += mr)
+        for (int s = 0; s < m; s += mr) { /* strip by strip: pack_a's row limit is per call */
+            int p = 0;
+#ifdef GEMM_X86
+            if (by_transpose && s + 8 <= m)
+                for (; p + 8 <= kc; p += 8, dst += 64)
+                    transpose8(dst, 8, A + (size_t)s * lda + p0 + p, lda);
+#else
+            (void)by_transpose;
+#endif
+            for (; p < kc; p++, dst += mr)
                 for (int r = 0; r < mr; r++)
                     dst[r] = s + r < m ? a.p[(s + r) * a.rs + (p0 + p) * a.cs] : 0.0f;
+        }
     }
 }
 

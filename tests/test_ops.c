@@ -535,12 +535,16 @@ int main(void) {
     test_conv_forward_reference(2, 3, 23, 29, 5, 3, 2, 1);
     test_conv_forward_reference(2, 7, 11, 70, 5, 3, 1, 1); /* Winograd: odd side, 2 segments */
     test_conv_forward_reference(2, 6, 19, 23, 1, 4, 1, 1); /* one output channel */
+    test_conv_forward_reference(2, 5, 23, 19, 3, 4, 1, 1); /* F(2x2,4x4) */
+    test_conv_forward_reference(1, 64, 32, 32, 16, 4, 1, 1); /* F(2x2,4x4), D l3's size */
     test_conv(2, 1, 13, 11, 4, 7, 1, 3);   /* enc0 */
     test_conv(2, 3, 12, 10, 5, 3, 2, 1);   /* enc1/enc2 */
     test_conv(1, 6, 9, 9, 4, 3, 1, 1);     /* res, dec */
     test_conv(2, 5, 7, 6, 3, 1, 1, 0);     /* dec2, head: pointwise */
     test_conv(2, 3, 16, 14, 4, 4, 2, 1);   /* D l0..l2 */
     test_conv(1, 4, 9, 8, 2, 4, 1, 1);     /* D l3, l4 */
+    test_conv(1, 3, 17, 15, 2, 4, 1, 1);   /* D l3: Winograd F(2x2,4x4), jobs across tile rows */
+    test_conv(2, 2, 18, 20, 3, 4, 1, 1);   /* F(2x2,4x4): odd output sides, batch */
     test_conv(2, 5, 9, 8, 1, 4, 1, 1);     /* D l4: one output channel, direct rows */
     test_conv(1, 3, 21, 12, 1, 5, 1, 2);   /* one output channel: three row blocks, k 5 */
     test_conv(1, 2, 40, 33, 3, 3, 1, 1);   /* several pixel blocks */
