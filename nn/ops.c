@@ -47,13 +47,19 @@ void tanh_backward(float *din, const float *dout, const float *out, size_t n) {
 #define BN_LANES 8
 #define BN_CHUNK 512
 
+/* The per-channel loops of the sums and of BatchNorm are compiled twice, for
+ * AVX-512 and the baseline, and the CPU picks at load time: the portable
+ * build's SSE2 double sums are latency-bound (BatchNorm was ~8% of a
+ * training step). Same operations in the same order, so the same bits. */
+#define PER_CPU __attribute__((target_clones("avx512f", "default")))
+
 static double lanes_total(const double *acc) {
     double s = 0.0;
     for (int l = 0; l < BN_LANES; l++) s += acc[l];
     return s;
 }
 
-double sum_floats(const float *x, int n) {
+PER_CPU double sum_floats(const float *x, int n) {
     double acc[BN_LANES] = {0}, tail = 0.0;
     int i = 0;
     for (; i + BN_LANES <= n; i += BN_LANES)
@@ -63,7 +69,7 @@ double sum_floats(const float *x, int n) {
 }
 
 /* *sum += sum of x, *squares += sum of x^2, in one pass */
-static void sum_and_squares(const float *x, int n, double *sum, double *squares) {
+PER_CPU static void sum_and_squares(const float *x, int n, double *sum, double *squares) {
     double acc[BN_LANES] = {0}, sq[BN_LANES] = {0}, tail = 0.0, tail_sq = 0.0;
     int i = 0;
     for (; i + BN_LANES <= n; i += BN_LANES)
@@ -83,6 +89,15 @@ static inline float bn_act(float y, float slope) {
 }
 /* The activation's derivative, from its output (slope > 0 keeps the sign). */
 static inline float bn_act_grad(float out, float slope) { return out > 0.0f ? 1.0f : slope; }
+
+/* out = act(in * scale + shift), one channel plane */
+PER_CPU static void bn_channel_apply(float *out, const float *in, float scale, float shift,
+                                     float slope, int n) {
+    if (slope == 1.0f)
+        for (int i = 0; i < n; i++) out[i] = in[i] * scale + shift;
+    else
+        for (int i = 0; i < n; i++) out[i] = bn_act(in[i] * scale + shift, slope);
+}
 
 static void bn_forward(float *out, float *mean, float *rstd, float *running_mean,
                        float *running_var, const float *in, const float *gamma, const float *beta,
@@ -126,11 +141,44 @@ static void bn_forward(float *out, float *mean, float *rstd, float *running_mean
         float shift = beta[c] - mean[c] * scale;
         for (int b = 0; b < batch; b++) {
             size_t off = ((size_t)b * ch + c) * hw;
-            if (slope == 1.0f)
-                for (int i = 0; i < hw; i++) out[off + i] = in[off + i] * scale + shift;
-            else
-                for (int i = 0; i < hw; i++) out[off + i] = bn_act(in[off + i] * scale + shift, slope);
+            bn_channel_apply(out + off, in + off, scale, shift, slope, hw);
         }
+    }
+}
+
+/* *s += sum of k * dy, *sx += sum of k * dy * (x - m) * r over one channel
+ * plane, k the activation's derivative read from its output o. In chunks:
+ * the float products first, then their double sums, each vectorised. */
+PER_CPU static void bn_channel_grad_sums(double *s, double *sx, const float *dy, const float *o,
+                                         const float *x, float m, float r, float slope, int n) {
+    float g[BN_CHUNK], gx[BN_CHUNK];
+    for (int i0 = 0; i0 < n; i0 += BN_CHUNK) {
+        int len = n - i0 < BN_CHUNK ? n - i0 : BN_CHUNK;
+        for (int i = 0; i < len; i++) {
+            float k = bn_act_grad(o[i0 + i], slope); /* in a variable: vectorises */
+            g[i] = k * dy[i0 + i];
+            gx[i] = g[i] * ((x[i0 + i] - m) * r);
+        }
+        *s += sum_floats(g, len), *sx += sum_floats(gx, len);
+    }
+}
+
+/* d(input) of one channel plane: dx (+)= g * (k * dy - mean_dy - xhat *
+ * mean_dy_xhat); with dsum, *dsum += the sum of dx (not accumulating). */
+PER_CPU static void bn_channel_din(float *dx, double *dsum, const float *dy, const float *o,
+                                   const float *x, float g, float m, float r, float mean_dy,
+                                   float mean_dy_xhat, float slope, int accumulate, int n) {
+    if (accumulate) {
+        for (int i = 0; i < n; i++) dx[i] += g * (dy[i] - mean_dy - (x[i] - m) * r * mean_dy_xhat);
+        return;
+    }
+    for (int i0 = 0; i0 < n; i0 += BN_CHUNK) { /* dsum: each chunk summed while in L1 */
+        int len = n - i0 < BN_CHUNK ? n - i0 : BN_CHUNK;
+        for (int i = i0; i < i0 + len; i++) {
+            float k = bn_act_grad(o[i], slope);
+            dx[i] = g * (k * dy[i] - mean_dy - (x[i] - m) * r * mean_dy_xhat);
+        }
+        if (dsum) *dsum += sum_floats(dx + i0, len);
     }
 }
 
@@ -150,18 +198,8 @@ static void bn_backward(float *din, float *dgamma, float *dbeta, float *dsum, co
         float m = mean[c], r = rstd[c];
         for (int b = 0; b < batch; b++) {
             size_t off = ((size_t)b * ch + c) * hw;
-            const float *x = in + off, *dy = dout + off, *o = (out ? out : dout) + off;
-            /* in chunks: the float products first, then their double sums, each vectorised */
-            float g[BN_CHUNK], gx[BN_CHUNK];
-            for (int i0 = 0; i0 < hw; i0 += BN_CHUNK) {
-                int len = hw - i0 < BN_CHUNK ? hw - i0 : BN_CHUNK;
-                for (int i = 0; i < len; i++) {
-                    float k = bn_act_grad(o[i0 + i], slope); /* in a variable: vectorises */
-                    g[i] = k * dy[i0 + i];
-                    gx[i] = g[i] * ((x[i0 + i] - m) * r);
-                }
-                s += sum_floats(g, len), sx += sum_floats(gx, len);
-            }
+            bn_channel_grad_sums(&s, &sx, dout + off, (out ? out : dout) + off, in + off, m, r,
+                                 slope, hw);
         }
         sum_dy[c] = s, sum_dy_xhat[c] = sx;
         if (dgamma) dgamma[c] += (float)sx;
@@ -181,19 +219,8 @@ static void bn_backward(float *din, float *dgamma, float *dbeta, float *dsum, co
         for (int b = 0; b < batch; b++) {
             size_t off = ((size_t)b * ch + c) * hw;
             const float *x = in + off, *dy = dout + off, *o = (out ? out : dout) + off;
-            float *dx = din + off;
-            if (accumulate) {
-                for (int i = 0; i < hw; i++) dx[i] += g * (dy[i] - mean_dy - (x[i] - m) * r * mean_dy_xhat);
-                continue;
-            }
-            for (int i0 = 0; i0 < hw; i0 += BN_CHUNK) { /* dsum: each chunk summed while in L1 */
-                int len = hw - i0 < BN_CHUNK ? hw - i0 : BN_CHUNK;
-                for (int i = i0; i < i0 + len; i++) {
-                    float k = bn_act_grad(o[i], slope);
-                    dx[i] = g * (k * dy[i] - mean_dy - (x[i] - m) * r * mean_dy_xhat);
-                }
-                if (dsum) s += sum_floats(dx + i0, len);
-            }
+            bn_channel_din(din + off, dsum ? &s : NULL, dy, o, x, g, m, r, mean_dy, mean_dy_xhat,
+                           slope, accumulate, hw);
         }
         if (dsum) dsum[c] += (float)s;
     }
