@@ -7,6 +7,7 @@
 #include "nn/ops.h"
 #include "nn/winograd.h"
 #include "nn/winograd24.h"
+#include "nn/winograd43.h"
 
 ConvShape conv_shape(int batch, int in_ch, int in_h, int in_w, int out_ch, int kernel, int stride,
                      int pad) {
@@ -55,7 +56,7 @@ static int is_upsampled_3x3(const ConvShape *s) {
  * weight area and the slots (k * (out + 7) floats: 8 areas of out * k do). */
 static size_t weight_floats(const ConvShape *s) {
     if (is_upsampled_3x3(s)) return (size_t)32 * s->out_ch * s->in_ch;
-    if (is_winograd(s)) { /* packed U and U unpacked; the slots hold 16 dU */
+    if (is_winograd(s)) { /* the forward's packed U and U unpacked */
         int big = s->in_ch > s->out_ch ? s->in_ch : s->out_ch;
         return 16 * gemm_packed_floats(big, big) + (size_t)16 * (s->out_ch * s->in_ch + WINO_PAD);
     }
@@ -74,12 +75,14 @@ static size_t thread_floats(const ConvShape *s) {
     size_t direct = (column_rows(s) + (size_t)s->in_ch) * CONV_BLOCK;
     if (is_winograd24(s)) return max_sz(direct, wino24_thread_floats(s->in_ch, s->out_ch));
     if (!is_winograd(s)) return direct;
+    direct = max_sz(direct, wino43_thread_floats(s->in_ch, s->out_ch));
     return max_sz(direct, ((size_t)16 * (s->in_ch + s->out_ch) + 16) * WINO_SEG);
 }
 
 /* Before the threads' areas: the weight area and the gradient slots, which
- * F(2x2, 4x4) uses as one area for its transformed weights. */
+ * F(2x2, 4x4) and F(4x4, 3x3) use as one area. */
 static size_t shared_floats(const ConvShape *s) {
+    if (is_winograd(s)) return max_sz(weight_floats(s), wino43_shared_floats(s->in_ch, s->out_ch));
     size_t n = weight_floats(s) * (1 + CONV_GRAD_SLOTS);
     return is_winograd24(s) ? max_sz(n, wino24_weight_floats(s->in_ch, s->out_ch)) : n;
 }
@@ -406,14 +409,11 @@ static void conv_backward_input_strided(float *din, const float *dout, const flo
  *   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1],  A^T = [1 1 1 0; 0 1 -1 -1],
  *   G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1],
  * the (.) product summed over input channels: 16 GEMMs [out x in] x [in x tiles],
- * 16 products per 2x2 pixels instead of 36. Training uses it for all three
- * products: the forward (its output transform stores tile + bias);
- * d(input), this conv of d(output) with the flipped, transposed kernel;
- * d(weight), back-propagated
- * through the same algebra: dM = A dY A^T per tile, dU = sum over tiles of
- * dM V^T (16 GEMMs [out x tiles] x [tiles x in]), dg = G^T dU G. Jobs are
- * segments of WINO_SEG tiles of one row of tiles; the weight gradient deals
- * them to the fixed slots, so results do not depend on the thread count.
+ * 16 products per 2x2 pixels instead of 36. Training uses it for the forward
+ * (its output transform stores tile + bias): its 2x2 tiles start at the map's
+ * corner, so crops at even offsets keep the full image's bits. d(input) and
+ * d(weight) run on F(4x4, 3x3) (nn/winograd43.h): 36 products per 4x4
+ * pixels. Jobs are segments of WINO_SEG tiles of one row of tiles.
  * The transforms are plain C that vectorises over a row's tiles; the
  * AVX-512 copies are the same code compiled for it.
  * Each conv is within ~1e-6 of the direct one, but any change of the
@@ -423,11 +423,10 @@ static void conv_backward_input_strided(float *din, const float *dout, const flo
 
 #define INLINE static inline __attribute__((always_inline))
 
-/* Products m[(e*ch + c)*WINO_SEG + k] -> the tiles' pixels, added to out
- * (h x w), or with `store` stored as pixel + bias[c] (bias may be NULL).
- * t: 12 * WINO_SEG floats. */
+/* Products m[(e*ch + c)*WINO_SEG + k] -> the tiles' pixels, stored in out
+ * (h x w) as pixel + bias[c] (bias may be NULL). t: 12 * WINO_SEG floats. */
 INLINE void wino_outputs_body(float *out, const float *m, int ch, int h, int w, int y0, int x0,
-                              int nt, int store, const float *bias, float *t) {
+                              int nt, const float *bias, float *t) {
     size_t ld = (size_t)ch * WINO_SEG;
     int xn = w - x0 < 2 * nt ? w - x0 : 2 * nt; /* output columns inside the map */
     for (int c = 0; c < ch; c++) {
@@ -450,42 +449,7 @@ INLINE void wino_outputs_body(float *out, const float *m, int ch, int h, int w, 
             }
             float *dst = out + ((size_t)c * h + y0 + r) * w + x0;
             float b = bias ? bias[c] : 0.0f;
-            if (store)
-                for (int j = 0; j < xn; j++) dst[j] = o[j] + b;
-            else
-                for (int j = 0; j < xn; j++) dst[j] += o[j];
-        }
-    }
-}
-
-/* d(output) of the tiles -> dM = A dY A^T: dm[(e*ch + c)*WINO_SEG + k] (0 outside the map). */
-INLINE void wino_grads_body(float *dm, const float *dy, int ch, int h, int w, int y0, int x0, int nt,
-                            float *t) {
-    size_t ld = (size_t)ch * WINO_SEG;
-    int xn = w - x0 < 2 * nt ? w - x0 : 2 * nt;
-    for (int c = 0; c < ch; c++) {
-        if (c + WINO_PREFETCH < ch) /* as in wino_input_rows */
-            wino_prefetch_rows(dy + (size_t)(c + WINO_PREFETCH) * h * w, h, w, y0, 2, x0, xn, 0);
-        for (int r = 0; r < 2; r++) { /* A dY A^T on the columns: (p, q) -> (p, p+q, p-q, -q) */
-            float *s0 = t + 4 * r * WINO_SEG, *s1 = s0 + WINO_SEG, *s2 = s1 + WINO_SEG,
-                  *s3 = s2 + WINO_SEG, *row = t + 8 * WINO_SEG;
-            if (y0 + r >= h) {
-                for (int j = 0; j < 2 * nt; j++) row[j] = 0.0f;
-            } else {
-                const float *src = dy + ((size_t)c * h + y0 + r) * w + x0;
-                for (int j = 0; j < xn; j++) row[j] = src[j];
-                for (int j = xn; j < 2 * nt; j++) row[j] = 0.0f;
-            }
-            for (int k = 0; k < nt; k++) {
-                float p = row[2 * k], q = row[2 * k + 1];
-                s0[k] = p, s1[k] = p + q, s2[k] = p - q, s3[k] = -q;
-            }
-        }
-        float *dc = dm + (size_t)c * WINO_SEG;
-        for (int j = 0; j < 4; j++) { /* then on the rows */
-            const float *p = t + j * WINO_SEG, *q = p + 4 * WINO_SEG;
-            float *d0 = dc + j * ld, *d1 = d0 + 4 * ld, *d2 = d1 + 4 * ld, *d3 = d2 + 4 * ld;
-            for (int k = 0; k < nt; k++) d0[k] = p[k], d1[k] = p[k] + q[k], d2[k] = p[k] - q[k], d3[k] = -q[k];
+            for (int j = 0; j < xn; j++) dst[j] = o[j] + b;
         }
     }
 }
@@ -495,19 +459,12 @@ static void wino_inputs_plain(float *v, const float *x, int ch, int h, int w, in
     wino_input_rows(v, (size_t)ch * WINO_SEG, x, ch, h, w, y0, x0, nt, hv);
 }
 static void wino_outputs_plain(float *out, const float *m, int ch, int h, int w, int y0, int x0,
-                               int nt, int store, const float *bias, float *t) {
-    wino_outputs_body(out, m, ch, h, w, y0, x0, nt, store, bias, t);
+                               int nt, const float *bias, float *t) {
+    wino_outputs_body(out, m, ch, h, w, y0, x0, nt, bias, t);
 }
-static void wino_grads_plain(float *dm, const float *dy, int ch, int h, int w, int y0, int x0, int nt,
-                             float *t) {
-    wino_grads_body(dm, dy, ch, h, w, y0, x0, nt, t);
-}
-
 typedef struct {
     void (*inputs)(float *, const float *, int, int, int, int, int, int, float *);
-    void (*outputs)(float *, const float *, int, int, int, int, int, int, int, const float *,
-                    float *);
-    void (*grads)(float *, const float *, int, int, int, int, int, int, float *);
+    void (*outputs)(float *, const float *, int, int, int, int, int, int, const float *, float *);
 } WinoFns;
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -518,28 +475,21 @@ __attribute__((target("avx512f"))) static void wino_inputs_avx512(float *v, cons
 }
 __attribute__((target("avx512f"))) static void wino_outputs_avx512(float *out, const float *m,
                                                                    int ch, int h, int w, int y0,
-                                                                   int x0, int nt, int store,
+                                                                   int x0, int nt,
                                                                    const float *bias, float *t) {
-    wino_outputs_body(out, m, ch, h, w, y0, x0, nt, store, bias, t);
-}
-__attribute__((target("avx512f"))) static void wino_grads_avx512(float *dm, const float *dy, int ch,
-                                                                 int h, int w, int y0, int x0,
-                                                                 int nt, float *t) {
-    wino_grads_body(dm, dy, ch, h, w, y0, x0, nt, t);
+    wino_outputs_body(out, m, ch, h, w, y0, x0, nt, bias, t);
 }
 #endif
 
 /* The transforms that go with the GEMM kernel packed in U: the portable path
  * stays portable when tests force the plain C kernel. */
 static WinoFns wino_fns(GemmKernel kernel) {
-    WinoFns f = {wino_inputs_plain, wino_outputs_plain, wino_grads_plain};
+    WinoFns f = {wino_inputs_plain, wino_outputs_plain};
 #if defined(__x86_64__) || defined(__i386__)
-    if (kernel == GEMM_KERNEL_AVX512) f = (WinoFns){wino_inputs_avx512, wino_outputs_avx512, wino_grads_avx512};
+    if (kernel == GEMM_KERNEL_AVX512) f = (WinoFns){wino_inputs_avx512, wino_outputs_avx512};
 #endif
     return f;
 }
-
-static const double WINO_G[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
 
 /* G's rows applied to (a, b, c): 1, 0, 0 | .5, .5, .5 | .5, -.5, .5 | 0, 0, 1,
  * as adds and halvings (the same values as the products with G in double). */
@@ -547,41 +497,43 @@ INLINE void wino_g_rows(double *o, double a, double b, double c) {
     o[0] = a, o[1] = 0.5 * (a + b + c), o[2] = 0.5 * (a - b + c), o[3] = c;
 }
 
-/* U[e] = (G g G^T)[e] as [m x k] matrices, g[i, j] = weight[co, ci] with
- * (i, j) = (co, ci), or = (ci, co) flipped for d(input) (transpose); each
+/* U[e] = (G g G^T)[e] as [co_n x ci_n] matrices, g = weight[co, ci], each
  * packed for the GEMM into packed[e] (data from area). Row by row of the
  * U[e], so that the writes are contiguous. */
 static void wino_weights(GemmPacked packed[16], float *area, float *tmp, const float *weight,
-                         int co_n, int ci_n, int transpose) {
-    int m = transpose ? ci_n : co_n, k = transpose ? co_n : ci_n;
-    size_t mat = (size_t)m * k + WINO_PAD; /* U[e] starts at tmp + e * mat */
+                         int co_n, int ci_n) {
+    size_t mat = (size_t)co_n * ci_n + WINO_PAD; /* U[e] starts at tmp + e * mat */
 #pragma omp parallel for schedule(static)
-    for (int r = 0; r < m; r++)
-        for (int c = 0; c < k; c++) {
-            int co = transpose ? c : r, ci = transpose ? r : c;
-            const float *w = weight + ((size_t)co * ci_n + ci) * 9;
-            float g[9];
-            for (int t = 0; t < 9; t++) g[t] = transpose ? w[8 - t] : w[t];
+    for (int co = 0; co < co_n; co++)
+        for (int ci = 0; ci < ci_n; ci++) {
+            const float *g = weight + ((size_t)co * ci_n + ci) * 9;
             double gg[3][4], u[4]; /* gg[j] = G applied to column j of g */
             for (int j = 0; j < 3; j++) wino_g_rows(gg[j], g[j], g[3 + j], g[6 + j]);
-            float *dst = tmp + (size_t)r * k + c;
+            float *dst = tmp + (size_t)co * ci_n + ci;
             for (int i = 0; i < 4; i++) {
                 wino_g_rows(u, gg[0][i], gg[1][i], gg[2][i]);
                 for (int v = 0; v < 4; v++) dst[(4 * i + v) * mat] = (float)u[v];
             }
         }
-    size_t each = gemm_packed_floats(m, k);
+    size_t each = gemm_packed_floats(co_n, ci_n);
 #pragma omp parallel for schedule(static)
-    for (int e = 0; e < 16; e++) gemm_pack(&packed[e], area + e * each, tmp + e * mat, k, m, k);
+    for (int e = 0; e < 16; e++) gemm_pack(&packed[e], area + e * each, tmp + e * mat, ci_n, co_n, ci_n);
 }
 
-/* out += conv3x3(in) for every image: ci -> co channels, h x w; with
- * `store`, out = conv3x3(in) + bias (bias may be NULL). */
-static void wino_conv(float *out, const float *in, const GemmPacked U[16], int batch, int ci_n,
-                      int co_n, int h, int w, int store, const float *bias, const ConvShape *s,
-                      float *scratch) {
+/* Weight area: the 16 packed U, then the unpacked ones while packing. */
+static float *wino_tmp(const ConvShape *s, float *scratch) {
+    int big = s->in_ch > s->out_ch ? s->in_ch : s->out_ch;
+    return scratch + 16 * gemm_packed_floats(big, big);
+}
+
+/* out = conv3x3(in) + bias for every image (bias may be NULL) */
+static void wino_forward(float *out, const float *in, const float *weight, const float *bias,
+                         const ConvShape *s, float *scratch) {
+    GemmPacked U[16];
+    wino_weights(U, scratch, wino_tmp(s, scratch), weight, s->out_ch, s->in_ch);
+    int h = s->out_h, w = s->out_w, ci_n = s->in_ch, co_n = s->out_ch;
     int th = (h + 1) / 2, tw = (w + 1) / 2, segs = (tw + WINO_SEG - 1) / WINO_SEG;
-    int jobs = batch * th * segs;
+    int jobs = s->batch * th * segs;
     WinoFns fn = wino_fns(U[0].kernel);
     size_t vld = (size_t)ci_n * WINO_SEG, mld = (size_t)co_n * WINO_SEG;
 #pragma omp parallel for schedule(dynamic)
@@ -592,74 +544,21 @@ static void wino_conv(float *out, const float *in, const GemmPacked U[16], int b
         fn.inputs(v, in + (size_t)b * ci_n * h * w, ci_n, h, w, 2 * ti, 2 * j0, nt, t);
         for (int e = 0; e < 16; e++)
             gemm_packed_nn(nt, &U[e], v + e * vld, WINO_SEG, 0.0f, mm + e * mld, WINO_SEG);
-        fn.outputs(out + (size_t)b * co_n * h * w, mm, co_n, h, w, 2 * ti, 2 * j0, nt, store, bias,
-                   t);
+        fn.outputs(out + (size_t)b * co_n * h * w, mm, co_n, h, w, 2 * ti, 2 * j0, nt, bias, t);
     }
 }
 
-/* Weight area: the 16 packed U, then the unpacked ones while packing. */
-static float *wino_tmp(const ConvShape *s, float *scratch) {
-    int big = s->in_ch > s->out_ch ? s->in_ch : s->out_ch;
-    return scratch + 16 * gemm_packed_floats(big, big);
-}
-
-static void wino_forward(float *out, const float *in, const float *weight, const float *bias,
-                         const ConvShape *s, float *scratch) {
-    GemmPacked U[16];
-    wino_weights(U, scratch, wino_tmp(s, scratch), weight, s->out_ch, s->in_ch, 0);
-    wino_conv(out, in, U, s->batch, s->in_ch, s->out_ch, s->out_h, s->out_w, 1, bias, s, scratch);
-}
-
+/* d(input): the F(4x4, 3x3) conv of d(output) with the flipped, transposed kernel */
 static void wino_backward_input(float *din, const float *dout, const float *weight,
                                 const ConvShape *s, float *scratch) {
-    GemmPacked U[16];
-    wino_weights(U, scratch, wino_tmp(s, scratch), weight, s->out_ch, s->in_ch, 1);
-    wino_conv(din, dout, U, s->batch, s->out_ch, s->in_ch, s->in_h, s->in_w, 0, NULL, s, scratch);
+    wino43_conv(din, dout, weight, 1, NULL, 0, s->batch, s->out_ch, s->in_ch, s->in_h, s->in_w,
+                scratch, scratch + shared_floats(s), thread_floats(s));
 }
 
 static void wino_backward_weight(float *dweight, const float *dout, const float *in,
                                  const ConvShape *s, float *scratch) {
-    int h = s->in_h, w = s->in_w, ci_n = s->in_ch, co_n = s->out_ch;
-    int th = (h + 1) / 2, tw = (w + 1) / 2, segs = (tw + WINO_SEG - 1) / WINO_SEG;
-    int jobs = s->batch * th * segs, used = jobs < CONV_GRAD_SLOTS ? jobs : CONV_GRAD_SLOTS;
-    size_t mat = (size_t)co_n * ci_n, wsize = weight_floats(s);
-    size_t vld = (size_t)ci_n * WINO_SEG, mld = (size_t)co_n * WINO_SEG;
-    float *slots = scratch + wsize;
-    WinoFns fn = wino_fns(gemm_current_kernel());
-#pragma omp parallel for schedule(dynamic)
-    for (int slot = 0; slot < used; slot++) {
-        float *partial = slots + (size_t)slot * wsize;
-        float *v = thread_columns(s, scratch), *dm = v + 16 * vld, *t = dm + 16 * mld;
-        for (int job = slot; job < jobs; job += CONV_GRAD_SLOTS) {
-            float beta = job == slot ? 0.0f : 1.0f; /* the slot's first job stores: no memset */
-            int b = job / (th * segs), ti = job / segs % th, j0 = job % segs * WINO_SEG;
-            int nt = tw - j0 < WINO_SEG ? tw - j0 : WINO_SEG;
-            fn.inputs(v, in + (size_t)b * ci_n * h * w, ci_n, h, w, 2 * ti, 2 * j0, nt, t);
-            fn.grads(dm, dout + (size_t)b * co_n * h * w, co_n, h, w, 2 * ti, 2 * j0, nt, t);
-            for (int e = 0; e < 16; e++)
-                gemm_nt(co_n, ci_n, nt, dm + e * mld, WINO_SEG, v + e * vld, WINO_SEG, beta,
-                        partial + e * mat, ci_n);
-        }
-    }
-    add_slots(slots, slots, wsize, 16 * mat, 1, used);
-    /* dg = G^T dU G */
-#pragma omp parallel for
-    for (int co = 0; co < co_n; co++)
-        for (int ci = 0; ci < ci_n; ci++) {
-            const float *du = slots + (size_t)co * ci_n + ci;
-            double gu[3][4]; /* G^T dU */
-            for (int i = 0; i < 3; i++)
-                for (int v = 0; v < 4; v++) {
-                    double acc = 0.0;
-                    for (int u = 0; u < 4; u++) acc += WINO_G[u][i] * du[(4 * u + v) * mat];
-                    gu[i][v] = acc;
-                }
-            float *dw = dweight + ((size_t)co * ci_n + ci) * 9;
-            for (int i = 0; i < 3; i++)
-                for (int j = 0; j < 3; j++)
-                    dw[i * 3 + j] += (float)(gu[i][0] * WINO_G[0][j] + gu[i][1] * WINO_G[1][j] +
-                                             gu[i][2] * WINO_G[2][j] + gu[i][3] * WINO_G[3][j]);
-        }
+    wino43_backward_weight(dweight, dout, in, s->batch, s->in_ch, s->out_ch, s->in_h, s->in_w,
+                           scratch, scratch + shared_floats(s), thread_floats(s));
 }
 
 /* ---- nearest x2 upsampling, then a 3x3 conv with pad 1 (G's dec1, dec0) ----

@@ -15,11 +15,13 @@
  * fewer products, no upsampled copy.
  *
  * 3x3 convs with stride 1 and pad 1 (not upsampled; G's residual blocks)
- * run as Winograd F(2x2, 3x3) in all three products (nn/conv.c): 2.25x
- * fewer products, each output within ~1e-6 of the direct conv, deterministic
- * and independent of the thread count as well. Their 2x2 tiles start at the
- * map's corner, so a crop keeps the full image's bits at even offsets only
- * (nn/infer.h's inference takes the window's origin instead).
+ * run the forward as Winograd F(2x2, 3x3) (nn/conv.c): 2.25x fewer
+ * products, each output within ~1e-6 of the direct conv; d(input) and
+ * d(weight) as F(4x4, 3x3) (nn/winograd43.h): 4x fewer, within ~1e-5.
+ * Deterministic and independent of the thread count as well. The forward's
+ * 2x2 tiles start at the map's corner, so a crop keeps the full image's bits
+ * at even offsets only (nn/infer.h's inference takes the window's origin
+ * instead).
  *
  * 4x4 convs with stride 1 and more than one output channel (D's l3) run as
  * Winograd F(2x2, 4x4) (nn/winograd24.h) in the forward and d(input) when

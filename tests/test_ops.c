@@ -1,6 +1,7 @@
 /* Finite-difference gradient checks for every op in nn/ops.h and nn/conv.h,
  * plus Adam against a double-precision transcription of PyTorch's update. */
 #include <math.h>
+#include <omp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -151,6 +152,91 @@ static void test_conv_forward_reference(int batch, int cin, int h, int w, int co
     snprintf(name, sizeof name, "conv %dx%d s%d %dx%d forward vs direct", k, k, stride, w, h);
     printf("  %-40s max diff %.2e\n", name, worst);
     free(in), free(wt), free(b), free(out), free(scratch);
+}
+
+/* G's residual-block conv (3x3, s1, p1) at its real size against a direct
+ * conv in double, for the forward (F(2x2,3x3)), d(input) and d(weight)
+ * (F(4x4,3x3)): each result's error relative to the sum of |products| that
+ * make it. Also checks that 1 and 2 threads give the same bits. */
+static void test_conv3x3_reference(int batch, int ch, int h, int w) {
+    ConvShape s = conv_shape(batch, ch, h, w, ch, 3, 1, 1);
+    size_t n = (size_t)batch * ch * h * w, nw = (size_t)ch * ch * 9, hw = (size_t)h * w;
+    float *in = rand_buf(n, -1, 1), *wt = rand_buf(nw, -0.1f, 0.1f), *dy = rand_buf(n, -1, 1);
+    float *out = malloc(n * sizeof(float)), *din = calloc(n, sizeof(float));
+    float *dw = calloc(nw, sizeof(float)), *din2 = calloc(n, sizeof(float));
+    float *dw2 = calloc(nw, sizeof(float));
+    float *scratch = malloc(conv_scratch_floats(&s, 4) * sizeof(float));
+    int threads = omp_get_max_threads();
+    omp_set_num_threads(2);
+    conv2d_forward(out, in, wt, NULL, &s, scratch);
+    conv2d_backward(din, dw, NULL, dy, in, wt, &s, scratch);
+    omp_set_num_threads(1);
+    conv2d_backward(din2, dw2, NULL, dy, in, wt, &s, scratch);
+    omp_set_num_threads(threads);
+    CHECK(!memcmp(din, din2, n * sizeof(float)) && !memcmp(dw, dw2, nw * sizeof(float)),
+          "conv 3x3 backward differs between 1 and 2 threads");
+    /* worst |error| / sum |products| of the forward, d(input), d(weight) */
+    double worst[3] = {0, 0, 0};
+    for (int b = 0; b < batch; b++)
+        for (int c = 0; c < ch; c++)
+            for (int y = 0; y < h; y++)
+                for (int x = 0; x < w; x++) {
+                    double f = 0, fa = 0, g = 0, ga = 0; /* forward at (c, y, x); d(input) there */
+                    for (int k = 0; k < ch; k++)
+                        for (int i = 0; i < 3; i++)
+                            for (int j = 0; j < 3; j++) {
+                                /* forward: weight[c, k, i, j] in[k, yy, xx]; d(input):
+                                 * dy[k, oy, ox] weight[k, c, i, j] */
+                                int yy = y + i - 1, xx = x + j - 1, oy = y - i + 1, ox = x - j + 1;
+                                if (yy >= 0 && xx >= 0 && yy < h && xx < w) {
+                                    double p = (double)wt[((size_t)c * ch + k) * 9 + i * 3 + j] *
+                                               in[((size_t)b * ch + k) * hw + yy * w + xx];
+                                    f += p, fa += fabs(p);
+                                }
+                                if (oy >= 0 && ox >= 0 && oy < h && ox < w) {
+                                    double q = (double)dy[((size_t)b * ch + k) * hw + oy * w + ox] *
+                                               wt[((size_t)k * ch + c) * 9 + i * 3 + j];
+                                    g += q, ga += fabs(q);
+                                }
+                            }
+                    size_t o = ((size_t)b * ch + c) * hw + y * w + x;
+                    worst[0] = fmax(worst[0], fabs(out[o] - f) / fa);
+                    worst[1] = fmax(worst[1], fabs(din[o] - g) / ga);
+                }
+    for (int co = 0; co < ch; co++)
+        for (int ci = 0; ci < ch; ci++)
+            for (int i = 0; i < 3; i++)
+                for (int j = 0; j < 3; j++) {
+                    double g = 0, ga = 0;
+                    for (int b = 0; b < batch; b++)
+                        for (int y = 0; y < h; y++)
+                            for (int x = 0; x < w; x++) {
+                                int yy = y + i - 1, xx = x + j - 1;
+                                if (yy < 0 || xx < 0 || yy >= h || xx >= w) continue;
+                                double p = (double)dy[((size_t)b * ch + co) * hw + y * w + x] *
+                                           in[((size_t)b * ch + ci) * hw + yy * w + xx];
+                                g += p, ga += fabs(p);
+                            }
+                    double got = dw[((size_t)co * ch + ci) * 9 + i * 3 + j];
+                    worst[2] = fmax(worst[2], fabs(got - g) / ga);
+                }
+    /* Bounds: float rounding of the transforms and the GEMM's sums relative
+     * to the sum of |products|. F(2x2,3x3) (forward) measured 1.2e-7 here;
+     * F(4x4,3x3)'s constants (up to 8 in A^T, 5 in B^T, 1/24 in G) grow it:
+     * measured 2.3e-6 for d(input) (1152 products per pixel), 8.8e-7 for
+     * d(weight) (4096 per tap, summed over tiles in the transformed domain).
+     * The bounds are ~4-6x those; one transform coefficient off by 1e-4
+     * already fails (checked). */
+    const char *what[3] = {"forward (F(2x2,3x3))", "d(input) (F(4x4,3x3))",
+                           "d(weight) (F(4x4,3x3))"};
+    double bound[3] = {1e-6, 1e-5, 5e-6};
+    for (int k = 0; k < 3; k++) {
+        CHECK(worst[k] < bound[k], "conv 3x3 %dx%d %d ch %s: error %.3g of the sum of |products|", w,
+              h, ch, what[k], worst[k]);
+        printf("  conv 3x3 %dx%d %d ch %-22s worst %.2e of sum|p|\n", w, h, ch, what[k], worst[k]);
+    }
+    free(in), free(wt), free(dy), free(out), free(din), free(dw), free(din2), free(dw2);
+    free(scratch);
 }
 
 /* ---- BatchNorm ---------------------------------------------------------------- */
@@ -555,12 +641,17 @@ int main(void) {
     test_conv_up(1, 2, 3, 5, 6, 4, 3, 1, 1);  /* dec1, dec0: upsampling conv as 4 phase convs */
     test_conv_up(1, 1, 2, 23, 25, 3, 3, 1, 1); /* several blocks, odd sides */
     test_conv(2, 3, 7, 67, 4, 3, 1, 1);    /* Winograd: batch, two segments per tile row */
+    test_conv(3, 2, 50, 41, 3, 3, 1, 1);   /* F(4x4,3x3) backward: 15 jobs = 2 weight-gradient
+                                              chunks, a short job per image, sides not x4 */
+    test_conv3x3_reference(1, 128, 64, 64); /* G's residual blocks at 256x256 */
+    test_conv3x3_reference(2, 16, 41, 50);  /* batch, ragged tiles, short jobs, 2 chunks */
     /* the portable path: the plain C GEMM kernel selects the plain C transforms */
     GemmKernel best = gemm_current_kernel();
     CHECK(gemm_set_kernel(GEMM_KERNEL_SCALAR) == 0, "the plain C kernel must be available");
     test_conv_forward_reference(1, 4, 9, 11, 3, 3, 1, 1);
     test_conv(1, 6, 9, 9, 4, 3, 1, 1);
     test_conv_up(1, 2, 3, 5, 6, 4, 3, 1, 1);
+    test_conv3x3_reference(2, 16, 41, 50);
     gemm_set_kernel(best);
     printf("batchnorm\n");
     test_batchnorm(1);
