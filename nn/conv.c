@@ -39,7 +39,8 @@ static int is_winograd24(const ConvShape *s) {
            s->out_h * s->out_w >= WINO24_MIN_PIXELS;
 }
 
-/* Nearest x2 upsampling, then a 3x3 conv with pad 1: runs as four 2x2 phase convs. */
+/* Nearest x2 upsampling, then a 3x3 conv with pad 1: four 2x2 phase convs
+ * of the stored input, each as Winograd F(2x2, 2x2) (nn/winograd_phase.h). */
 static int is_upsampled_3x3(const ConvShape *s) {
     return s->upsampled && s->kernel == 3 && s->stride == 1 && s->pad == 1;
 }
@@ -50,12 +51,12 @@ static int is_upsampled_3x3(const ConvShape *s) {
 #define WINO_PAD 16
 
 /* Scratch layout: [reordered weights | grad slots | per-thread column blocks].
- * The phase convs' d(weight) keeps its 4 phase kernels' gradients
- * [out x in*2*2] in each slot; their Winograd forward and d(input) use the
- * weight area and the slots as one area (nn/winograd_phase.h). The direct forward packs the weights for the GEMM across the
+ * The upsampling convs (nn/winograd_phase.h) keep nothing in the weight
+ * area: the forward and d(input) use it and the slots as one area for their
+ * transformed weights, d(weight) uses the slots. The direct forward packs the weights for the GEMM across the
  * weight area and the slots (k * (out + 7) floats: 8 areas of out * k do). */
 static size_t weight_floats(const ConvShape *s) {
-    if (is_upsampled_3x3(s)) return (size_t)16 * s->out_ch * s->in_ch;
+    if (is_upsampled_3x3(s)) return wphase_grad_floats(s->in_ch, s->out_ch);
     if (is_winograd(s)) { /* packed U and U unpacked; the slots hold 16 dU */
         int big = s->in_ch > s->out_ch ? s->in_ch : s->out_ch;
         return 16 * gemm_packed_floats(big, big) + (size_t)16 * (s->out_ch * s->in_ch + WINO_PAD);
@@ -63,8 +64,6 @@ static size_t weight_floats(const ConvShape *s) {
     return (size_t)s->out_ch * s->in_ch * s->kernel * s->kernel;
 }
 static size_t column_rows(const ConvShape *s) {
-    if (is_upsampled_3x3(s))
-        return (size_t)4 * s->in_ch + s->out_ch;
     size_t kk = (size_t)s->kernel * s->kernel;
     return max_sz((size_t)s->in_ch * kk, (size_t)s->out_ch * kk);
 }
@@ -72,9 +71,9 @@ static size_t column_rows(const ConvShape *s) {
 /* per thread: a column block, then a block of d(input) for the strided
  * backward; for Winograd v, m (or dm) and 16 rows for the transforms per WINO_SEG tiles */
 static size_t thread_floats(const ConvShape *s) {
+    if (is_upsampled_3x3(s)) return wphase_thread_floats(s->in_ch, s->out_ch);
     size_t direct = (column_rows(s) + (size_t)s->in_ch) * CONV_BLOCK;
     if (is_winograd24(s)) return max_sz(direct, wino24_thread_floats(s->in_ch, s->out_ch));
-    if (is_upsampled_3x3(s)) return max_sz(direct, wphase_thread_floats(s->in_ch, s->out_ch));
     if (!is_winograd(s)) return direct;
     return max_sz(direct, ((size_t)16 * (s->in_ch + s->out_ch) + 16) * WINO_SEG);
 }
@@ -665,60 +664,6 @@ static void wino_backward_weight(float *dweight, const float *dout, const float 
         }
 }
 
-/* ---- nearest x2 upsampling, then a 3x3 conv with pad 1 (G's dec1, dec0) ----
- * Output pixel (2y+a, 2x+b) reads upsampled rows 2y+a-1 .. 2y+a+1, i.e. the
- * stored (half-size) rows y+a-1 and y+a: the first through kernel rows {0}
- * (a = 0) or {0, 1} (a = 1), the second through the rest; columns likewise.
- * So each output phase (a, b) is a 2x2 conv of the stored input with taps
- * starting at (a-1, b-1) and summed weights: 16 taps per 2x2 output pixels
- * instead of 36, exactly, and no upsampled copy. The forward and d(input)
- * run each 2x2 conv as Winograd F(2x2, 2x2) (nn/winograd_phase.h). d(weight)
- * below: im2col + GEMM per phase, then each phase kernel's gradient goes
- * back to the 3x3 taps it summed. Its jobs are blocks of stored pixels;
- * every phase of a block is done in its job. */
-
-/* stored row y + floor((a + ki - 1) / 2) is phase tap t of rows y+a-1, y+a */
-static int phase_tap(int a, int ki) { return (a + ki + 1) / 2 - a; }
-
-static void phase_backward_weight(float *dweight, const float *dout, const float *in,
-                                  const ConvShape *s, float *scratch) {
-    int h = s->in_h / 2, w = s->in_w / 2, hw = h * w, kk = 4 * s->in_ch;
-    int blocks = (hw + CONV_BLOCK - 1) / CONV_BLOCK, jobs = s->batch * blocks;
-    size_t in_size = (size_t)s->in_ch * hw, out_size = (size_t)s->out_ch * 4 * hw;
-    size_t mat = (size_t)s->out_ch * kk, wsize = weight_floats(s);
-    float *slots = scratch + wsize;
-    int used = jobs < CONV_GRAD_SLOTS ? jobs : CONV_GRAD_SLOTS;
-#pragma omp parallel for schedule(dynamic)
-    for (int slot = 0; slot < used; slot++) {
-        float *partial = slots + (size_t)slot * wsize;
-        float *col = thread_columns(s, scratch), *dp = col + (size_t)kk * CONV_BLOCK;
-        for (int job = slot; job < jobs; job += CONV_GRAD_SLOTS) {
-            float beta = job == slot ? 0.0f : 1.0f; /* the slot's first job stores: no memset */
-            int b = job / blocks, q0 = (job % blocks) * CONV_BLOCK;
-            int n = hw - q0 < CONV_BLOCK ? hw - q0 : CONV_BLOCK;
-            for (int ph = 0; ph < 4; ph++) {
-                int a = ph >> 1, c = ph & 1;
-                im2col_grid(col, in + b * in_size, s->in_ch, h, w, 1, 0, 0, 2, 2, a - 1, c - 1, w,
-                            q0, n);
-                im2col_grid(dp, dout + b * out_size, s->out_ch, h, w, 2, a, c, 1, 1, 0, 0, w, q0, n);
-                gemm_nt(s->out_ch, kk, n, dp, n, col, n, beta, partial + ph * mat, kk);
-            }
-        }
-    }
-    add_slots(slots, slots, wsize, 4 * mat, 1, used);
-    /* each 3x3 tap received, in every phase, the gradient of the phase tap it was summed into */
-    for (int co = 0; co < s->out_ch; co++)
-        for (int ci = 0; ci < s->in_ch; ci++) {
-            float *dw = dweight + ((size_t)co * s->in_ch + ci) * 9;
-            for (int ph = 0; ph < 4; ph++) {
-                const float *g = slots + ph * mat + (size_t)co * kk + ci * 4;
-                for (int ki = 0; ki < 3; ki++)
-                    for (int kj = 0; kj < 3; kj++)
-                        dw[ki * 3 + kj] += g[phase_tap(ph >> 1, ki) * 2 + phase_tap(ph & 1, kj)];
-            }
-        }
-}
-
 void conv2d_forward(float *out, const float *in, const float *weight, const float *bias,
                     const ConvShape *s, float *scratch) {
     if (is_upsampled_3x3(s)) {
@@ -825,7 +770,10 @@ static void conv_backward_input(float *din, const float *dout, const float *weig
 static void conv_backward_weight(float *dweight, const float *dout, const float *in,
                                  const ConvShape *s, float *scratch) {
     if (is_upsampled_3x3(s)) {
-        phase_backward_weight(dweight, dout, in, s, scratch);
+        size_t wsize = weight_floats(s);
+        wphase_backward_weight(dweight, dout, in, s->batch, s->in_ch, s->out_ch, s->in_h / 2,
+                               s->in_w / 2, scratch + wsize, wsize, CONV_GRAD_SLOTS,
+                               scratch + shared_floats(s), thread_floats(s));
         return;
     }
     if (is_winograd(s)) {

@@ -12,8 +12,8 @@
  * Nearest x2 upsampling followed by a 3x3 conv (pad 1), `upsampled` below,
  * runs as four 2x2 convs of the stored half-size input, one per output pixel
  * phase, with summed weights (forward, d(input) and d(weight)): exact, 2.25x
- * fewer products, no upsampled copy. The forward and d(input) run each
- * phase conv as Winograd F(2x2, 2x2) (nn/winograd_phase.h): 1.78x fewer
+ * fewer products, no upsampled copy. Each phase conv runs as Winograd
+ * F(2x2, 2x2) (nn/winograd_phase.h) in all three products: 1.78x fewer
  * products again, each output within ~2e-7 of the sum of its |products|.
  *
  * 3x3 convs with stride 1 and pad 1 (not upsampled; G's residual blocks)

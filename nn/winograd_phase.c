@@ -125,6 +125,41 @@ INLINE void outputs_body(float *out, const float *m, size_t ld, size_t plane, si
     }
 }
 
+/* d(output) of the runs' 2x2 tiles, placed as in outputs_body (0 outside
+ * the map) -> dM = A dY A^T: dm[e * ld + c * SEG + k]. t: 4 * SEG floats. */
+INLINE void grads_body(float *dm, size_t ld, const float *dy, size_t plane, size_t row, int step,
+                       int ch, int h, int w, const Run *runs, int nruns, int nt, int oy, int ox,
+                       float *t) {
+    for (int c = 0; c < ch; c++) {
+        const float *dc = dy + (size_t)c * plane;
+        for (int ri = 0; ri < nruns; ri++) { /* t[(2i + j) * SEG + k] = dY[i][j] of tile k */
+            const Run *R = &runs[ri];
+            for (int i = 0; i < 2; i++) {
+                int iy = 2 * R->ty + oy + i;
+                for (int j = 0; j < 2; j++) {
+                    float *dst = t + (2 * i + j) * SEG + R->k0;
+                    int x0 = 2 * R->tx + ox + j, lo = 0, hi = 0;
+                    if (iy >= 0 && iy < h) inside(&lo, &hi, x0, 0, w, R->n);
+                    const float *src = dc + (size_t)(iy < 0 ? 0 : iy) * row;
+                    for (int k = 0; k < lo; k++) dst[k] = 0.0f;
+                    for (int k = lo; k < hi; k++) dst[k] = src[(x0 + 2 * k) * step];
+                    for (int k = hi; k < R->n; k++) dst[k] = 0.0f;
+                }
+            }
+        }
+        /* A = [1 0; 1 1; 0 1] down the columns: rows dY[0], dY[0] + dY[1], dY[1]
+         * (the middle one to t[4..5]), then along each row (few streams a
+         * loop, so that the loops vectorise) */
+        for (int k = 0; k < nt; k++) t[4 * SEG + k] = t[k] + t[2 * SEG + k];
+        for (int k = 0; k < nt; k++) t[5 * SEG + k] = t[SEG + k] + t[3 * SEG + k];
+        for (int r = 0; r < 3; r++) {
+            const float *u = t + (r == 0 ? 0 : r == 1 ? 4 : 2) * SEG, *x = u + SEG;
+            float *d0 = dm + (size_t)3 * r * ld + (size_t)c * SEG, *d1 = d0 + ld, *d2 = d1 + ld;
+            for (int k = 0; k < nt; k++) d0[k] = u[k], d1[k] = u[k] + x[k], d2[k] = x[k];
+        }
+    }
+}
+
 /* The forward reads the stored input (step 1) and writes one phase of the
  * output (step 2); d(input) the other way round. */
 #define INPUTS_ARGS                                                                             \
@@ -133,6 +168,9 @@ INLINE void outputs_body(float *out, const float *m, size_t ld, size_t plane, si
 #define OUTPUTS_ARGS                                                                            \
     float *out, const float *m, size_t ld, size_t plane, size_t row, int ch, int h, int w,     \
         const Run *runs, int nruns, int nt, int oy, int ox, const float *bias, float *t
+#define GRADS_ARGS                                                                              \
+    float *dm, size_t ld, const float *dy, size_t plane, size_t row, int ch, int h, int w,     \
+        const Run *runs, int nruns, int nt, int oy, int ox, float *t
 #define TRANSFORMS(suffix, attr)                                                                \
     attr static void inputs_stored_##suffix(INPUTS_ARGS) {                                      \
         inputs_body(v, ld, x, plane, row, 1, ch, h, w, runs, nruns, nt, oy, ox, hv);            \
@@ -145,6 +183,9 @@ INLINE void outputs_body(float *out, const float *m, size_t ld, size_t plane, si
     }                                                                                           \
     attr static void outputs_stored_##suffix(OUTPUTS_ARGS) {                                    \
         outputs_body(out, m, ld, plane, row, 1, ch, h, w, runs, nruns, nt, oy, ox, 0, bias, t); \
+    }                                                                                           \
+    attr static void grads_phase_##suffix(GRADS_ARGS) {                                         \
+        grads_body(dm, ld, dy, plane, row, 2, ch, h, w, runs, nruns, nt, oy, ox, t);            \
     }
 
 TRANSFORMS(plain, )
@@ -155,17 +196,18 @@ TRANSFORMS(avx512, __attribute__((target("avx512f"))))
 typedef struct {
     void (*inputs)(INPUTS_ARGS);
     void (*outputs)(OUTPUTS_ARGS);
+    void (*grads)(GRADS_ARGS);
 } Fns;
 
 /* the transforms that go with the GEMM kernel the weights were packed for:
  * the portable path stays portable when tests force the plain C kernel */
-static Fns fns_for(GemmKernel kernel, int backward) {
-    Fns f = backward ? (Fns){inputs_phase_plain, outputs_stored_plain}
-                     : (Fns){inputs_stored_plain, outputs_phase_plain};
+static Fns fns_for(GemmKernel kernel, int backward) { /* the forward's tiles for d(weight) too */
+    Fns f = backward ? (Fns){inputs_phase_plain, outputs_stored_plain, NULL}
+                     : (Fns){inputs_stored_plain, outputs_phase_plain, grads_phase_plain};
 #if defined(__x86_64__) || defined(__i386__)
     if (kernel == GEMM_KERNEL_AVX512)
-        f = backward ? (Fns){inputs_phase_avx512, outputs_stored_avx512}
-                     : (Fns){inputs_stored_avx512, outputs_phase_avx512};
+        f = backward ? (Fns){inputs_phase_avx512, outputs_stored_avx512, NULL}
+                     : (Fns){inputs_stored_avx512, outputs_phase_avx512, grads_phase_avx512};
 #endif
     return f;
 }
@@ -273,4 +315,65 @@ void wphase_backward_input(float *din, const float *dout, const float *weight, i
             gemm_packed_nn(nt, &U[e], v + e * vld, SEG, 0.0f, m + e * mld, SEG);
         fn.outputs(din + b * ci_n * hw, m, mld, hw, w, ci_n, h, w, runs, nruns, nt, 0, 0, NULL, t);
     }
+}
+
+size_t wphase_grad_floats(int in_ch, int out_ch) { return (size_t)36 * in_ch * out_ch; }
+
+void wphase_backward_weight(float *dweight, const float *dout, const float *in, int batch, int ci_n,
+                            int co_n, int h, int w, float *slots, size_t slot_stride, int slot_count,
+                            float *thread_base, size_t thread_stride) {
+    int th = (h + 3) / 2, tw = (w + 3) / 2, tiles = th * tw; /* the forward's tiles */
+    int segs = (tiles + SEG - 1) / SEG, jobs = batch * segs;
+    int used = jobs < slot_count ? jobs : slot_count;
+    size_t vld = (size_t)ci_n * SEG, mld = (size_t)4 * co_n * SEG, hw = (size_t)h * w;
+    size_t mat = (size_t)4 * co_n * ci_n;
+    Fns fn = fns_for(gemm_current_kernel(), 0);
+#pragma omp parallel for schedule(dynamic)
+    for (int slot = 0; slot < used; slot++) {
+        float *partial = slots + (size_t)slot * slot_stride;
+        float *v = thread_base + (size_t)omp_get_thread_num() * thread_stride;
+        float *dm = v + 9 * vld, *t = dm + 9 * mld;
+        for (int job = slot; job < jobs; job += slot_count) {
+            float beta = job == slot ? 0.0f : 1.0f; /* the slot's first job stores: no memset */
+            int b = job / segs, q0 = job % segs * SEG, nt = tiles - q0 < SEG ? tiles - q0 : SEG;
+            Run runs[SEG];
+            int nruns = job_runs(runs, q0, nt, tw);
+            fn.inputs(v, vld, in + b * ci_n * hw, hw, w, ci_n, h, w, runs, nruns, nt, -2, -2, t);
+            for (int ph = 0; ph < 4; ph++) {
+                int a = ph >> 1, c = ph & 1;
+                fn.grads(dm + (size_t)ph * co_n * SEG, mld, dout + b * co_n * 4 * hw + 2 * a * w + c,
+                         4 * hw, 4 * w, co_n, h, w, runs, nruns, nt, -1 - a, -1 - c, t);
+            }
+            for (int e = 0; e < 9; e++) /* dU[e] += dM[e] V[e]^T */
+                gemm_nt(4 * co_n, ci_n, nt, dm + e * mld, SEG, v + e * vld, SEG, beta,
+                        partial + e * mat, ci_n);
+        }
+    }
+    /* the slots' sum in slot order, in slot 0 */
+    for (int slot = 1; slot < used; slot++) {
+        const float *p = slots + (size_t)slot * slot_stride;
+        for (size_t i = 0; i < 9 * mat; i++) slots[i] += p[i];
+    }
+    /* dp = G^T dU G per phase, then each 3x3 tap gets the gradients of the
+     * phase taps it was summed into */
+#pragma omp parallel for schedule(static)
+    for (int o = 0; o < co_n; o++)
+        for (int i = 0; i < ci_n; i++) {
+            double dw[9] = {0};
+            for (int ph = 0; ph < 4; ph++) {
+                const float *du = slots + ((size_t)ph * co_n + o) * ci_n + i;
+                double gu[2][3]; /* G^T = [1 1 0; 0 1 1] down the columns */
+                for (int j = 0; j < 3; j++) {
+                    double u0 = du[j * mat], u1 = du[(3 + j) * mat], u2 = du[(6 + j) * mat];
+                    gu[0][j] = u0 + u1, gu[1][j] = u1 + u2;
+                }
+                for (int ki = 0; ki < 3; ki++)
+                    for (int kj = 0; kj < 3; kj++) {
+                        const double *r = gu[phase_tap(ph >> 1, ki)];
+                        dw[ki * 3 + kj] += phase_tap(ph & 1, kj) ? r[1] + r[2] : r[0] + r[1];
+                    }
+            }
+            float *dst = dweight + ((size_t)o * ci_n + i) * 9;
+            for (int k = 0; k < 9; k++) dst[k] += (float)dw[k];
+        }
 }

@@ -1,10 +1,13 @@
 /* winograd_phase.h: Winograd F(2x2, 2x2) for the phase convs of nearest x2
  * upsampling + 3x3 conv (pad 1; G's dec1, dec0), used by nn/conv.c for the
- * forward and d(input).
+ * forward, d(input) and d(weight).
  *
- * conv.c's decomposition: output phase ph = (a, b), pixel (2y+a, 2x+b), is a
- * 2x2 conv of the stored (h x w) input with taps at rows y+a-1, y+a (columns
- * likewise) and summed weights p = the phase kernel. Each 2x2 conv runs as
+ * The phase decomposition: output pixel (2y+a, 2x+b) reads upsampled rows
+ * 2y+a-1 .. 2y+a+1, i.e. the stored (h x w) rows y+a-1 and y+a: the first
+ * through kernel rows {0} (a = 0) or {0, 1} (a = 1), the second through the
+ * rest; columns likewise. So output phase ph = 2a + b is a 2x2 conv of the
+ * stored input with summed weights p, the phase kernel: 16 taps per 2x2
+ * output pixels instead of 36, exactly, and no upsampled copy. Each runs as
  * F(2x2, 2x2): a 2x2 tile of stored outputs from the 3x3 patch d under it,
  *   y = A^T [ U (.) V ] A,  U = G p G^T,  V = B^T d B,
  * the (.) product summed over input channels: 9 GEMMs per tile, 9 products
@@ -22,6 +25,10 @@
  * X-b+j) through the flipped tap (1-i, 1-j); the phases' tiles share the
  * d(input) tile, so V stacks the four phases' d(output) patches along the
  * rows, U is [ci x 4co] and the GEMM's sum runs over all four phases.
+ * d(weight): on the forward's tiles, dU = sum over tiles of dM V^T with
+ * dM = A dY A^T (dY = 0 outside the map), [4co x ci] per element; then
+ * dp = G^T dU G, and each 3x3 tap gets the gradients of the phase taps it
+ * was summed into.
  *
  * Each output is within a few 1e-7 (relative to the sum of |products|) of
  * the direct conv; results are deterministic and independent of the thread
@@ -50,5 +57,14 @@ void wphase_forward(float *out, const float *in, const float *weight, const floa
 void wphase_backward_input(float *din, const float *dout, const float *weight, int batch, int ci_n,
                            int co_n, int h, int w, float *weight_area, float *thread_base,
                            size_t thread_stride);
+
+/* floats of one weight-gradient slot */
+size_t wphase_grad_floats(int in_ch, int out_ch);
+/* dweight [co_n, ci_n, 3, 3] += d(weight) of that conv. The tiles are dealt
+ * to slot_count fixed partial sums (slots + k * slot_stride, each at least
+ * wphase_grad_floats), added in slot order: independent of the threads. */
+void wphase_backward_weight(float *dweight, const float *dout, const float *in, int batch, int ci_n,
+                            int co_n, int h, int w, float *slots, size_t slot_stride, int slot_count,
+                            float *thread_base, size_t thread_stride);
 
 #endif
