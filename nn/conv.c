@@ -292,11 +292,10 @@ static void single_output_backward_weight(float *dweight, const float *dout, con
 /* col[(c*kh + i)*kw + j, q] = x[c, y0 + gy + i, x0 + gx + j] (0 outside the
  * h x w map) for the pixels q = (gy, gx) q0 .. q0+n-1 of a grid gw wide: the
  * im2col of a stride-1 correlation whose taps start at (y0, x0), in runs of
- * one grid row. With step 2 the map is one pixel phase (py, px) of x, which
- * is stored at twice the size: map pixel (iy, ix) is x[c, 2*iy+py, 2*ix+px]. */
-static void im2col_grid(float *col, const float *x, int ch, int h, int w, int step, int py, int px,
-                        int kh, int kw, int y0, int x0, int gw, int q0, int n) {
-    size_t row_len = (size_t)step * w, plane = row_len * step * h;
+ * one grid row. */
+static void im2col_grid(float *col, const float *x, int ch, int h, int w, int kh, int kw, int y0,
+                        int x0, int gw, int q0, int n) {
+    size_t plane = (size_t)w * h;
     int gy0 = q0 / gw, gx0 = q0 % gw; /* runs after the first start at column 0 */
     for (int c = 0; c < ch; c++)
         for (int i = 0; i < kh; i++)
@@ -313,12 +312,8 @@ static void im2col_grid(float *col, const float *x, int ch, int h, int w, int st
                         if (lo > len) lo = len;
                         if (hi < lo) hi = lo;
                         for (int u = 0; u < lo; u++) dst[u] = 0.0f; /* a few pixels: no call */
-                        const float *src =
-                            x + c * plane + (size_t)(step * iy + py) * row_len + step * (ix + lo) + px;
-                        if (step == 1)
-                            memcpy(dst + lo, src, (size_t)(hi - lo) * sizeof(float));
-                        else
-                            for (int u = 0; u < hi - lo; u++) dst[lo + u] = src[step * u];
+                        const float *src = x + c * plane + (size_t)iy * w + ix + lo;
+                        memcpy(dst + lo, src, (size_t)(hi - lo) * sizeof(float));
                         for (int u = hi; u < len; u++) dst[u] = 0.0f;
                     }
                     t += len;
@@ -385,7 +380,7 @@ static void conv_backward_input_strided(float *din, const float *dout, const flo
                 int n = grid - q0 < nb ? grid - q0 : nb;
                 float *g = thread_columns(s, scratch), *dx = g + column_rows(s) * nb;
                 /* grid pixel (gy, gx) reads d(output) rows a0 + gy - t, t = kh-1-i */
-                im2col_grid(g, dout + b * out_size, s->out_ch, s->out_h, s->out_w, 1, 0, 0, p.kh,
+                im2col_grid(g, dout + b * out_size, s->out_ch, s->out_h, s->out_w, p.kh,
                             p.kw, p.a0 - p.kh + 1, p.b0 - p.kw + 1, p.gw, q0, n);
                 gemm_packed_nn(n, &wp, g, n, 0.0f, dx, n);
                 float *x = din + b * in_size;
