@@ -83,42 +83,87 @@ INLINE void inputs_body(float *v, size_t ld, const float *x, size_t plane, size_
     }
 }
 
-/* Products m[e * ld + c * SEG + k] -> the runs' 2x2 output tiles (A^T M A)
- * in a map laid out as in inputs_body; tile (ty, tx)'s first pixel is at
- * (2ty + oy, 2tx + ox), pixels outside the map are dropped. Added, or with
- * `store` stored as pixel + bias[c] (bias may be NULL). t: 10 * SEG floats. */
-INLINE void outputs_body(float *out, const float *m, size_t ld, size_t plane, size_t row, int step,
-                         int ch, int h, int w, const Run *runs, int nruns, int nt, int oy, int ox,
-                         int store, const float *bias, float *t) {
+/* One channel's products mc[e * ld + k] -> its tiles' outputs A^T M A,
+ * y[(2i + j) * SEG + k]; t: 6 * SEG floats. */
+INLINE void tile_outputs(float *y, const float *mc, size_t ld, int nt, float *t) {
+    for (int j = 0; j < 3; j++) { /* A^T down the columns: t[(3i + j) * SEG + k] */
+        const float *m0 = mc + (size_t)j * ld, *m1 = m0 + 3 * ld, *m2 = m1 + 3 * ld;
+        float *s0 = t + j * SEG, *s1 = s0 + 3 * SEG;
+        for (int k = 0; k < nt; k++) s0[k] = m0[k] + m1[k], s1[k] = m1[k] + m2[k];
+    }
+    for (int i = 0; i < 2; i++) { /* then along the rows */
+        const float *s0 = t + 3 * i * SEG, *s1 = s0 + SEG, *s2 = s1 + SEG;
+        float *y0 = y + 2 * i * SEG, *y1 = y0 + SEG;
+        for (int k = 0; k < nt; k++) y0[k] = s0[k] + s1[k], y1[k] = s1[k] + s2[k];
+    }
+}
+
+/* d(input): products m[e * ld + c * SEG + k] -> the runs' 2x2 tiles, added
+ * to out (ch x h x w; tile (ty, tx) at (2ty, 2tx), pixels outside dropped).
+ * t: 10 * SEG floats. */
+INLINE void outputs_stored_body(float *out, const float *m, size_t ld, int ch, int h, int w,
+                                const Run *runs, int nruns, int nt, float *t) {
     for (int c = 0; c < ch; c++) {
-        const float *mc = m + (size_t)c * SEG;
-        for (int j = 0; j < 3; j++) { /* A^T down the columns: s[(3i + j) * SEG + k] */
-            const float *m0 = mc + (size_t)j * ld, *m1 = m0 + 3 * ld, *m2 = m1 + 3 * ld;
-            float *s0 = t + j * SEG, *s1 = s0 + 3 * SEG;
-            for (int k = 0; k < nt; k++) s0[k] = m0[k] + m1[k], s1[k] = m1[k] + m2[k];
-        }
-        float *y = t + 6 * SEG; /* then along the rows: y[(2i + j) * SEG + k] */
-        for (int i = 0; i < 2; i++) {
-            const float *s0 = t + 3 * i * SEG, *s1 = s0 + SEG, *s2 = s1 + SEG;
-            float *y0 = y + 2 * i * SEG, *y1 = y0 + SEG;
-            for (int k = 0; k < nt; k++) y0[k] = s0[k] + s1[k], y1[k] = s1[k] + s2[k];
-        }
-        float b = bias ? bias[c] : 0.0f;
-        float *oc = out + (size_t)c * plane;
+        float *y = t + 6 * SEG;
+        tile_outputs(y, m + (size_t)c * SEG, ld, nt, t);
+        float *oc = out + (size_t)c * h * w;
         for (int ri = 0; ri < nruns; ri++) {
             const Run *R = &runs[ri];
-            for (int i = 0; i < 2; i++) {
-                int oy_i = 2 * R->ty + oy + i;
-                if (oy_i < 0 || oy_i >= h) continue;
-                float *dst = oc + (size_t)oy_i * row;
+            for (int i = 0; i < 2 && 2 * R->ty + i < h; i++) {
+                float *dst = oc + (size_t)(2 * R->ty + i) * w;
                 for (int j = 0; j < 2; j++) {
                     const float *src = y + (2 * i + j) * SEG + R->k0;
-                    int x0 = 2 * R->tx + ox + j, lo, hi;
+                    int x0 = 2 * R->tx + j, lo, hi;
                     inside(&lo, &hi, x0, 0, w, R->n);
-                    if (store)
-                        for (int k = lo; k < hi; k++) dst[(x0 + 2 * k) * step] = src[k] + b;
-                    else
-                        for (int k = lo; k < hi; k++) dst[(x0 + 2 * k) * step] += src[k];
+                    for (int k = lo; k < hi; k++) dst[x0 + 2 * k] += src[k];
+                }
+            }
+        }
+    }
+}
+
+/* The forward: products m[e * ld + (ph * ch + c) * SEG + k] -> out (ch x
+ * 2h x 2w) = pixel + bias[c] (bias may be NULL). Tile (ty, tx)'s four phase
+ * tiles fill the 4x4 output block at rows 4ty-3 .. 4ty (phase a = 1's
+ * stored rows 2ty-2, 2ty-1 give rows 4ty-3, 4ty-1; a = 0's 2ty-1, 2ty give
+ * 4ty-2, 4ty), columns likewise: written row by row, 4 contiguous values a
+ * tile. t: 22 * SEG floats. */
+INLINE void outputs_up_body(float *out, const float *m, size_t ld, int ch, int h, int w,
+                            const Run *runs, int nruns, int nt, const float *bias, float *t) {
+    int oh = 2 * h, ow = 2 * w;
+    for (int c = 0; c < ch; c++) {
+        float *y = t + 6 * SEG; /* y[(4ph + 2i + j) * SEG + k] */
+        for (int ph = 0; ph < 4; ph++) tile_outputs(y + 4 * ph * SEG, m + (size_t)(ph * ch + c) * SEG, ld, nt, t);
+        float b = bias ? bias[c] : 0.0f;
+        float *oc = out + (size_t)c * oh * ow;
+        for (int ri = 0; ri < nruns; ri++) {
+            const Run *R = &runs[ri];
+            int x0 = 4 * R->tx - 3; /* the run's first output column */
+            /* tiles [lo, hi) have all four columns inside the row */
+            int lo = x0 >= 0 ? 0 : (3 - x0) / 4, hi = ow - 4 - x0 >= 0 ? (ow - 4 - x0) / 4 + 1 : 0;
+            if (lo > R->n) lo = R->n;
+            if (hi > R->n) hi = R->n;
+            if (hi < lo) hi = lo;
+            for (int r = 0; r < 4; r++) {
+                int oy = 4 * R->ty - 3 + r, a = 1 - (r & 1), i = r >> 1;
+                if (oy < 0 || oy >= oh) continue;
+                /* columns 4tx-3 .. 4tx: phases b = 1, 0, 1, 0, tile columns j = 0, 0, 1, 1 */
+                const float *row_y = y + (4 * (2 * a) + 2 * i) * SEG + R->k0;
+                const float *s0 = row_y + 4 * SEG, *s1 = row_y, *s2 = row_y + 5 * SEG, *s3 = row_y + SEG;
+                float *dst = oc + (size_t)oy * ow;
+                float *d = dst + x0 + 4 * lo;
+                for (int k = lo; k < hi; k++) {
+                    d[4 * (k - lo)] = s0[k] + b, d[4 * (k - lo) + 1] = s1[k] + b;
+                    d[4 * (k - lo) + 2] = s2[k] + b, d[4 * (k - lo) + 3] = s3[k] + b;
+                }
+                for (int k = 0; k < R->n; k++) { /* the tiles reaching past the row's ends */
+                    if (k == lo) k = hi;
+                    if (k >= R->n) break;
+                    for (int q = 0; q < 4; q++) {
+                        int col = x0 + 4 * k + q;
+                        const float *src = q == 0 ? s0 : q == 1 ? s1 : q == 2 ? s2 : s3;
+                        if (col >= 0 && col < ow) dst[col] = src[k] + b;
+                    }
                 }
             }
         }
@@ -160,14 +205,17 @@ INLINE void grads_body(float *dm, size_t ld, const float *dy, size_t plane, size
     }
 }
 
-/* The forward reads the stored input (step 1) and writes one phase of the
- * output (step 2); d(input) the other way round. */
+/* The forward and d(weight) read the stored input (step 1), d(input) one
+ * phase of d(output) (step 2), d(weight) too (step 2). */
 #define INPUTS_ARGS                                                                             \
     float *v, size_t ld, const float *x, size_t plane, size_t row, int ch, int h, int w,       \
         const Run *runs, int nruns, int nt, int oy, int ox, float *hv
-#define OUTPUTS_ARGS                                                                            \
-    float *out, const float *m, size_t ld, size_t plane, size_t row, int ch, int h, int w,     \
-        const Run *runs, int nruns, int nt, int oy, int ox, const float *bias, float *t
+#define UP_ARGS                                                                                 \
+    float *out, const float *m, size_t ld, int ch, int h, int w, const Run *runs, int nruns,   \
+        int nt, const float *bias, float *t
+#define STORED_ARGS                                                                             \
+    float *out, const float *m, size_t ld, int ch, int h, int w, const Run *runs, int nruns,   \
+        int nt, float *t
 #define GRADS_ARGS                                                                              \
     float *dm, size_t ld, const float *dy, size_t plane, size_t row, int ch, int h, int w,     \
         const Run *runs, int nruns, int nt, int oy, int ox, float *t
@@ -178,11 +226,11 @@ INLINE void grads_body(float *dm, size_t ld, const float *dy, size_t plane, size
     attr static void inputs_phase_##suffix(INPUTS_ARGS) {                                       \
         inputs_body(v, ld, x, plane, row, 2, ch, h, w, runs, nruns, nt, oy, ox, hv);            \
     }                                                                                           \
-    attr static void outputs_phase_##suffix(OUTPUTS_ARGS) {                                     \
-        outputs_body(out, m, ld, plane, row, 2, ch, h, w, runs, nruns, nt, oy, ox, 1, bias, t); \
+    attr static void outputs_up_##suffix(UP_ARGS) {                                             \
+        outputs_up_body(out, m, ld, ch, h, w, runs, nruns, nt, bias, t);                        \
     }                                                                                           \
-    attr static void outputs_stored_##suffix(OUTPUTS_ARGS) {                                    \
-        outputs_body(out, m, ld, plane, row, 1, ch, h, w, runs, nruns, nt, oy, ox, 0, bias, t); \
+    attr static void outputs_stored_##suffix(STORED_ARGS) {                                     \
+        outputs_stored_body(out, m, ld, ch, h, w, runs, nruns, nt, t);                          \
     }                                                                                           \
     attr static void grads_phase_##suffix(GRADS_ARGS) {                                         \
         grads_body(dm, ld, dy, plane, row, 2, ch, h, w, runs, nruns, nt, oy, ox, t);            \
@@ -194,20 +242,22 @@ TRANSFORMS(avx512, __attribute__((target("avx512f"))))
 #endif
 
 typedef struct {
-    void (*inputs)(INPUTS_ARGS);
-    void (*outputs)(OUTPUTS_ARGS);
+    void (*inputs_stored)(INPUTS_ARGS);
+    void (*inputs_phase)(INPUTS_ARGS);
+    void (*outputs_up)(UP_ARGS);
+    void (*outputs_stored)(STORED_ARGS);
     void (*grads)(GRADS_ARGS);
 } Fns;
 
 /* the transforms that go with the GEMM kernel the weights were packed for:
  * the portable path stays portable when tests force the plain C kernel */
-static Fns fns_for(GemmKernel kernel, int backward) { /* the forward's tiles for d(weight) too */
-    Fns f = backward ? (Fns){inputs_phase_plain, outputs_stored_plain, NULL}
-                     : (Fns){inputs_stored_plain, outputs_phase_plain, grads_phase_plain};
+static Fns fns_for(GemmKernel kernel) {
+    Fns f = {inputs_stored_plain, inputs_phase_plain, outputs_up_plain, outputs_stored_plain,
+             grads_phase_plain};
 #if defined(__x86_64__) || defined(__i386__)
     if (kernel == GEMM_KERNEL_AVX512)
-        f = backward ? (Fns){inputs_phase_avx512, outputs_stored_avx512, NULL}
-                     : (Fns){inputs_stored_avx512, outputs_phase_avx512, grads_phase_avx512};
+        f = (Fns){inputs_stored_avx512, inputs_phase_avx512, outputs_up_avx512,
+                  outputs_stored_avx512, grads_phase_avx512};
 #endif
     return f;
 }
@@ -222,7 +272,7 @@ size_t wphase_weight_floats(int in_ch, int out_ch) {
 }
 
 size_t wphase_thread_floats(int in_ch, int out_ch) {
-    return ((size_t)9 * (in_ch + 4 * out_ch) + 10) * SEG;
+    return ((size_t)9 * (in_ch + 4 * out_ch) + 22) * SEG;
 }
 
 /* stored row y + floor((a + ki - 1) / 2) is phase tap t of rows y+a-1, y+a */
@@ -271,7 +321,7 @@ void wphase_forward(float *out, const float *in, const float *weight, const floa
     int th = (h + 3) / 2, tw = (w + 3) / 2, tiles = th * tw; /* patches from row -2 (see the header) */
     int segs = (tiles + SEG - 1) / SEG;
     size_t vld = (size_t)ci_n * SEG, mld = (size_t)4 * co_n * SEG, hw = (size_t)h * w;
-    Fns fn = fns_for(U[0].kernel, 0);
+    Fns fn = fns_for(U[0].kernel);
 #pragma omp parallel for schedule(dynamic)
     for (int job = 0; job < batch * segs; job++) {
         int b = job / segs, q0 = job % segs * SEG, nt = tiles - q0 < SEG ? tiles - q0 : SEG;
@@ -279,14 +329,10 @@ void wphase_forward(float *out, const float *in, const float *weight, const floa
         float *m = v + 9 * vld, *t = m + 9 * mld;
         Run runs[SEG];
         int nruns = job_runs(runs, q0, nt, tw);
-        fn.inputs(v, vld, in + b * ci_n * hw, hw, w, ci_n, h, w, runs, nruns, nt, -2, -2, t);
+        fn.inputs_stored(v, vld, in + b * ci_n * hw, hw, w, ci_n, h, w, runs, nruns, nt, -2, -2, t);
         for (int e = 0; e < 9; e++)
             gemm_packed_nn(nt, &U[e], v + e * vld, SEG, 0.0f, m + e * mld, SEG);
-        for (int ph = 0; ph < 4; ph++) { /* phase (a, c): output rows 2ty-1-a, 2ty-a */
-            int a = ph >> 1, c = ph & 1;
-            fn.outputs(out + b * co_n * 4 * hw + 2 * a * w + c, m + (size_t)ph * co_n * SEG, mld,
-                       4 * hw, 4 * w, co_n, h, w, runs, nruns, nt, -1 - a, -1 - c, bias, t);
-        }
+        fn.outputs_up(out + b * co_n * 4 * hw, m, mld, co_n, h, w, runs, nruns, nt, bias, t);
     }
 }
 
@@ -298,7 +344,7 @@ void wphase_backward_input(float *din, const float *dout, const float *weight, i
     int th = (h + 1) / 2, tw = (w + 1) / 2, tiles = th * tw;
     int segs = (tiles + SEG - 1) / SEG;
     size_t vld = (size_t)4 * co_n * SEG, mld = (size_t)ci_n * SEG, hw = (size_t)h * w;
-    Fns fn = fns_for(U[0].kernel, 1);
+    Fns fn = fns_for(U[0].kernel);
 #pragma omp parallel for schedule(dynamic)
     for (int job = 0; job < batch * segs; job++) {
         int b = job / segs, q0 = job % segs * SEG, nt = tiles - q0 < SEG ? tiles - q0 : SEG;
@@ -308,12 +354,12 @@ void wphase_backward_input(float *din, const float *dout, const float *weight, i
         int nruns = job_runs(runs, q0, nt, tw);
         for (int ph = 0; ph < 4; ph++) { /* phase (a, c)'s d(output) rows 2ty-a .. 2ty-a+2 */
             int a = ph >> 1, c = ph & 1;
-            fn.inputs(v + (size_t)ph * co_n * SEG, vld, dout + b * co_n * 4 * hw + 2 * a * w + c,
+            fn.inputs_phase(v + (size_t)ph * co_n * SEG, vld, dout + b * co_n * 4 * hw + 2 * a * w + c,
                       4 * hw, 4 * w, co_n, h, w, runs, nruns, nt, -a, -c, t);
         }
         for (int e = 0; e < 9; e++)
             gemm_packed_nn(nt, &U[e], v + e * vld, SEG, 0.0f, m + e * mld, SEG);
-        fn.outputs(din + b * ci_n * hw, m, mld, hw, w, ci_n, h, w, runs, nruns, nt, 0, 0, NULL, t);
+        fn.outputs_stored(din + b * ci_n * hw, m, mld, ci_n, h, w, runs, nruns, nt, t);
     }
 }
 
@@ -327,7 +373,7 @@ void wphase_backward_weight(float *dweight, const float *dout, const float *in, 
     int used = jobs < slot_count ? jobs : slot_count;
     size_t vld = (size_t)ci_n * SEG, mld = (size_t)4 * co_n * SEG, hw = (size_t)h * w;
     size_t mat = (size_t)4 * co_n * ci_n;
-    Fns fn = fns_for(gemm_current_kernel(), 0);
+    Fns fn = fns_for(gemm_current_kernel());
 #pragma omp parallel for schedule(dynamic)
     for (int slot = 0; slot < used; slot++) {
         float *partial = slots + (size_t)slot * slot_stride;
@@ -338,7 +384,7 @@ void wphase_backward_weight(float *dweight, const float *dout, const float *in, 
             int b = job / segs, q0 = job % segs * SEG, nt = tiles - q0 < SEG ? tiles - q0 : SEG;
             Run runs[SEG];
             int nruns = job_runs(runs, q0, nt, tw);
-            fn.inputs(v, vld, in + b * ci_n * hw, hw, w, ci_n, h, w, runs, nruns, nt, -2, -2, t);
+            fn.inputs_stored(v, vld, in + b * ci_n * hw, hw, w, ci_n, h, w, runs, nruns, nt, -2, -2, t);
             for (int ph = 0; ph < 4; ph++) {
                 int a = ph >> 1, c = ph & 1;
                 fn.grads(dm + (size_t)ph * co_n * SEG, mld, dout + b * co_n * 4 * hw + 2 * a * w + c,
