@@ -8,6 +8,7 @@
 #include "nn/winograd.h"
 #include "nn/winograd24.h"
 #include "nn/winograd43.h"
+#include "nn/winograd_phase.h"
 
 ConvShape conv_shape(int batch, int in_ch, int in_h, int in_w, int out_ch, int kernel, int stride,
                      int pad) {
@@ -39,7 +40,8 @@ static int is_winograd24(const ConvShape *s) {
            s->out_h * s->out_w >= WINO24_MIN_PIXELS;
 }
 
-/* Nearest x2 upsampling, then a 3x3 conv with pad 1: runs as four 2x2 phase convs. */
+/* Nearest x2 upsampling, then a 3x3 conv with pad 1: four 2x2 phase convs
+ * of the stored input, each as Winograd F(2x2, 2x2) (nn/winograd_phase.h). */
 static int is_upsampled_3x3(const ConvShape *s) {
     return s->upsampled && s->kernel == 3 && s->stride == 1 && s->pad == 1;
 }
@@ -50,12 +52,12 @@ static int is_upsampled_3x3(const ConvShape *s) {
 #define WINO_PAD 16
 
 /* Scratch layout: [reordered weights | grad slots | per-thread column blocks].
- * The phase convs keep 4 phase kernels of [out x in*2*2] and their
- * transposes in the weight area, and their 4 phase kernels' gradients in
- * each slot. The direct forward packs the weights for the GEMM across the
+ * The upsampling convs (nn/winograd_phase.h) keep nothing in the weight
+ * area: the forward and d(input) use it and the slots as one area for their
+ * transformed weights, d(weight) uses the slots. The direct forward packs the weights for the GEMM across the
  * weight area and the slots (k * (out + 7) floats: 8 areas of out * k do). */
 static size_t weight_floats(const ConvShape *s) {
-    if (is_upsampled_3x3(s)) return (size_t)32 * s->out_ch * s->in_ch;
+    if (is_upsampled_3x3(s)) return wphase_grad_floats(s->in_ch, s->out_ch);
     if (is_winograd(s)) { /* the forward's packed U and U unpacked */
         int big = s->in_ch > s->out_ch ? s->in_ch : s->out_ch;
         return 16 * gemm_packed_floats(big, big) + (size_t)16 * (s->out_ch * s->in_ch + WINO_PAD);
@@ -63,8 +65,6 @@ static size_t weight_floats(const ConvShape *s) {
     return (size_t)s->out_ch * s->in_ch * s->kernel * s->kernel;
 }
 static size_t column_rows(const ConvShape *s) {
-    if (is_upsampled_3x3(s))
-        return max_sz((size_t)16 * s->out_ch, (size_t)4 * s->in_ch + s->out_ch);
     size_t kk = (size_t)s->kernel * s->kernel;
     return max_sz((size_t)s->in_ch * kk, (size_t)s->out_ch * kk);
 }
@@ -72,6 +72,7 @@ static size_t column_rows(const ConvShape *s) {
 /* per thread: a column block, then a block of d(input) for the strided
  * backward; for Winograd v, m (or dm) and 16 rows for the transforms per WINO_SEG tiles */
 static size_t thread_floats(const ConvShape *s) {
+    if (is_upsampled_3x3(s)) return wphase_thread_floats(s->in_ch, s->out_ch);
     size_t direct = (column_rows(s) + (size_t)s->in_ch) * CONV_BLOCK;
     if (is_winograd24(s)) return max_sz(direct, wino24_thread_floats(s->in_ch, s->out_ch));
     if (!is_winograd(s)) return direct;
@@ -84,6 +85,7 @@ static size_t thread_floats(const ConvShape *s) {
 static size_t shared_floats(const ConvShape *s) {
     if (is_winograd(s)) return max_sz(weight_floats(s), wino43_shared_floats(s->in_ch, s->out_ch));
     size_t n = weight_floats(s) * (1 + CONV_GRAD_SLOTS);
+    if (is_upsampled_3x3(s)) return max_sz(n, wphase_weight_floats(s->in_ch, s->out_ch));
     return is_winograd24(s) ? max_sz(n, wino24_weight_floats(s->in_ch, s->out_ch)) : n;
 }
 
@@ -293,11 +295,10 @@ static void single_output_backward_weight(float *dweight, const float *dout, con
 /* col[(c*kh + i)*kw + j, q] = x[c, y0 + gy + i, x0 + gx + j] (0 outside the
  * h x w map) for the pixels q = (gy, gx) q0 .. q0+n-1 of a grid gw wide: the
  * im2col of a stride-1 correlation whose taps start at (y0, x0), in runs of
- * one grid row. With step 2 the map is one pixel phase (py, px) of x, which
- * is stored at twice the size: map pixel (iy, ix) is x[c, 2*iy+py, 2*ix+px]. */
-static void im2col_grid(float *col, const float *x, int ch, int h, int w, int step, int py, int px,
-                        int kh, int kw, int y0, int x0, int gw, int q0, int n) {
-    size_t row_len = (size_t)step * w, plane = row_len * step * h;
+ * one grid row. */
+static void im2col_grid(float *col, const float *x, int ch, int h, int w, int kh, int kw, int y0,
+                        int x0, int gw, int q0, int n) {
+    size_t plane = (size_t)w * h;
     int gy0 = q0 / gw, gx0 = q0 % gw; /* runs after the first start at column 0 */
     for (int c = 0; c < ch; c++)
         for (int i = 0; i < kh; i++)
@@ -314,12 +315,8 @@ static void im2col_grid(float *col, const float *x, int ch, int h, int w, int st
                         if (lo > len) lo = len;
                         if (hi < lo) hi = lo;
                         for (int u = 0; u < lo; u++) dst[u] = 0.0f; /* a few pixels: no call */
-                        const float *src =
-                            x + c * plane + (size_t)(step * iy + py) * row_len + step * (ix + lo) + px;
-                        if (step == 1)
-                            memcpy(dst + lo, src, (size_t)(hi - lo) * sizeof(float));
-                        else
-                            for (int u = 0; u < hi - lo; u++) dst[lo + u] = src[step * u];
+                        const float *src = x + c * plane + (size_t)iy * w + ix + lo;
+                        memcpy(dst + lo, src, (size_t)(hi - lo) * sizeof(float));
                         for (int u = hi; u < len; u++) dst[u] = 0.0f;
                     }
                     t += len;
@@ -386,7 +383,7 @@ static void conv_backward_input_strided(float *din, const float *dout, const flo
                 int n = grid - q0 < nb ? grid - q0 : nb;
                 float *g = thread_columns(s, scratch), *dx = g + column_rows(s) * nb;
                 /* grid pixel (gy, gx) reads d(output) rows a0 + gy - t, t = kh-1-i */
-                im2col_grid(g, dout + b * out_size, s->out_ch, s->out_h, s->out_w, 1, 0, 0, p.kh,
+                im2col_grid(g, dout + b * out_size, s->out_ch, s->out_h, s->out_w, p.kh,
                             p.kw, p.a0 - p.kh + 1, p.b0 - p.kw + 1, p.gw, q0, n);
                 gemm_packed_nn(n, &wp, g, n, 0.0f, dx, n);
                 float *x = din + b * in_size;
@@ -561,142 +558,11 @@ static void wino_backward_weight(float *dweight, const float *dout, const float 
                            scratch, scratch + shared_floats(s), thread_floats(s));
 }
 
-/* ---- nearest x2 upsampling, then a 3x3 conv with pad 1 (G's dec1, dec0) ----
- * Output pixel (2y+a, 2x+b) reads upsampled rows 2y+a-1 .. 2y+a+1, i.e. the
- * stored (half-size) rows y+a-1 and y+a: the first through kernel rows {0}
- * (a = 0) or {0, 1} (a = 1), the second through the rest; columns likewise.
- * So each output phase (a, b) is a 2x2 conv of the stored input with taps
- * starting at (a-1, b-1) and summed weights: 16 taps per 2x2 output pixels
- * instead of 36, exactly, and no upsampled copy. d(input) sums the four
- * phases' transposed 2x2 convs (one GEMM over all of them), d(weight) maps
- * each phase kernel's gradient back to the 3x3 taps it summed. Jobs are
- * blocks of stored pixels; every phase of a block is done in its job. */
-
-/* stored row y + floor((a + ki - 1) / 2) is phase tap t of rows y+a-1, y+a */
-static int phase_tap(int a, int ki) { return (a + ki + 1) / 2 - a; }
-
-/* wp[ph][co, ci*4 + t*2 + u], ph = 2a + b: the summed phase kernels;
- * wt[ci, ((ph*co_n + co)*2 + i)*2 + j] = wp[ph][co, ci*4 + (1-i)*2 + 1-j]:
- * the flipped, transposed ones for d(input). */
-static void phase_weights(float *wp, float *wt, const float *weight, int co_n, int ci_n) {
-    size_t kk = (size_t)4 * ci_n, mat = (size_t)co_n * kk;
-    memset(wp, 0, 4 * mat * sizeof(float));
-    for (int ph = 0; ph < 4; ph++)
-        for (int co = 0; co < co_n; co++)
-            for (int ci = 0; ci < ci_n; ci++) {
-                const float *w = weight + ((size_t)co * ci_n + ci) * 9;
-                float *dst = wp + ph * mat + co * kk + ci * 4;
-                for (int ki = 0; ki < 3; ki++)
-                    for (int kj = 0; kj < 3; kj++)
-                        dst[phase_tap(ph >> 1, ki) * 2 + phase_tap(ph & 1, kj)] += w[ki * 3 + kj];
-                if (!wt) continue;
-                float *tr = wt + (size_t)ci * 16 * co_n + ((size_t)ph * co_n + co) * 4;
-                for (int t = 0; t < 4; t++) tr[t] = dst[3 - t];
-            }
-}
-
-/* Runs of one grid row: out[c, 2*gy+a, 2*gx+b] = blk[c, t] (or +=) for the
- * stored pixels q0 .. q0+n-1 (h x w). */
-static void phase_scatter(float *out, const float *blk, int ch, int h, int w, int a, int b, int q0,
-                          int n) {
-    size_t ow = (size_t)2 * w, plane = ow * 2 * h;
-    for (int c = 0; c < ch; c++)
-        for (int t = 0, gy = q0 / w, gx = q0 % w; t < n; gy++, gx = 0) {
-            int len = w - gx < n - t ? w - gx : n - t;
-            float *dst = out + c * plane + (size_t)(2 * gy + a) * ow + 2 * gx + b;
-            const float *src = blk + (size_t)c * n + t;
-            for (int u = 0; u < len; u++) dst[2 * u] = src[u];
-            t += len;
-        }
-}
-
-static void phase_forward(float *out, const float *in, const float *weight, const float *bias,
-                          const ConvShape *s, float *scratch) {
-    int h = s->in_h / 2, w = s->in_w / 2, hw = h * w, kk = 4 * s->in_ch;
-    int blocks = (hw + CONV_BLOCK - 1) / CONV_BLOCK;
-    size_t in_size = (size_t)s->in_ch * hw, out_size = (size_t)s->out_ch * 4 * hw;
-    size_t mat = (size_t)s->out_ch * kk;
-    float *wp = scratch;
-    phase_weights(wp, NULL, weight, s->out_ch, s->in_ch);
-#pragma omp parallel for schedule(dynamic)
-    for (int job = 0; job < s->batch * blocks; job++) {
-        int b = job / blocks, q0 = (job % blocks) * CONV_BLOCK;
-        int n = hw - q0 < CONV_BLOCK ? hw - q0 : CONV_BLOCK;
-        float *col = thread_columns(s, scratch), *acc = col + (size_t)kk * n;
-        for (int ph = 0; ph < 4; ph++) {
-            int a = ph >> 1, c = ph & 1;
-            im2col_grid(col, in + b * in_size, s->in_ch, h, w, 1, 0, 0, 2, 2, a - 1, c - 1, w, q0, n);
-            for (int co = 0; co < s->out_ch; co++)
-                for (int j = 0; j < n; j++) acc[(size_t)co * n + j] = bias ? bias[co] : 0.0f;
-            gemm_nn(s->out_ch, n, kk, wp + ph * mat, kk, col, n, 1.0f, acc, n);
-            phase_scatter(out + b * out_size, acc, s->out_ch, h, w, a, c, q0, n);
-        }
-    }
-}
-
-static void phase_backward_input(float *din, const float *dout, const float *weight,
-                                 const ConvShape *s, float *scratch) {
-    int h = s->in_h / 2, w = s->in_w / 2, hw = h * w, rows = 16 * s->out_ch;
-    int blocks = (hw + CONV_BLOCK - 1) / CONV_BLOCK;
-    size_t in_size = (size_t)s->in_ch * hw, out_size = (size_t)s->out_ch * 4 * hw;
-    float *wp = scratch, *wt = scratch + (size_t)16 * s->out_ch * s->in_ch;
-    phase_weights(wp, wt, weight, s->out_ch, s->in_ch);
-#pragma omp parallel for schedule(dynamic)
-    for (int job = 0; job < s->batch * blocks; job++) {
-        int b = job / blocks, q0 = (job % blocks) * CONV_BLOCK;
-        int n = hw - q0 < CONV_BLOCK ? hw - q0 : CONV_BLOCK;
-        float *col = thread_columns(s, scratch);
-        /* stored pixel Y receives phase a's d(output) rows Y - a + i through tap 1 - i */
-        for (int ph = 0; ph < 4; ph++)
-            im2col_grid(col + (size_t)ph * 4 * s->out_ch * n, dout + b * out_size, s->out_ch, h, w,
-                        2, ph >> 1, ph & 1, 2, 2, -(ph >> 1), -(ph & 1), w, q0, n);
-        gemm_nn(s->in_ch, n, rows, wt, rows, col, n, 1.0f, din + b * in_size + q0, hw);
-    }
-}
-
-static void phase_backward_weight(float *dweight, const float *dout, const float *in,
-                                  const ConvShape *s, float *scratch) {
-    int h = s->in_h / 2, w = s->in_w / 2, hw = h * w, kk = 4 * s->in_ch;
-    int blocks = (hw + CONV_BLOCK - 1) / CONV_BLOCK, jobs = s->batch * blocks;
-    size_t in_size = (size_t)s->in_ch * hw, out_size = (size_t)s->out_ch * 4 * hw;
-    size_t mat = (size_t)s->out_ch * kk, wsize = weight_floats(s);
-    float *slots = scratch + wsize;
-    int used = jobs < CONV_GRAD_SLOTS ? jobs : CONV_GRAD_SLOTS;
-#pragma omp parallel for schedule(dynamic)
-    for (int slot = 0; slot < used; slot++) {
-        float *partial = slots + (size_t)slot * wsize;
-        float *col = thread_columns(s, scratch), *dp = col + (size_t)kk * CONV_BLOCK;
-        for (int job = slot; job < jobs; job += CONV_GRAD_SLOTS) {
-            float beta = job == slot ? 0.0f : 1.0f; /* the slot's first job stores: no memset */
-            int b = job / blocks, q0 = (job % blocks) * CONV_BLOCK;
-            int n = hw - q0 < CONV_BLOCK ? hw - q0 : CONV_BLOCK;
-            for (int ph = 0; ph < 4; ph++) {
-                int a = ph >> 1, c = ph & 1;
-                im2col_grid(col, in + b * in_size, s->in_ch, h, w, 1, 0, 0, 2, 2, a - 1, c - 1, w,
-                            q0, n);
-                im2col_grid(dp, dout + b * out_size, s->out_ch, h, w, 2, a, c, 1, 1, 0, 0, w, q0, n);
-                gemm_nt(s->out_ch, kk, n, dp, n, col, n, beta, partial + ph * mat, kk);
-            }
-        }
-    }
-    add_slots(slots, slots, wsize, 4 * mat, 1, used);
-    /* each 3x3 tap received, in every phase, the gradient of the phase tap it was summed into */
-    for (int co = 0; co < s->out_ch; co++)
-        for (int ci = 0; ci < s->in_ch; ci++) {
-            float *dw = dweight + ((size_t)co * s->in_ch + ci) * 9;
-            for (int ph = 0; ph < 4; ph++) {
-                const float *g = slots + ph * mat + (size_t)co * kk + ci * 4;
-                for (int ki = 0; ki < 3; ki++)
-                    for (int kj = 0; kj < 3; kj++)
-                        dw[ki * 3 + kj] += g[phase_tap(ph >> 1, ki) * 2 + phase_tap(ph & 1, kj)];
-            }
-        }
-}
-
 void conv2d_forward(float *out, const float *in, const float *weight, const float *bias,
                     const ConvShape *s, float *scratch) {
     if (is_upsampled_3x3(s)) {
-        phase_forward(out, in, weight, bias, s, scratch);
+        wphase_forward(out, in, weight, bias, s->batch, s->in_ch, s->out_ch, s->in_h / 2, s->in_w / 2,
+                       scratch, scratch + shared_floats(s), thread_floats(s));
         return;
     }
     if (is_winograd(s)) {
@@ -737,7 +603,8 @@ void conv2d_forward(float *out, const float *in, const float *weight, const floa
 static void conv_backward_input(float *din, const float *dout, const float *weight,
                                 const ConvShape *s, float *scratch) {
     if (is_upsampled_3x3(s)) {
-        phase_backward_input(din, dout, weight, s, scratch);
+        wphase_backward_input(din, dout, weight, s->batch, s->in_ch, s->out_ch, s->in_h / 2,
+                              s->in_w / 2, scratch, scratch + shared_floats(s), thread_floats(s));
         return;
     }
     if (is_winograd(s)) {
@@ -797,7 +664,10 @@ static void conv_backward_input(float *din, const float *dout, const float *weig
 static void conv_backward_weight(float *dweight, const float *dout, const float *in,
                                  const ConvShape *s, float *scratch) {
     if (is_upsampled_3x3(s)) {
-        phase_backward_weight(dweight, dout, in, s, scratch);
+        size_t wsize = weight_floats(s);
+        wphase_backward_weight(dweight, dout, in, s->batch, s->in_ch, s->out_ch, s->in_h / 2,
+                               s->in_w / 2, scratch + wsize, wsize, CONV_GRAD_SLOTS,
+                               scratch + shared_floats(s), thread_floats(s));
         return;
     }
     if (is_winograd(s)) {

@@ -20,6 +20,7 @@
 #include "io/checkpoint.h"
 #include "io/h5io.h"
 #include "nn/gan.h"
+#include "nn/gemm.h"
 #include "nn/ops.h"
 #include "testutil.h"
 
@@ -130,7 +131,8 @@ static void compare_adam(Network *net, const char *prefix) {
     free(m), free(v);
 }
 
-int main(void) {
+/* One training step from the fixture's checkpoint, compared; 1 if a file fails to load. */
+static int golden_step(void) {
     Network g, d;
     CheckpointMeta meta;
     if (checkpoint_load_model(GOLDEN, &g, &d, &meta, err, sizeof err)) {
@@ -216,5 +218,17 @@ int main(void) {
     h5r_close(file);
     network_free(&g);
     network_free(&d);
+    return 0;
+}
+
+/* with every GEMM microkernel the CPU runs: each path's transforms go with its kernel */
+int main(void) {
+    const GemmKernel kernels[3] = {GEMM_KERNEL_AVX512, GEMM_KERNEL_AVX2, GEMM_KERNEL_SCALAR};
+    const char *names[3] = {"AVX-512", "AVX2", "plain C"};
+    for (int k = 0; k < 3; k++) {
+        if (gemm_set_kernel(kernels[k])) continue;
+        printf("GEMM kernel %s\n", names[k]);
+        if (golden_step()) return 1;
+    }
     return test_summary("test_golden");
 }

@@ -119,6 +119,63 @@ static void test_conv_upsampled_forward(void) {
     free(in), free(wt), free(b), free(big), free(out), free(ref), free(scratch);
 }
 
+/* The upsampling conv (G's dec1, dec0: Winograd F(2x2, 2x2) on the four
+ * phase convs, nn/winograd_phase.h) against upsample + 3x3 conv in double:
+ * forward, d(input) and d(weight). Each error is taken relative to the sum
+ * of |terms| of that output's sum (the scale of float rounding): a float
+ * sum of n terms in any order is within n * 6e-8 of it, ~sqrt(n) * 6e-8 in
+ * practice; the Winograd transforms add a few roundings per product. The
+ * bound 1e-6 is ~10x the worst seen at these sizes; an error in a tap,
+ * phase or tile edge gives O(1e-2) or more. */
+static void test_conv_upsampled_reference(int batch, int cin, int h, int w, int cout) {
+    ConvShape s = conv_shape(batch, cin, 2 * h, 2 * w, cout, 3, 1, 1);
+    s.upsampled = 1;
+    int oh = 2 * h, ow = 2 * w;
+    size_t nin = (size_t)batch * cin * h * w, nw = (size_t)cout * cin * 9;
+    size_t nout = (size_t)batch * cout * oh * ow;
+    float *in = rand_buf(nin, -1, 1), *wt = rand_buf(nw, -1, 1), *b = rand_buf(cout, -1, 1);
+    float *dy = rand_buf(nout, -1, 1), *out = malloc(nout * sizeof(float));
+    float *din = calloc(nin, sizeof(float)), *dw = calloc(nw, sizeof(float));
+    float *scratch = malloc(conv_scratch_floats(&s, 4) * sizeof(float));
+    conv2d_forward(out, in, wt, b, &s, scratch);
+    conv2d_backward(din, dw, NULL, dy, in, wt, &s, scratch);
+    /* reference sums and sums of |terms| */
+    double *rx = calloc(nin, sizeof(double)), *ax = calloc(nin, sizeof(double));
+    double *rw = calloc(nw, sizeof(double)), *aw = calloc(nw, sizeof(double));
+    double worst[3] = {0, 0, 0};
+    for (int n = 0; n < batch; n++)
+        for (int co = 0; co < cout; co++)
+            for (int y = 0; y < oh; y++)
+                for (int x = 0; x < ow; x++) {
+                    size_t o = (((size_t)n * cout + co) * oh + y) * ow + x;
+                    double acc = b[co], abs = fabs(b[co]), g = dy[o];
+                    for (int ci = 0; ci < cin; ci++)
+                        for (int ky = 0; ky < 3; ky++)
+                            for (int kx = 0; kx < 3; kx++) {
+                                int uy = y - 1 + ky, ux = x - 1 + kx;
+                                if (uy < 0 || ux < 0 || uy >= oh || ux >= ow) continue;
+                                size_t i = (((size_t)n * cin + ci) * h + uy / 2) * w + ux / 2;
+                                size_t k = ((size_t)co * cin + ci) * 9 + ky * 3 + kx;
+                                double p = (double)wt[k] * in[i];
+                                acc += p, abs += fabs(p);
+                                rx[i] += wt[k] * g, ax[i] += fabs(wt[k] * g);
+                                rw[k] += in[i] * g, aw[k] += fabs(in[i] * g);
+                            }
+                    worst[0] = fmax(worst[0], fabs(out[o] - acc) / abs);
+                }
+    for (size_t i = 0; i < nin; i++) worst[1] = fmax(worst[1], fabs(din[i] - rx[i]) / ax[i]);
+    for (size_t k = 0; k < nw; k++) worst[2] = fmax(worst[2], fabs(dw[k] - rw[k]) / aw[k]);
+    const char *what[3] = {"forward", "d(input)", "d(weight)"};
+    for (int t = 0; t < 3; t++) {
+        char name[80];
+        snprintf(name, sizeof name, "conv up2 3x3 %dx%d %d->%d %s vs direct", w, h, cin, cout, what[t]);
+        CHECK(worst[t] < 1e-6, "%s: relative error %g", name, worst[t]);
+        printf("  %-40s max rel %.2e\n", name, worst[t]);
+    }
+    free(in), free(wt), free(b), free(dy), free(out), free(din), free(dw), free(scratch);
+    free(rx), free(ax), free(rw), free(aw);
+}
+
 /* Direct convolution in double: the forward's reference. */
 static void test_conv_forward_reference(int batch, int cin, int h, int w, int cout, int k,
                                         int stride, int pad) {
@@ -640,6 +697,8 @@ int main(void) {
     test_conv_upsampled_forward();
     test_conv_up(1, 2, 3, 5, 6, 4, 3, 1, 1);  /* dec1, dec0: upsampling conv as 4 phase convs */
     test_conv_up(1, 1, 2, 23, 25, 3, 3, 1, 1); /* several blocks, odd sides */
+    test_conv_upsampled_reference(2, 5, 9, 70, 3);   /* odd side, jobs across tile rows */
+    test_conv_upsampled_reference(1, 64, 64, 64, 64); /* dec1's size */
     test_conv(2, 3, 7, 67, 4, 3, 1, 1);    /* Winograd: batch, two segments per tile row */
     test_conv(3, 2, 50, 41, 3, 3, 1, 1);   /* F(4x4,3x3) backward: 15 jobs = 2 weight-gradient
                                               chunks, a short job per image, sides not x4 */
@@ -652,6 +711,7 @@ int main(void) {
     test_conv(1, 6, 9, 9, 4, 3, 1, 1);
     test_conv_up(1, 2, 3, 5, 6, 4, 3, 1, 1);
     test_conv3x3_reference(2, 16, 41, 50);
+    test_conv_upsampled_reference(1, 7, 11, 13, 5);
     gemm_set_kernel(best);
     printf("batchnorm\n");
     test_batchnorm(1);
