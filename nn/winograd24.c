@@ -84,6 +84,7 @@ INLINE void inputs_body(float *v, size_t ld, const float *x, int ch, int h, int 
                         *r4 = r3 + 5 * WINO24_SEG;
             float *v0 = v + (size_t)t * ld + (size_t)c * WINO24_SEG, *v1 = v0 + 5 * ld,
                   *v2 = v1 + 5 * ld, *v3 = v2 + 5 * ld, *v4 = v3 + 5 * ld;
+#pragma GCC ivdep /* 5 output streams: too many run-time alias checks for GCC */
             for (int k = 0; k < nt; k++) {
                 BT5(o, r0[k], r1[k], r2[k], r3[k], r4[k]);
                 v0[k] = o0, v1[k] = o1, v2[k] = o2, v3[k] = o3, v4[k] = o4;
