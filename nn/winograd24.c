@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "nn/gemm.h"
+#include "nn/winograd_weights.h"
 
 #define INLINE static inline __attribute__((always_inline))
 #define E24 25 /* transformed elements per tile: 5 x 5 */
@@ -182,13 +183,8 @@ static Fns fns_for(GemmKernel kernel) {
     return f;
 }
 
-static size_t packed_floats(int in_ch, int out_ch) {
-    size_t a = gemm_packed_floats(out_ch, in_ch), b = gemm_packed_floats(in_ch, out_ch);
-    return a > b ? a : b;
-}
-
 size_t wino24_weight_floats(int in_ch, int out_ch) {
-    return E24 * (packed_floats(in_ch, out_ch) + (size_t)in_ch * out_ch);
+    return E24 * (wino_packed_floats(in_ch, out_ch) + (size_t)in_ch * out_ch);
 }
 
 size_t wino24_thread_floats(int in_ch, int out_ch) {
@@ -240,30 +236,16 @@ __attribute__((target("avx512f"))) static void weights_avx512(float *u, size_t m
 }
 #endif
 
-/* packed[e] = U[e] [co_n x ci_n], U = G g G^T per (o, i) */
+/* packed[e] = U[e] [co_n x ci_n] (winograd_weights.h) */
 static void transform_weights(GemmPacked packed[E24], float *area, const float *weight,
                               int transpose, int ci_n, int co_n) {
-    size_t each = packed_floats(ci_n, co_n), mat = (size_t)co_n * ci_n;
-    float *tmp = area + E24 * each; /* U[e] unpacked at tmp + e * mat */
-    void (*body)(float *, size_t, const float *, int) = weights_plain;
+    WinoWeightBody body = weights_plain;
 #if defined(__x86_64__) || defined(__i386__)
     if (gemm_current_kernel() == GEMM_KERNEL_AVX512) body = weights_avx512;
 #endif
-    int chunks = (ci_n + WEIGHT_CHUNK - 1) / WEIGHT_CHUNK;
-#pragma omp parallel for schedule(static)
-    for (int job = 0; job < co_n * chunks; job++) {
-        int o = job / chunks, i0 = job % chunks * WEIGHT_CHUNK;
-        int n = ci_n - i0 < WEIGHT_CHUNK ? ci_n - i0 : WEIGHT_CHUNK;
-        float gt[16 * WEIGHT_CHUNK] = {0}; /* the kernels' taps, tap-major (0 past n) */
-        for (int j = 0; j < n; j++) {
-            const float *w = transpose ? weight + ((size_t)(i0 + j) * co_n + o) * 16
-                                       : weight + ((size_t)o * ci_n + i0 + j) * 16;
-            for (int t = 0; t < 16; t++) gt[t * WEIGHT_CHUNK + j] = transpose ? w[15 - t] : w[t];
-        }
-        body(tmp + (size_t)o * ci_n + i0, mat, gt, n);
-    }
-#pragma omp parallel for schedule(static)
-    for (int e = 0; e < E24; e++) gemm_pack(&packed[e], area + e * each, tmp + e * mat, ci_n, co_n, ci_n);
+    float *tmp = area + E24 * wino_packed_floats(ci_n, co_n);
+    wino_transform_weights(packed, E24, area, tmp, (size_t)co_n * ci_n, weight, 16, WEIGHT_CHUNK,
+                           transpose, ci_n, co_n, body);
 }
 
 void wino24_conv(float *out, const float *in, const float *weight, int transpose, const float *bias,

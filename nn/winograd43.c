@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "nn/gemm.h"
+#include "nn/winograd_weights.h"
 #include "nn/winograd.h" /* wino_prefetch_rows, WINO_PREFETCH */
 
 #define INLINE static inline __attribute__((always_inline))
@@ -264,18 +265,13 @@ static Fns fns_for(GemmKernel kernel) {
     return f;
 }
 
-static size_t packed_floats(int ci_n, int co_n) {
-    size_t a = gemm_packed_floats(co_n, ci_n), b = gemm_packed_floats(ci_n, co_n);
-    return a > b ? a : b;
-}
-
 /* weight gradient: dU, then a chunk's V and dM */
 static size_t grad_floats(int ci_n, int co_n) {
     return (size_t)E43 * ci_n * co_n + (size_t)E43 * (ci_n + co_n) * CHUNK;
 }
 
 size_t wino43_shared_floats(int ci_n, int co_n) {
-    size_t conv = E43 * (packed_floats(ci_n, co_n) + (size_t)ci_n * co_n + U_PAD);
+    size_t conv = E43 * (wino_packed_floats(ci_n, co_n) + (size_t)ci_n * co_n + U_PAD);
     size_t grad = grad_floats(ci_n, co_n);
     return conv > grad ? conv : grad;
 }
@@ -380,31 +376,16 @@ __attribute__((target("avx512f"))) static void dg_avx512(float *dw, const float 
 }
 #endif
 
-/* packed[e] = U[e] [co_n x ci_n], U = G g G^T per kernel (o, i); g =
- * weight[o, i], or with `transpose` weight[i, o] flipped. */
+/* packed[e] = U[e] [co_n x ci_n] (winograd_weights.h) */
 static void transform_weights(GemmPacked packed[E43], float *area, const float *weight,
                               int transpose, int ci_n, int co_n) {
-    size_t each = packed_floats(ci_n, co_n), mat = (size_t)co_n * ci_n + U_PAD;
-    float *tmp = area + E43 * each; /* U[e] unpacked at tmp + e * mat */
-    void (*body)(float *, size_t, const float *, int) = weights_plain;
+    WinoWeightBody body = weights_plain;
 #if defined(__x86_64__) || defined(__i386__)
     if (gemm_current_kernel() == GEMM_KERNEL_AVX512) body = weights_avx512;
 #endif
-    int chunks = (ci_n + KCHUNK - 1) / KCHUNK;
-#pragma omp parallel for schedule(static)
-    for (int job = 0; job < co_n * chunks; job++) {
-        int o = job / chunks, i0 = job % chunks * KCHUNK;
-        int n = ci_n - i0 < KCHUNK ? ci_n - i0 : KCHUNK;
-        float gt[9 * KCHUNK] = {0}; /* the kernels' taps, tap-major (0 past n) */
-        for (int j = 0; j < n; j++) {
-            const float *w = transpose ? weight + ((size_t)(i0 + j) * co_n + o) * 9
-                                       : weight + ((size_t)o * ci_n + i0 + j) * 9;
-            for (int t = 0; t < 9; t++) gt[t * KCHUNK + j] = transpose ? w[8 - t] : w[t];
-        }
-        body(tmp + (size_t)o * ci_n + i0, mat, gt, n);
-    }
-#pragma omp parallel for schedule(static)
-    for (int e = 0; e < E43; e++) gemm_pack(&packed[e], area + e * each, tmp + e * mat, ci_n, co_n, ci_n);
+    float *tmp = area + E43 * wino_packed_floats(ci_n, co_n);
+    wino_transform_weights(packed, E43, area, tmp, (size_t)co_n * ci_n + U_PAD, weight, 9, KCHUNK,
+                           transpose, ci_n, co_n, body);
 }
 
 void wino43_conv(float *out, const float *in, const float *weight, int transpose, const float *bias,
