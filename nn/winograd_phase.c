@@ -313,14 +313,17 @@ static void transform_weights(GemmPacked packed[9], float *area, const float *we
     for (int e = 0; e < 9; e++) gemm_pack(&packed[e], area + e * each, tmp + e * mat, cols, rows, cols);
 }
 
-void wphase_forward(float *out, const float *in, const float *weight, const float *bias, int batch,
-                    int ci_n, int co_n, int h, int w, float *weight_area, float *thread_base,
-                    size_t thread_stride) {
-    GemmPacked U[9];
-    transform_weights(U, weight_area, weight, 0, ci_n, co_n);
-    int th = (h + 3) / 2, tw = (w + 3) / 2, tiles = th * tw; /* patches from row -2 (see the header) */
-    int segs = (tiles + SEG - 1) / SEG;
-    size_t vld = (size_t)ci_n * SEG, mld = (size_t)4 * co_n * SEG, hw = (size_t)h * w;
+/* The forward (out: the upsampled output, x: the stored input) or, with
+ * `backward`, d(input) (out: d(input), added to; x: d(output)), with the
+ * weights U transformed for it. */
+static void phase_conv(float *out, const float *x, const GemmPacked U[9], const float *bias,
+                       int backward, int batch, int ci_n, int co_n, int h, int w,
+                       float *thread_base, size_t thread_stride) {
+    /* the forward's patches start at row -2 (see the header) */
+    int th = backward ? (h + 1) / 2 : (h + 3) / 2, tw = backward ? (w + 1) / 2 : (w + 3) / 2;
+    int tiles = th * tw, segs = (tiles + SEG - 1) / SEG;
+    size_t hw = (size_t)h * w, vld = (size_t)(backward ? 4 * co_n : ci_n) * SEG;
+    size_t mld = (size_t)(backward ? ci_n : 4 * co_n) * SEG;
     Fns fn = fns_for(U[0].kernel);
 #pragma omp parallel for schedule(dynamic)
     for (int job = 0; job < batch * segs; job++) {
@@ -329,11 +332,29 @@ void wphase_forward(float *out, const float *in, const float *weight, const floa
         float *m = v + 9 * vld, *t = m + 9 * mld;
         Run runs[SEG];
         int nruns = job_runs(runs, q0, nt, tw);
-        fn.inputs_stored(v, vld, in + b * ci_n * hw, hw, w, ci_n, h, w, runs, nruns, nt, -2, -2, t);
+        if (backward)
+            for (int ph = 0; ph < 4; ph++) { /* phase (a, c)'s d(output) rows 2ty-a .. 2ty-a+2 */
+                int a = ph >> 1, c = ph & 1;
+                fn.inputs_phase(v + (size_t)ph * co_n * SEG, vld, x + b * co_n * 4 * hw + 2 * a * w + c,
+                                4 * hw, 4 * w, co_n, h, w, runs, nruns, nt, -a, -c, t);
+            }
+        else
+            fn.inputs_stored(v, vld, x + b * ci_n * hw, hw, w, ci_n, h, w, runs, nruns, nt, -2, -2, t);
         for (int e = 0; e < 9; e++)
             gemm_packed_nn(nt, &U[e], v + e * vld, SEG, 0.0f, m + e * mld, SEG);
-        fn.outputs_up(out + b * co_n * 4 * hw, m, mld, co_n, h, w, runs, nruns, nt, bias, t);
+        if (backward)
+            fn.outputs_stored(out + b * ci_n * hw, m, mld, ci_n, h, w, runs, nruns, nt, t);
+        else
+            fn.outputs_up(out + b * co_n * 4 * hw, m, mld, co_n, h, w, runs, nruns, nt, bias, t);
     }
+}
+
+void wphase_forward(float *out, const float *in, const float *weight, const float *bias, int batch,
+                    int ci_n, int co_n, int h, int w, float *weight_area, float *thread_base,
+                    size_t thread_stride) {
+    GemmPacked U[9];
+    transform_weights(U, weight_area, weight, 0, ci_n, co_n);
+    phase_conv(out, in, U, bias, 0, batch, ci_n, co_n, h, w, thread_base, thread_stride);
 }
 
 void wphase_backward_input(float *din, const float *dout, const float *weight, int batch, int ci_n,
@@ -341,26 +362,7 @@ void wphase_backward_input(float *din, const float *dout, const float *weight, i
                            size_t thread_stride) {
     GemmPacked U[9];
     transform_weights(U, weight_area, weight, 1, ci_n, co_n);
-    int th = (h + 1) / 2, tw = (w + 1) / 2, tiles = th * tw;
-    int segs = (tiles + SEG - 1) / SEG;
-    size_t vld = (size_t)4 * co_n * SEG, mld = (size_t)ci_n * SEG, hw = (size_t)h * w;
-    Fns fn = fns_for(U[0].kernel);
-#pragma omp parallel for schedule(dynamic)
-    for (int job = 0; job < batch * segs; job++) {
-        int b = job / segs, q0 = job % segs * SEG, nt = tiles - q0 < SEG ? tiles - q0 : SEG;
-        float *v = thread_base + (size_t)omp_get_thread_num() * thread_stride;
-        float *m = v + 9 * vld, *t = m + 9 * mld;
-        Run runs[SEG];
-        int nruns = job_runs(runs, q0, nt, tw);
-        for (int ph = 0; ph < 4; ph++) { /* phase (a, c)'s d(output) rows 2ty-a .. 2ty-a+2 */
-            int a = ph >> 1, c = ph & 1;
-            fn.inputs_phase(v + (size_t)ph * co_n * SEG, vld, dout + b * co_n * 4 * hw + 2 * a * w + c,
-                      4 * hw, 4 * w, co_n, h, w, runs, nruns, nt, -a, -c, t);
-        }
-        for (int e = 0; e < 9; e++)
-            gemm_packed_nn(nt, &U[e], v + e * vld, SEG, 0.0f, m + e * mld, SEG);
-        fn.outputs_stored(din + b * ci_n * hw, m, mld, ci_n, h, w, runs, nruns, nt, t);
-    }
+    phase_conv(din, dout, U, NULL, 1, batch, ci_n, co_n, h, w, thread_base, thread_stride);
 }
 
 size_t wphase_grad_floats(int in_ch, int out_ch) { return (size_t)36 * in_ch * out_ch; }
