@@ -151,10 +151,9 @@ INLINE void outputs_up_body(float *out, const float *m, size_t ld, int ch, int h
                 const float *row_y = y + (4 * (2 * a) + 2 * i) * SEG + R->k0;
                 const float *s0 = row_y + 4 * SEG, *s1 = row_y, *s2 = row_y + 5 * SEG, *s3 = row_y + SEG;
                 float *dst = oc + (size_t)oy * ow;
-                float *d = dst + x0 + 4 * lo;
                 for (int k = lo; k < hi; k++) {
-                    d[4 * (k - lo)] = s0[k] + b, d[4 * (k - lo) + 1] = s1[k] + b;
-                    d[4 * (k - lo) + 2] = s2[k] + b, d[4 * (k - lo) + 3] = s3[k] + b;
+                    float *d = dst + (x0 + 4 * k);
+                    d[0] = s0[k] + b, d[1] = s1[k] + b, d[2] = s2[k] + b, d[3] = s3[k] + b;
                 }
                 for (int k = 0; k < R->n; k++) { /* the tiles reaching past the row's ends */
                     if (k == lo) k = hi;
@@ -185,7 +184,7 @@ INLINE void grads_body(float *dm, size_t ld, const float *dy, size_t plane, size
                     float *dst = t + (2 * i + j) * SEG + R->k0;
                     int x0 = 2 * R->tx + ox + j, lo = 0, hi = 0;
                     if (iy >= 0 && iy < h) inside(&lo, &hi, x0, 0, w, R->n);
-                    const float *src = dc + (size_t)(iy < 0 ? 0 : iy) * row;
+                    const float *src = dc + (size_t)(lo < hi ? iy : 0) * row;
                     for (int k = 0; k < lo; k++) dst[k] = 0.0f;
                     for (int k = lo; k < hi; k++) dst[k] = src[(x0 + 2 * k) * step];
                     for (int k = hi; k < R->n; k++) dst[k] = 0.0f;
@@ -205,8 +204,9 @@ INLINE void grads_body(float *dm, size_t ld, const float *dy, size_t plane, size
     }
 }
 
-/* The forward and d(weight) read the stored input (step 1), d(input) one
- * phase of d(output) (step 2), d(weight) too (step 2). */
+/* The transforms as functions: inputs of the stored input (step 1: the
+ * forward, d(weight)) or of one phase of d(output) (step 2: d(input)), and
+ * d(weight)'s dY of one phase of d(output). */
 #define INPUTS_ARGS                                                                             \
     float *v, size_t ld, const float *x, size_t plane, size_t row, int ch, int h, int w,       \
         const Run *runs, int nruns, int nt, int oy, int ox, float *hv
