@@ -281,13 +281,15 @@ static int phase_tap(int a, int ki) { return (a + ki + 1) / 2 - a; }
 /* packed[e] = U[e] = (G p G^T)[e] for the phase kernels p of weight
  * [co_n, ci_n, 3, 3]: [4co x ci] at row ph * co_n + o, or for d(input)
  * (backward) of the flipped p, [ci x 4co] at column ph * co_n + o. In
- * double, rounded once. */
+ * double, rounded once. Serial: it takes ~0.3 ms at dec0, while each more
+ * parallel region's barrier cost a scheduler quantum (~4 ms) whenever
+ * another process shared the cores (measured: dec1's forward at 2 threads
+ * 20 -> 5-8 ms). */
 static void transform_weights(GemmPacked packed[9], float *area, const float *weight, int backward,
                               int ci_n, int co_n) {
     int rows = backward ? ci_n : 4 * co_n, cols = backward ? 4 * co_n : ci_n;
     size_t each = packed_floats(ci_n, co_n), mat = (size_t)rows * cols;
     float *tmp = area + 9 * each; /* U[e] unpacked at tmp + e * mat */
-#pragma omp parallel for schedule(static)
     for (int o = 0; o < co_n; o++)
         for (int i = 0; i < ci_n; i++) {
             const float *g = weight + ((size_t)o * ci_n + i) * 9;
@@ -309,7 +311,6 @@ static void transform_weights(GemmPacked packed[9], float *area, const float *we
                 }
             }
         }
-#pragma omp parallel for schedule(static)
     for (int e = 0; e < 9; e++) gemm_pack(&packed[e], area + e * each, tmp + e * mat, cols, rows, cols);
 }
 
