@@ -404,8 +404,7 @@ void wphase_backward_weight(float *dweight, const float *dout, const float *in, 
         for (size_t i = 0; i < 9 * mat; i++) slots[i] += p[i];
     }
     /* dp = G^T dU G per phase, then each 3x3 tap gets the gradients of the
-     * phase taps it was summed into */
-#pragma omp parallel for schedule(static)
+     * phase taps it was summed into (serially, as transform_weights) */
     for (int o = 0; o < co_n; o++)
         for (int i = 0; i < ci_n; i++) {
             double dw[9] = {0};
