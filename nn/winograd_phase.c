@@ -151,10 +151,9 @@ INLINE void outputs_up_body(float *out, const float *m, size_t ld, int ch, int h
                 const float *row_y = y + (4 * (2 * a) + 2 * i) * SEG + R->k0;
                 const float *s0 = row_y + 4 * SEG, *s1 = row_y, *s2 = row_y + 5 * SEG, *s3 = row_y + SEG;
                 float *dst = oc + (size_t)oy * ow;
-                float *d = dst + x0 + 4 * lo;
                 for (int k = lo; k < hi; k++) {
-                    d[4 * (k - lo)] = s0[k] + b, d[4 * (k - lo) + 1] = s1[k] + b;
-                    d[4 * (k - lo) + 2] = s2[k] + b, d[4 * (k - lo) + 3] = s3[k] + b;
+                    float *d = dst + (x0 + 4 * k);
+                    d[0] = s0[k] + b, d[1] = s1[k] + b, d[2] = s2[k] + b, d[3] = s3[k] + b;
                 }
                 for (int k = 0; k < R->n; k++) { /* the tiles reaching past the row's ends */
                     if (k == lo) k = hi;
@@ -185,7 +184,7 @@ INLINE void grads_body(float *dm, size_t ld, const float *dy, size_t plane, size
                     float *dst = t + (2 * i + j) * SEG + R->k0;
                     int x0 = 2 * R->tx + ox + j, lo = 0, hi = 0;
                     if (iy >= 0 && iy < h) inside(&lo, &hi, x0, 0, w, R->n);
-                    const float *src = dc + (size_t)(iy < 0 ? 0 : iy) * row;
+                    const float *src = dc + (size_t)(lo < hi ? iy : 0) * row;
                     for (int k = 0; k < lo; k++) dst[k] = 0.0f;
                     for (int k = lo; k < hi; k++) dst[k] = src[(x0 + 2 * k) * step];
                     for (int k = hi; k < R->n; k++) dst[k] = 0.0f;
@@ -205,8 +204,9 @@ INLINE void grads_body(float *dm, size_t ld, const float *dy, size_t plane, size
     }
 }
 
-/* The forward and d(weight) read the stored input (step 1), d(input) one
- * phase of d(output) (step 2), d(weight) too (step 2). */
+/* The transforms as functions: inputs of the stored input (step 1: the
+ * forward, d(weight)) or of one phase of d(output) (step 2: d(input)), and
+ * d(weight)'s dY of one phase of d(output). */
 #define INPUTS_ARGS                                                                             \
     float *v, size_t ld, const float *x, size_t plane, size_t row, int ch, int h, int w,       \
         const Run *runs, int nruns, int nt, int oy, int ox, float *hv
@@ -281,13 +281,15 @@ static int phase_tap(int a, int ki) { return (a + ki + 1) / 2 - a; }
 /* packed[e] = U[e] = (G p G^T)[e] for the phase kernels p of weight
  * [co_n, ci_n, 3, 3]: [4co x ci] at row ph * co_n + o, or for d(input)
  * (backward) of the flipped p, [ci x 4co] at column ph * co_n + o. In
- * double, rounded once. */
+ * double, rounded once. Serial: it takes ~0.3 ms at dec0, while each more
+ * parallel region's barrier cost a scheduler quantum (~4 ms) whenever
+ * another process shared the cores (measured: dec1's forward at 2 threads
+ * 20 -> 5-8 ms). */
 static void transform_weights(GemmPacked packed[9], float *area, const float *weight, int backward,
                               int ci_n, int co_n) {
     int rows = backward ? ci_n : 4 * co_n, cols = backward ? 4 * co_n : ci_n;
     size_t each = packed_floats(ci_n, co_n), mat = (size_t)rows * cols;
     float *tmp = area + 9 * each; /* U[e] unpacked at tmp + e * mat */
-#pragma omp parallel for schedule(static)
     for (int o = 0; o < co_n; o++)
         for (int i = 0; i < ci_n; i++) {
             const float *g = weight + ((size_t)o * ci_n + i) * 9;
@@ -309,8 +311,43 @@ static void transform_weights(GemmPacked packed[9], float *area, const float *we
                 }
             }
         }
-#pragma omp parallel for schedule(static)
     for (int e = 0; e < 9; e++) gemm_pack(&packed[e], area + e * each, tmp + e * mat, cols, rows, cols);
+}
+
+/* The forward (out: the upsampled output, x: the stored input) or, with
+ * `backward`, d(input) (out: d(input), added to; x: d(output)), with the
+ * weights U transformed for it. */
+static void phase_conv(float *out, const float *x, const GemmPacked U[9], const float *bias,
+                       int backward, int batch, int ci_n, int co_n, int h, int w,
+                       float *thread_base, size_t thread_stride) {
+    /* the forward's patches start at row -2 (see the header) */
+    int th = backward ? (h + 1) / 2 : (h + 3) / 2, tw = backward ? (w + 1) / 2 : (w + 3) / 2;
+    int tiles = th * tw, segs = (tiles + SEG - 1) / SEG;
+    size_t hw = (size_t)h * w, vld = (size_t)(backward ? 4 * co_n : ci_n) * SEG;
+    size_t mld = (size_t)(backward ? ci_n : 4 * co_n) * SEG;
+    Fns fn = fns_for(U[0].kernel);
+#pragma omp parallel for schedule(dynamic)
+    for (int job = 0; job < batch * segs; job++) {
+        int b = job / segs, q0 = job % segs * SEG, nt = tiles - q0 < SEG ? tiles - q0 : SEG;
+        float *v = thread_base + (size_t)omp_get_thread_num() * thread_stride;
+        float *m = v + 9 * vld, *t = m + 9 * mld;
+        Run runs[SEG];
+        int nruns = job_runs(runs, q0, nt, tw);
+        if (backward)
+            for (int ph = 0; ph < 4; ph++) { /* phase (a, c)'s d(output) rows 2ty-a .. 2ty-a+2 */
+                int a = ph >> 1, c = ph & 1;
+                fn.inputs_phase(v + (size_t)ph * co_n * SEG, vld, x + b * co_n * 4 * hw + 2 * a * w + c,
+                                4 * hw, 4 * w, co_n, h, w, runs, nruns, nt, -a, -c, t);
+            }
+        else
+            fn.inputs_stored(v, vld, x + b * ci_n * hw, hw, w, ci_n, h, w, runs, nruns, nt, -2, -2, t);
+        for (int e = 0; e < 9; e++)
+            gemm_packed_nn(nt, &U[e], v + e * vld, SEG, 0.0f, m + e * mld, SEG);
+        if (backward)
+            fn.outputs_stored(out + b * ci_n * hw, m, mld, ci_n, h, w, runs, nruns, nt, t);
+        else
+            fn.outputs_up(out + b * co_n * 4 * hw, m, mld, co_n, h, w, runs, nruns, nt, bias, t);
+    }
 }
 
 void wphase_forward(float *out, const float *in, const float *weight, const float *bias, int batch,
@@ -318,22 +355,7 @@ void wphase_forward(float *out, const float *in, const float *weight, const floa
                     size_t thread_stride) {
     GemmPacked U[9];
     transform_weights(U, weight_area, weight, 0, ci_n, co_n);
-    int th = (h + 3) / 2, tw = (w + 3) / 2, tiles = th * tw; /* patches from row -2 (see the header) */
-    int segs = (tiles + SEG - 1) / SEG;
-    size_t vld = (size_t)ci_n * SEG, mld = (size_t)4 * co_n * SEG, hw = (size_t)h * w;
-    Fns fn = fns_for(U[0].kernel);
-#pragma omp parallel for schedule(dynamic)
-    for (int job = 0; job < batch * segs; job++) {
-        int b = job / segs, q0 = job % segs * SEG, nt = tiles - q0 < SEG ? tiles - q0 : SEG;
-        float *v = thread_base + (size_t)omp_get_thread_num() * thread_stride;
-        float *m = v + 9 * vld, *t = m + 9 * mld;
-        Run runs[SEG];
-        int nruns = job_runs(runs, q0, nt, tw);
-        fn.inputs_stored(v, vld, in + b * ci_n * hw, hw, w, ci_n, h, w, runs, nruns, nt, -2, -2, t);
-        for (int e = 0; e < 9; e++)
-            gemm_packed_nn(nt, &U[e], v + e * vld, SEG, 0.0f, m + e * mld, SEG);
-        fn.outputs_up(out + b * co_n * 4 * hw, m, mld, co_n, h, w, runs, nruns, nt, bias, t);
-    }
+    phase_conv(out, in, U, bias, 0, batch, ci_n, co_n, h, w, thread_base, thread_stride);
 }
 
 void wphase_backward_input(float *din, const float *dout, const float *weight, int batch, int ci_n,
@@ -341,26 +363,7 @@ void wphase_backward_input(float *din, const float *dout, const float *weight, i
                            size_t thread_stride) {
     GemmPacked U[9];
     transform_weights(U, weight_area, weight, 1, ci_n, co_n);
-    int th = (h + 1) / 2, tw = (w + 1) / 2, tiles = th * tw;
-    int segs = (tiles + SEG - 1) / SEG;
-    size_t vld = (size_t)4 * co_n * SEG, mld = (size_t)ci_n * SEG, hw = (size_t)h * w;
-    Fns fn = fns_for(U[0].kernel);
-#pragma omp parallel for schedule(dynamic)
-    for (int job = 0; job < batch * segs; job++) {
-        int b = job / segs, q0 = job % segs * SEG, nt = tiles - q0 < SEG ? tiles - q0 : SEG;
-        float *v = thread_base + (size_t)omp_get_thread_num() * thread_stride;
-        float *m = v + 9 * vld, *t = m + 9 * mld;
-        Run runs[SEG];
-        int nruns = job_runs(runs, q0, nt, tw);
-        for (int ph = 0; ph < 4; ph++) { /* phase (a, c)'s d(output) rows 2ty-a .. 2ty-a+2 */
-            int a = ph >> 1, c = ph & 1;
-            fn.inputs_phase(v + (size_t)ph * co_n * SEG, vld, dout + b * co_n * 4 * hw + 2 * a * w + c,
-                      4 * hw, 4 * w, co_n, h, w, runs, nruns, nt, -a, -c, t);
-        }
-        for (int e = 0; e < 9; e++)
-            gemm_packed_nn(nt, &U[e], v + e * vld, SEG, 0.0f, m + e * mld, SEG);
-        fn.outputs_stored(din + b * ci_n * hw, m, mld, ci_n, h, w, runs, nruns, nt, t);
-    }
+    phase_conv(din, dout, U, NULL, 1, batch, ci_n, co_n, h, w, thread_base, thread_stride);
 }
 
 size_t wphase_grad_floats(int in_ch, int out_ch) { return (size_t)36 * in_ch * out_ch; }
@@ -401,8 +404,7 @@ void wphase_backward_weight(float *dweight, const float *dout, const float *in, 
         for (size_t i = 0; i < 9 * mat; i++) slots[i] += p[i];
     }
     /* dp = G^T dU G per phase, then each 3x3 tap gets the gradients of the
-     * phase taps it was summed into */
-#pragma omp parallel for schedule(static)
+     * phase taps it was summed into (serially, as transform_weights) */
     for (int o = 0; o < co_n; o++)
         for (int i = 0; i < ci_n; i++) {
             double dw[9] = {0};
