@@ -108,7 +108,8 @@ static void test_conv_upsampled_forward(void) {
     float *in = rand_buf(nin, -1, 1), *wt = rand_buf((size_t)cout * cin * 9, -1, 1);
     float *b = rand_buf(cout, -1, 1), *big = malloc(4 * nin * sizeof(float));
     float *out = malloc(nout * sizeof(float)), *ref = malloc(nout * sizeof(float));
-    float *scratch = malloc(conv_scratch_floats(&up, 4) * sizeof(float));
+    size_t floats_up = conv_scratch_floats(&up, 4), floats_plain = conv_scratch_floats(&plain, 4);
+    float *scratch = malloc((floats_up > floats_plain ? floats_up : floats_plain) * sizeof(float));
     upsample2x_forward(big, in, 2 * cin, h, w);
     conv2d_forward(ref, big, wt, b, &plain, scratch);
     conv2d_forward(out, in, wt, b, &up, scratch);
