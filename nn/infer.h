@@ -48,7 +48,7 @@ typedef struct {
     Activation act;
     ConvAlgo algo;
     GemmPacked direct;   /* CONV_DIRECT: weight [out x in*k*k] */
-    GemmPacked phase[4]; /* CONV_PHASES: phase (a, b) at 2a+b, [out x in*2*2] */
+    GemmPacked up[9];    /* CONV_PHASES: U = G p G^T at element e, the phases' [4out x in] */
     GemmPacked wino[16]; /* CONV_WINOGRAD: G g G^T at position 4u+v, [out x in] */
 } FusedConv;
 
