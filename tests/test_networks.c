@@ -211,38 +211,6 @@ static void test_tiling_exact(void) {
     network_free(&g);
 }
 
-/* The lean inference path (BN folded, fused epilogues, no stored dec0,
- * upsampling convs as phases, Winograd) computes the same y1 as the training
- * code's eval-mode forward, with every GEMM kernel this CPU has (the portable
- * one included, which also selects the portable Winograd transforms). */
-static void test_infer_matches_forward(void) {
-    Network g;
-    small_generator(&g, 11);
-    TestRng rng = {3};
-    int H = 76, W = 100;
-    float *img = malloc(sizeof(float) * H * W), *rgb = malloc(sizeof(float) * 3 * H * W);
-    test_fill_uniform(&rng, img, (size_t)H * W, -1, 1);
-    for (int k = 0; k < 3; k++) { /* the best kernel stays selected */
-        if (gemm_set_kernel(kernels[k])) continue;
-        Activations acts;
-        InferModel m;
-        InferWork work;
-        CHECK(activations_init(&acts, &g, 1, H, W, 0, err, sizeof err) == 0, "%s", err);
-        CHECK(infer_model_init(&m, &g, err, sizeof err) == 0, "%s", err);
-        CHECK(infer_work_init(&work, &m, H, W, err, sizeof err) == 0, "%s", err);
-        generator_forward(&g, &acts, img, 0);
-        generator_infer(&m, &work, img, rgb, 0, 0, NULL);
-        double e = test_rel_error(rgb, acts.y[0], (size_t)3 * H * W, 1.0);
-        CHECK(e < 1e-5, "%s: fused inference differs from the eval forward by %.3g", names[k], e);
-        printf("  %s: fused inference vs eval forward: max difference %.2e\n", names[k], e);
-        activations_free(&acts);
-        infer_work_free(&work);
-        infer_model_free(&m);
-    }
-    free(img), free(rgb);
-    network_free(&g);
-}
-
 /* act(x) in double, for the reference below */
 static double act_ref(double x, Activation act) {
     switch (act) {
@@ -274,47 +242,65 @@ static void up_conv_ref(double *out, const double *in, const FusedConv *f, int h
 
 /* generator_infer's decoder after dec2 (dec1, dec0 and the head, as Winograd
  * F(2x2, 2x2) per phase) against the direct upsample + conv in double, from
- * the dec2 output it stored, for every GEMM kernel (the portable one selects
- * the portable transforms) and both tile grid parities at H/4 (origin 0 or
- * 4). Independent of nn/winograd_phase.h, which the eval forward shares. */
-static void test_infer_decoder_direct(void) {
+ * the dec2 output it stored, for both tile grid parities at H/4 (origin 0 or
+ * 4): independent of nn/winograd_phase.h, which the eval forward shares. */
+static void check_decoder_direct(const InferModel *m, InferWork *work, const float *img, float *rgb,
+                                 const char *kernel) {
+    int H = work->h, W = work->w, d2 = 3 + 2 * m->cfg.R;
+    const FusedConv *dec1 = &m->units[d2 + 1], *dec0 = dec1 + 1, *head = dec1 + 2;
+    size_t n2 = (size_t)dec1->in_ch * H / 4 * W / 4;
+    double *x2 = malloc(sizeof(double) * n2);
+    double *x1 = malloc(sizeof(double) * dec1->out_ch * H / 2 * W / 2);
+    double *x0 = malloc(sizeof(double) * dec0->out_ch * H * W);
+    for (int origin = 0; origin <= 4; origin += 4) {
+        generator_infer(m, work, img, rgb, origin, origin, NULL);
+        for (size_t i = 0; i < n2; i++) x2[i] = work->dec2[i];
+        up_conv_ref(x1, x2, dec1, H / 4, W / 4);
+        up_conv_ref(x0, x1, dec0, H / 2, W / 2);
+        double most = 0;
+        for (int c = 0; c < 3; c++)
+            for (int p = 0; p < H * W; p++) {
+                double s = head->bias[c];
+                for (int i = 0; i < dec0->out_ch; i++)
+                    s += head->weight[c * dec0->out_ch + i] * x0[(size_t)i * H * W + p];
+                double d = fabs(act_ref(s, head->act) - rgb[c * H * W + p]);
+                if (d > most) most = d;
+            }
+        CHECK(most < 1e-5, "%s, origin %d: decoder differs from the direct conv by %.3g", kernel,
+              origin, most);
+        printf("  %s, origin %d: decoder vs direct conv in double: max difference %.2e\n", kernel,
+               origin, most);
+    }
+    free(x2), free(x1), free(x0);
+}
+
+/* The lean inference path (BN folded, fused epilogues, no stored dec0,
+ * upsampling convs as phases, Winograd) computes the same y1 as the training
+ * code's eval-mode forward, with every GEMM kernel this CPU has (the portable
+ * one included, which also selects the portable Winograd transforms), and
+ * its decoder the direct conv's (check_decoder_direct). */
+static void test_infer_matches_forward(void) {
     Network g;
-    small_generator(&g, 13);
-    TestRng rng = {5};
-    int H = 76, W = 100, d2 = 3 + 2 * g.cfg.R;
+    small_generator(&g, 11);
+    TestRng rng = {3};
+    int H = 76, W = 100;
     float *img = malloc(sizeof(float) * H * W), *rgb = malloc(sizeof(float) * 3 * H * W);
     test_fill_uniform(&rng, img, (size_t)H * W, -1, 1);
     for (int k = 0; k < 3; k++) { /* the best kernel stays selected */
         if (gemm_set_kernel(kernels[k])) continue;
+        Activations acts;
         InferModel m;
         InferWork work;
+        CHECK(activations_init(&acts, &g, 1, H, W, 0, err, sizeof err) == 0, "%s", err);
         CHECK(infer_model_init(&m, &g, err, sizeof err) == 0, "%s", err);
         CHECK(infer_work_init(&work, &m, H, W, err, sizeof err) == 0, "%s", err);
-        const FusedConv *dec1 = &m.units[d2 + 1], *dec0 = dec1 + 1, *head = dec1 + 2;
-        size_t n2 = (size_t)dec1->in_ch * H / 4 * W / 4;
-        double *x2 = malloc(sizeof(double) * n2);
-        double *x1 = malloc(sizeof(double) * dec1->out_ch * H / 2 * W / 2);
-        double *x0 = malloc(sizeof(double) * dec0->out_ch * H * W);
-        for (int origin = 0; origin <= 4; origin += 4) {
-            generator_infer(&m, &work, img, rgb, origin, origin, NULL);
-            for (size_t i = 0; i < n2; i++) x2[i] = work.dec2[i];
-            up_conv_ref(x1, x2, dec1, H / 4, W / 4);
-            up_conv_ref(x0, x1, dec0, H / 2, W / 2);
-            double most = 0;
-            for (int c = 0; c < 3; c++)
-                for (int p = 0; p < H * W; p++) {
-                    double s = head->bias[c];
-                    for (int i = 0; i < dec0->out_ch; i++)
-                        s += head->weight[c * dec0->out_ch + i] * x0[(size_t)i * H * W + p];
-                    double d = fabs(act_ref(s, head->act) - rgb[c * H * W + p]);
-                    if (d > most) most = d;
-                }
-            CHECK(most < 1e-5, "%s, origin %d: decoder differs from the direct conv by %.3g",
-                  names[k], origin, most);
-            printf("  %s, origin %d: decoder vs direct conv in double: max difference %.2e\n",
-                   names[k], origin, most);
-        }
-        free(x2), free(x1), free(x0);
+        generator_forward(&g, &acts, img, 0);
+        generator_infer(&m, &work, img, rgb, 0, 0, NULL);
+        double e = test_rel_error(rgb, acts.y[0], (size_t)3 * H * W, 1.0);
+        CHECK(e < 1e-5, "%s: fused inference differs from the eval forward by %.3g", names[k], e);
+        printf("  %s: fused inference vs eval forward: max difference %.2e\n", names[k], e);
+        check_decoder_direct(&m, &work, img, rgb, names[k]);
+        activations_free(&acts);
         infer_work_free(&work);
         infer_model_free(&m);
     }
@@ -325,7 +311,6 @@ static void test_infer_decoder_direct(void) {
 int main(void) {
     test_default_counts();
     test_infer_matches_forward();
-    test_infer_decoder_direct();
     test_config_json();
     test_tiling_exact();
     return test_summary("test_networks");
