@@ -125,12 +125,12 @@ void infer_model_free(InferModel *m) {
 }
 
 
-/* Scratch per thread: for direct convs an im2col block, the conv's output
- * block and the head's; for Winograd the transformed input and products and
- * a few row buffers, for the upsampling convs also the head's sums. */
 /* the upsampling convs' head sums per thread: 3 (rgb) x 16 pixels of WPHASE_SEG tiles */
 #define UP_HEAD_FLOATS (48 * WPHASE_SEG)
 
+/* Scratch per thread: for direct convs an im2col block, the conv's output
+ * block and the head's; for Winograd the transformed input and products and
+ * a few row buffers, for the upsampling convs also the head's sums. */
 static size_t unit_scratch(const FusedConv *f) {
     switch (f->algo) {
     case CONV_PHASES:
