@@ -9,6 +9,7 @@
 
 #include "nn/gemm.h"
 #include "nn/winograd.h"
+#include "nn/winograd_phase.h"
 #include "nn/ops.h"
 
 /* Which algorithm runs a unit. */
@@ -31,10 +32,8 @@ static void layout_weights(InferModel *m, const Network *g) {
             f->direct.data = arena_take(&m->weights,
                                         gemm_packed_floats(u->out_ch, u->in_ch * u->kernel * u->kernel));
             break;
-        case CONV_PHASES:
-            for (int ph = 0; ph < 4; ph++)
-                f->phase[ph].data =
-                    arena_take(&m->weights, gemm_packed_floats(u->out_ch, u->in_ch * 4));
+        case CONV_PHASES: /* the area for wphase_transform_weights, until it packs there */
+            f->up[0].data = arena_take(&m->weights, wphase_packed_floats(u->in_ch, u->out_ch));
             break;
         case CONV_WINOGRAD:
             for (int e = 0; e < 16; e++)
@@ -42,32 +41,6 @@ static void layout_weights(InferModel *m, const Network *g) {
             break;
         }
     }
-}
-
-/* Nearest x2 upsampling then a 3x3 conv (pad 1): output pixel (2y+a, 2x+b)
- * reads upsampled rows 2y+a-1 .. 2y+a+1, i.e. stored rows y+a-1 and y+a, the
- * first through kernel rows {0} (a = 0) or {0, 1} (a = 1), the second through
- * the rest; columns likewise. So each phase (a, b) is a 2x2 conv of the stored
- * input at offset (a-1, b-1) with summed weights: 4 x 4 taps per 2x2 output
- * pixels instead of 4 x 9, exactly. */
-static void pack_phases(FusedConv *f, float *tmp) {
-    int ci_n = f->in_ch, co_n = f->out_ch, kk = 4 * ci_n;
-    for (int a = 0; a < 2; a++)
-        for (int b = 0; b < 2; b++) {
-            for (int co = 0; co < co_n; co++)
-                for (int ci = 0; ci < ci_n; ci++) {
-                    const float *w = f->weight + ((size_t)co * ci_n + ci) * 9;
-                    float *dst = tmp + (size_t)co * kk + ci * 4;
-                    memset(dst, 0, 4 * sizeof(float));
-                    for (int ki = 0; ki < 3; ki++)
-                        for (int kj = 0; kj < 3; kj++) {
-                            /* stored row y + floor((a + ki - 1) / 2) is tap t of rows y+a-1, y+a */
-                            int t = (a + ki + 1) / 2 - a, u = (b + kj + 1) / 2 - b;
-                            dst[t * 2 + u] += w[ki * 3 + kj];
-                        }
-                }
-            gemm_pack(&f->phase[a * 2 + b], f->phase[a * 2 + b].data, tmp, kk, co_n, kk);
-        }
 }
 
 /* Winograd F(2x2, 3x3) weights U = G g G^T, G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1],
@@ -123,7 +96,7 @@ int infer_model_init(InferModel *m, const Network *g, char *err, size_t n) {
     size_t most = 0; /* scratch for the re-ordered weights */
     for (int i = 0; i < g->num_units; i++) {
         const ConvUnit *u = &g->units[i];
-        size_t need = (size_t)16 * u->out_ch * u->in_ch;
+        size_t need = (size_t)36 * u->out_ch * u->in_ch; /* wphase_transform_weights' */
         if (need > most) most = need;
     }
     float *tmp = malloc(most * sizeof(float));
@@ -133,7 +106,8 @@ int infer_model_init(InferModel *m, const Network *g, char *err, size_t n) {
         f->algo = conv_algo(&g->units[i]);
         int kk = f->in_ch * f->kernel * f->kernel;
         if (f->algo == CONV_DIRECT) gemm_pack(&f->direct, f->direct.data, f->weight, kk, f->out_ch, kk);
-        if (f->algo == CONV_PHASES) pack_phases(f, tmp);
+        if (f->algo == CONV_PHASES)
+            wphase_transform_weights(f->up, f->up[0].data, tmp, f->weight, 0, f->in_ch, f->out_ch);
         if (f->algo == CONV_WINOGRAD) pack_winograd(f, tmp);
     }
     free(tmp);
@@ -151,13 +125,16 @@ void infer_model_free(InferModel *m) {
 }
 
 
-/* Scratch per thread: for direct and phase convs an im2col block, the conv's
- * output block and the head's; for Winograd the transformed input and
- * products and a few row buffers. */
+/* the upsampling convs' head sums per thread: 3 (rgb) x 16 pixels of WPHASE_SEG tiles */
+#define UP_HEAD_FLOATS (48 * WPHASE_SEG)
+
+/* Scratch per thread: for direct convs an im2col block, the conv's output
+ * block and the head's; for Winograd the transformed input and products and
+ * a few row buffers, for the upsampling convs also the head's sums. */
 static size_t unit_scratch(const FusedConv *f) {
     switch (f->algo) {
     case CONV_PHASES:
-        return ((size_t)f->in_ch * 4 + f->out_ch + 3) * CONV_BLOCK;
+        return wphase_thread_floats(f->in_ch, f->out_ch) + UP_HEAD_FLOATS;
     case CONV_WINOGRAD:
         return (size_t)(16 * (f->in_ch + f->out_ch) + 16 + 12) * WINO_SEG; /* v, m, hv, rows + t */
     default:
@@ -339,87 +316,6 @@ static void encoder_stem(float *out, const float *in, const FusedConv *e0, const
     }
 }
 
-/* Pixel q of the part r (row by row) is (*y, *x); returns how many pixels
- * from it, at most n, lie on its row. */
-static inline int rect_run(const InferRect *r, int q, int n, int *y, int *x) {
-    int rw = r->right - r->left;
-    *y = r->top + q / rw, *x = r->left + q % rw;
-    return rw - q % rw < n ? rw - q % rw : n;
-}
-
-/* col[(c*k + ki)*k + kj, j] = in[c, y+dy+ki, x+dx+kj] (0 outside) for the
- * pixels q0+j = (y, x) of the part r of an h x w image, row by row: im2col of
- * a stride-1 conv whose taps start at offset (dy, dx), in runs of one row. */
-static void im2col_offset(float *col, const float *in, int ch, int h, int w, int k, int dy, int dx,
-                          const InferRect *r, int q0, int n) {
-    for (int c = 0; c < ch; c++)
-        for (int ki = 0; ki < k; ki++)
-            for (int kj = 0; kj < k; kj++) {
-                float *row = col + ((size_t)(c * k + ki) * k + kj) * n;
-                for (int j = 0, q = q0; j < n;) {
-                    int y, x, len = rect_run(r, q, n - j, &y, &x);
-                    int iy = y + dy + ki, ix = x + dx + kj; /* the run's first input column */
-                    float *dst = row + j;
-                    if (iy < 0 || iy >= h) {
-                        memset(dst, 0, (size_t)len * sizeof(float));
-                    } else {
-                        int lo = ix < 0 ? -ix : 0, hi = w - ix < len ? w - ix : len;
-                        if (lo > len) lo = len;
-                        if (hi < lo) hi = lo;
-                        memset(dst, 0, (size_t)lo * sizeof(float));
-                        memcpy(dst + lo, in + ((size_t)c * h + iy) * w + ix + lo,
-                               (size_t)(hi - lo) * sizeof(float));
-                        memset(dst + hi, 0, (size_t)(len - hi) * sizeof(float));
-                    }
-                    j += len, q += len;
-                }
-            }
-}
-
-/* Upsampling 3x3 conv of an h x w input as four 2x2 phase convs (see
- * pack_phases), for the input positions in r (each gives a 2x2 block of
- * output pixels); with a head, out = head(act(conv)). */
-static void phase_conv(float *out, const float *in, const FusedConv *f, int h, int w,
-                       const InferRect *r, const FusedConv *head, InferWork *work) {
-    int rw = r->right - r->left, count = (r->bottom - r->top) * rw;
-    int blocks = (count + CONV_BLOCK - 1) / CONV_BLOCK, ow = 2 * w;
-    size_t out_plane = (size_t)4 * h * w;
-#pragma omp parallel for schedule(static)
-    for (int job = 0; job < blocks; job++) {
-        int q0 = job * CONV_BLOCK, n = count - q0 < CONV_BLOCK ? count - q0 : CONV_BLOCK;
-        float *col = work->scratch + (size_t)omp_get_thread_num() * work->per_thread;
-        float *acc = col + (size_t)f->in_ch * 4 * CONV_BLOCK;
-        float *head_acc = acc + (size_t)f->out_ch * CONV_BLOCK;
-        for (int a = 0; a < 2; a++)
-            for (int b = 0; b < 2; b++) {
-                im2col_offset(col, in, f->in_ch, h, w, 2, a - 1, b - 1, r, q0, n);
-                for (int c = 0; c < f->out_ch; c++)
-                    for (int j = 0; j < n; j++) acc[c * n + j] = f->bias[c];
-                gemm_packed_nn(n, &f->phase[2 * a + b], col, n, 1.0f, acc, n);
-                activate(acc, (size_t)f->out_ch * n, f->act);
-                const float *res = acc;
-                int channels = f->out_ch;
-                if (head) {
-                    for (int c = 0; c < head->out_ch; c++)
-                        for (int j = 0; j < n; j++) head_acc[c * n + j] = head->bias[c];
-                    gemm_packed_nn(n, &head->direct, acc, n, 1.0f, head_acc, n);
-                    activate(head_acc, (size_t)head->out_ch * n, head->act);
-                    res = head_acc, channels = head->out_ch;
-                }
-                for (int c = 0; c < channels; c++) {
-                    const float *src = res + (size_t)c * n;
-                    float *dst = out + c * out_plane + (size_t)a * ow + b;
-                    for (int j = 0, q = q0; j < n;) { /* in runs of one row */
-                        int y, x, len = rect_run(r, q, n - j, &y, &x);
-                        float *d = dst + (size_t)2 * y * ow + 2 * x;
-                        for (int t = 0; t < len; t++) d[2 * t] = src[j + t];
-                        j += len, q += len;
-                    }
-                }
-            }
-    }
-}
-
 /* ---- Winograd F(2x2, 3x3) (Lavin and Gray, 2016) ------------------------------
  * A 2x2 output tile from the 4x4 input patch d around it:
  *   y = A^T [ U (.) (B^T d B) ] A,  U = G g G^T (pack_winograd),
@@ -564,6 +460,143 @@ static void winograd_conv(float *out, const float *in, const FusedConv *f, int h
     }
 }
 
+/* ---- Upsampling convs: Winograd F(2x2, 2x2) per phase (nn/winograd_phase.h) -------
+ * Tile (ty, tx) reads the stored 3x3 patch at rows P = 2ty + oy .. P + 2
+ * (columns likewise), and its four phase tiles give the 4x4 output block at
+ * rows 2P+1 .. 2P+4: one V serves the four phases, whose U are stacked [4out
+ * x in], as in the training forward. Output 0 of a phase tile reads d0, d1
+ * and output 1 reads d1, d2 only, so an output's bits depend on its receptive
+ * field and on its place in the tile: patches start on even rows and columns
+ * of the raster at the input's scale (up_origin), whatever the window. */
+
+/* Activated outputs y[(4ph + 2i + j) * WPHASE_SEG + k] (ph = 2a + b) of the
+ * runs' tiles -> the pixels of one output plane (ow wide) inside o. Tile
+ * (ty, tx)'s block starts at row 4ty + 2oy + 1, column 4tx + 2ox + 1. */
+INLINE void up_store(float *plane, int ow, const float *y, const Run *runs, int nruns, int oy,
+                     int ox, const InferRect *o) {
+    for (int ri = 0; ri < nruns; ri++) {
+        const Run *R = &runs[ri];
+        int x0 = 4 * R->tx + 2 * ox + 1; /* the run's first output column */
+        /* tiles [lo, hi) have all four columns inside o */
+        int lo = o->left - x0 > 0 ? (o->left - x0 + 3) / 4 : 0;
+        int hi = o->right - 4 - x0 >= 0 ? (o->right - 4 - x0) / 4 + 1 : 0;
+        if (lo > R->n) lo = R->n;
+        if (hi > R->n) hi = R->n;
+        if (hi < lo) hi = lo;
+        for (int r = 0; r < 4; r++) {
+            int row = 4 * R->ty + 2 * oy + 1 + r, a = 1 - (r & 1), i = r >> 1;
+            if (row < o->top || row >= o->bottom) continue;
+            /* the block's columns: phases b = 1, 0, 1, 0, tile columns j = 0, 0, 1, 1 */
+            const float *s1 = y + (8 * a + 2 * i) * WPHASE_SEG + R->k0, *s3 = s1 + WPHASE_SEG;
+            const float *s0 = s1 + 4 * WPHASE_SEG, *s2 = s1 + 5 * WPHASE_SEG;
+            float *dst = plane + (size_t)row * ow;
+            for (int k = lo; k < hi; k++) {
+                float *d = dst + (x0 + 4 * k);
+                d[0] = s0[k], d[1] = s1[k], d[2] = s2[k], d[3] = s3[k];
+            }
+            for (int k = 0; k < R->n; k++) { /* the tiles reaching past o's sides */
+                if (k == lo) k = hi;
+                if (k >= R->n) break;
+                const float *src[4] = {s0, s1, s2, s3};
+                for (int q = 0; q < 4; q++) {
+                    int col = x0 + 4 * k + q;
+                    if (col >= o->left && col < o->right) dst[col] = src[q][k];
+                }
+            }
+        }
+    }
+}
+
+/* One job's products m[e * mld + (ph * out_ch + c) * WPHASE_SEG + k] ->
+ * act(conv + bias) or, with a head, head(act(conv + bias)), stored inside o
+ * of out (oh x ow planes). t: 22 * WPHASE_SEG + UP_HEAD_FLOATS floats. */
+INLINE void up_outputs_body(float *out, const float *m, size_t mld, const FusedConv *f,
+                            const FusedConv *head, int oh, int ow, const InferRect *o,
+                            const Run *runs, int nruns, int nt, int oy, int ox, float *t) {
+    const size_t seg = WPHASE_SEG, block = 16 * seg; /* 16 rows: a channel's tiles */
+    float *y = t + 6 * seg, *rgb = y + block;
+    int co_n = f->out_ch;
+    if (head)
+        for (int r = 0; r < head->out_ch; r++)
+            for (int q = 0; q < 16; q++)
+                for (int k = 0; k < nt; k++) rgb[r * block + q * seg + k] = head->bias[r];
+    for (int c = 0; c < co_n; c++) {
+        for (int ph = 0; ph < 4; ph++)
+            tile_outputs(y + 4 * ph * seg, m + (size_t)(ph * co_n + c) * seg, mld, nt, t);
+        for (int q = 0; q < 16; q++) {
+            float *yq = y + q * seg;
+            for (int k = 0; k < nt; k++) yq[k] += f->bias[c];
+            store_act(yq, yq, 0, nt, f->act, 0);
+        }
+        if (!head) {
+            up_store(out + (size_t)c * oh * ow, ow, y, runs, nruns, oy, ox, o);
+            continue;
+        }
+        for (int r = 0; r < head->out_ch; r++) { /* the 1x1 head, a channel at a time */
+            float wr = head->weight[r * co_n + c];
+            for (int q = 0; q < 16; q++)
+                for (int k = 0; k < nt; k++) rgb[r * block + q * seg + k] += wr * y[q * seg + k];
+        }
+    }
+    if (head)
+        for (int r = 0; r < head->out_ch; r++) {
+            for (int q = 0; q < 16; q++) activate(rgb + r * block + q * seg, (size_t)nt, head->act);
+            up_store(out + (size_t)r * oh * ow, ow, rgb + r * block, runs, nruns, oy, ox, o);
+        }
+}
+
+#define UP_INPUTS_ARGS                                                                          \
+    float *v, size_t vld, const float *in, int ch, int h, int w, const Run *runs, int nruns,   \
+        int nt, int oy, int ox, float *hv
+#define UP_OUTPUTS_ARGS                                                                         \
+    float *out, const float *m, size_t mld, const FusedConv *f, const FusedConv *head, int oh, \
+        int ow, const InferRect *o, const Run *runs, int nruns, int nt, int oy, int ox, float *t
+/* The same code for the plain and the AVX-512 GEMM kernel (see winograd_conv) */
+#define UP_TRANSFORMS(suffix, attr)                                                             \
+    attr static void up_inputs_##suffix(UP_INPUTS_ARGS) {                                       \
+        inputs_body(v, vld, in, (size_t)h * w, w, 1, ch, h, w, runs, nruns, nt, oy, ox, hv);    \
+    }                                                                                           \
+    attr static void up_outputs_##suffix(UP_OUTPUTS_ARGS) {                                     \
+        up_outputs_body(out, m, mld, f, head, oh, ow, o, runs, nruns, nt, oy, ox, t);           \
+    }
+UP_TRANSFORMS(plain, )
+#if defined(__x86_64__) || defined(__i386__)
+UP_TRANSFORMS(avx512, __attribute__((target("avx512f"))))
+#endif
+
+/* Upsampling 3x3 conv of an h x w input, for the input positions in r (each
+ * gives a 2x2 block of output pixels), tile patches starting at row oy,
+ * column ox (up_origin); with a head, out = head(act(conv)). Tiles that
+ * straddle r's edge store only the pixels inside it. */
+static void up_conv(float *out, const float *in, const FusedConv *f, int h, int w,
+                    const InferRect *r, int oy, int ox, const FusedConv *head, InferWork *work) {
+    InferRect o = {2 * r->top, 2 * r->bottom, 2 * r->left, 2 * r->right}; /* output pixels */
+    /* the tiles whose blocks (rows 4ty + 2oy + 1 .. 4ty + 2oy + 4) meet o; 2oy + 1 < 0 */
+    int ty0 = (o.top - 2 * oy - 1) / 4, th = (o.bottom - 2 * oy - 2) / 4 + 1 - ty0;
+    int tx0 = (o.left - 2 * ox - 1) / 4, tw = (o.right - 2 * ox - 2) / 4 + 1 - tx0;
+    if (th <= 0 || tw <= 0) return;
+    int tiles = th * tw, segs = (tiles + WPHASE_SEG - 1) / WPHASE_SEG;
+    size_t vld = (size_t)f->in_ch * WPHASE_SEG, mld = (size_t)4 * f->out_ch * WPHASE_SEG;
+    oy += 2 * ty0, ox += 2 * tx0; /* the runs' tiles count from (ty0, tx0) */
+    void (*inputs)(UP_INPUTS_ARGS) = up_inputs_plain;
+    void (*outputs)(UP_OUTPUTS_ARGS) = up_outputs_plain;
+#if defined(__x86_64__) || defined(__i386__)
+    if (f->up[0].kernel == GEMM_KERNEL_AVX512) inputs = up_inputs_avx512, outputs = up_outputs_avx512;
+#endif
+#pragma omp parallel for schedule(static)
+    for (int job = 0; job < segs; job++) {
+        int q0 = job * WPHASE_SEG, nt = tiles - q0 < WPHASE_SEG ? tiles - q0 : WPHASE_SEG;
+        float *v = work->scratch + (size_t)omp_get_thread_num() * work->per_thread;
+        float *mm = v + 9 * vld, *t = mm + 9 * mld;
+        Run runs[WPHASE_SEG];
+        int nruns = job_runs(runs, q0, nt, tw);
+        inputs(v, vld, in, f->in_ch, h, w, runs, nruns, nt, oy, ox, t);
+        for (int e = 0; e < 9; e++)
+            gemm_packed_nn(nt, &f->up[e], v + e * vld, WPHASE_SEG, 0.0f, mm + e * mld, WPHASE_SEG);
+        outputs(out, mm, mld, f, head, 2 * h, 2 * w, &o, runs, nruns, nt, oy, ox, t);
+    }
+}
+
 /* r grown by k pixels on every side, within an h x w map */
 static InferRect rect_grow(InferRect r, int k, int h, int w) {
     InferRect g = {r.top - k, r.bottom + k, r.left - k, r.right + k};
@@ -580,6 +613,11 @@ static InferRect rect_halve(InferRect r) {
 }
 
 static int floor_mod2(int x) { return x & 1; } /* two's complement: also for x < 0 */
+
+/* up_conv's first patch row (column) for a map whose first pixel is at
+ * raster position origin (at its scale): even in the raster, and -2 or -1,
+ * so that the block of tile 0 starts at or before the map's first pixel. */
+static int up_origin(int origin) { return floor_mod2(origin) - 2; }
 
 /* What each layer computes, from the end back: dec0's phases (each reading
  * dec1 one position around) cover want, dec1's phases cover what dec0 reads,
@@ -609,6 +647,8 @@ void generator_infer(const InferModel *m, InferWork *work, const float *gray, fl
     }
     int d2 = 3 + 2 * R;
     direct_conv(work->dec2, r, &u[d2], H / 4, W / 4, 0, work);                   /* dec2 */
-    phase_conv(work->dec1, work->dec2, &u[d2 + 1], H / 4, W / 4, &dec1_at, NULL, work); /* dec1 */
-    phase_conv(rgb, work->dec1, &u[d2 + 2], H / 2, W / 2, &dec0_at, &u[d2 + 3], work); /* +head */
+    up_conv(work->dec1, work->dec2, &u[d2 + 1], H / 4, W / 4, &dec1_at, up_origin(y0 / 4),
+            up_origin(x0 / 4), NULL, work); /* dec1 */
+    up_conv(rgb, work->dec1, &u[d2 + 2], H / 2, W / 2, &dec0_at, up_origin(y0 / 2),
+            up_origin(x0 / 2), &u[d2 + 3], work); /* dec0 + head */
 }

@@ -8,16 +8,17 @@
  *    while it is in cache;
  *  - dec1 and dec0 (nearest x2 upsampling, then a 3x3 conv) run as four 2x2
  *    convs of the stored half-size input, one per output phase (2.25x fewer
- *    products, exact: no upsampled copy either), and dec0's blocks go
+ *    products, exact: no upsampled copy either), each as Winograd F(2x2,
+ *    2x2) (nn/winograd_phase.h: 1.78x fewer again), and dec0's tiles go
  *    straight through the shared head (1x1 conv + tanh), so dec0's 64
  *    full-resolution channels are never stored; the H/2 and H/4 heads are
  *    skipped;
  *  - the other 3x3 stride-1 convs (the residual blocks) use Winograd
- *    F(2x2, 3x3): 16 products per 2x2 output pixels instead of 36. Its
- *    transforms only add and subtract, and each output reads only its own
- *    3x3 neighbourhood (not the whole 4x4 patch), so tiled inference stays
- *    exact; its 2x2 tiles lie on a grid fixed in raster coordinates, given
- *    by the input's origin;
+ *    F(2x2, 3x3): 16 products per 2x2 output pixels instead of 36;
+ *  - both Winograd forms' transforms only add and subtract, and each output
+ *    reads only its own receptive field (3x3, or 2x2 for a phase; not the
+ *    whole patch), so tiled inference stays exact: their tiles lie on grids
+ *    fixed in raster coordinates, given by the input's origin;
  *  - weights are packed for the GEMM once, at init.
  *  - enc0 and enc1 run together in bands of rows (the stem), so enc0's
  *    full-resolution output is never stored whole;
@@ -48,7 +49,7 @@ typedef struct {
     Activation act;
     ConvAlgo algo;
     GemmPacked direct;   /* CONV_DIRECT: weight [out x in*k*k] */
-    GemmPacked phase[4]; /* CONV_PHASES: phase (a, b) at 2a+b, [out x in*2*2] */
+    GemmPacked up[9];    /* CONV_PHASES: U = G p G^T at element e, the phases' [4out x in] */
     GemmPacked wino[16]; /* CONV_WINOGRAD: G g G^T at position 4u+v, [out x in] */
 } FusedConv;
 

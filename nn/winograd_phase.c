@@ -8,96 +8,6 @@
 #define INLINE static inline __attribute__((always_inline))
 #define SEG WPHASE_SEG
 
-/* A run of tiles of one tile row: tiles k0 .. k0+n-1 of the job, the first
- * at tile (ty, tx). */
-typedef struct {
-    int k0, n, ty, tx;
-} Run;
-
-/* The job's tiles q0 .. q0+nt-1 (row-major, tw tiles a row) as row runs. */
-static int job_runs(Run *runs, int q0, int nt, int tw) {
-    int count = 0;
-    for (int k = 0; k < nt;) {
-        int q = q0 + k, n = tw - q % tw < nt - k ? tw - q % tw : nt - k;
-        runs[count++] = (Run){k, n, q / tw, q % tw};
-        k += n;
-    }
-    return count;
-}
-
-/* Tiles [*lo, *hi) of a run of n have columns first + 2k .. first + 2k + span
- * inside 0 .. w-1. */
-static inline void inside(int *lo, int *hi, int first, int span, int w, int n) {
-    int l = first >= 0 ? 0 : (1 - first) / 2;
-    int h = w - 1 - span - first >= 0 ? (w - 1 - span - first) / 2 + 1 : 0;
-    if (l > n) l = n;
-    if (h > n) h = n;
-    if (h < l) h = l;
-    *lo = l, *hi = h;
-}
-
-/* v[e * ld + c * SEG + k] = (B^T d B)[e], e = 3i + j, for every channel c
- * of a map (h x w, zero outside; pixel (y, x) at x[c * plane + y * row +
- * x * step]) and every tile k of the runs; tile (ty, tx)'s patch starts at
- * (2ty + oy, 2tx + ox). hv: 9 * SEG floats. */
-INLINE void inputs_body(float *v, size_t ld, const float *x, size_t plane, size_t row, int step,
-                        int ch, int h, int w, const Run *runs, int nruns, int nt, int oy, int ox,
-                        float *hv) {
-    for (int c = 0; c < ch; c++) {
-        const float *xc = x + (size_t)c * plane;
-        for (int r = 0; r < 3; r++) { /* B^T along each patch row: hv[(3r + j) * SEG + k] */
-            float *h0 = hv + 3 * r * SEG, *h1 = h0 + SEG, *h2 = h1 + SEG;
-            for (int ri = 0; ri < nruns; ri++) {
-                const Run *R = &runs[ri];
-                float *a0 = h0 + R->k0, *a1 = h1 + R->k0, *a2 = h2 + R->k0;
-                int y = 2 * R->ty + oy + r, x0 = 2 * R->tx + ox;
-                if (y < 0 || y >= h) {
-                    for (int k = 0; k < R->n; k++) a0[k] = a1[k] = a2[k] = 0.0f;
-                    continue;
-                }
-                const float *src = xc + (size_t)y * row;
-                int lo, hi;
-                inside(&lo, &hi, x0, 2, w, R->n);
-                for (int k = lo; k < hi; k++) {
-                    float d0 = src[(x0 + 2 * k) * step], d1 = src[(x0 + 2 * k + 1) * step],
-                          d2 = src[(x0 + 2 * k + 2) * step];
-                    a0[k] = d0 - d1, a1[k] = d1, a2[k] = d2 - d1;
-                }
-                for (int k = 0; k < R->n; k++) { /* the tiles reaching past the row's ends */
-                    if (k == lo) k = hi;
-                    if (k >= R->n) break;
-                    float d[3];
-                    for (int j = 0; j < 3; j++) {
-                        int col = x0 + 2 * k + j;
-                        d[j] = col >= 0 && col < w ? src[col * step] : 0.0f;
-                    }
-                    a0[k] = d[0] - d[1], a1[k] = d[1], a2[k] = d[2] - d[1];
-                }
-            }
-        }
-        for (int j = 0; j < 3; j++) { /* then B^T down the columns */
-            const float *r0 = hv + j * SEG, *r1 = r0 + 3 * SEG, *r2 = r1 + 3 * SEG;
-            float *v0 = v + (size_t)j * ld + (size_t)c * SEG, *v1 = v0 + 3 * ld, *v2 = v1 + 3 * ld;
-            for (int k = 0; k < nt; k++) v0[k] = r0[k] - r1[k], v1[k] = r1[k], v2[k] = r2[k] - r1[k];
-        }
-    }
-}
-
-/* One channel's products mc[e * ld + k] -> its tiles' outputs A^T M A,
- * y[(2i + j) * SEG + k]; t: 6 * SEG floats. */
-INLINE void tile_outputs(float *y, const float *mc, size_t ld, int nt, float *t) {
-    for (int j = 0; j < 3; j++) { /* A^T down the columns: t[(3i + j) * SEG + k] */
-        const float *m0 = mc + (size_t)j * ld, *m1 = m0 + 3 * ld, *m2 = m1 + 3 * ld;
-        float *s0 = t + j * SEG, *s1 = s0 + 3 * SEG;
-        for (int k = 0; k < nt; k++) s0[k] = m0[k] + m1[k], s1[k] = m1[k] + m2[k];
-    }
-    for (int i = 0; i < 2; i++) { /* then along the rows */
-        const float *s0 = t + 3 * i * SEG, *s1 = s0 + SEG, *s2 = s1 + SEG;
-        float *y0 = y + 2 * i * SEG, *y1 = y0 + SEG;
-        for (int k = 0; k < nt; k++) y0[k] = s0[k] + s1[k], y1[k] = s1[k] + s2[k];
-    }
-}
-
 /* d(input): products m[e * ld + c * SEG + k] -> the runs' 2x2 tiles, added
  * to out (ch x h x w; tile (ty, tx) at (2ty, 2tx), pixels outside dropped).
  * t: 10 * SEG floats. */
@@ -267,8 +177,10 @@ static size_t packed_floats(int in_ch, int out_ch) {
     return a > b ? a : b;
 }
 
+size_t wphase_packed_floats(int in_ch, int out_ch) { return 9 * packed_floats(in_ch, out_ch); }
+
 size_t wphase_weight_floats(int in_ch, int out_ch) {
-    return 9 * (packed_floats(in_ch, out_ch) + (size_t)4 * in_ch * out_ch);
+    return wphase_packed_floats(in_ch, out_ch) + (size_t)36 * in_ch * out_ch;
 }
 
 size_t wphase_thread_floats(int in_ch, int out_ch) {
@@ -278,18 +190,14 @@ size_t wphase_thread_floats(int in_ch, int out_ch) {
 /* stored row y + floor((a + ki - 1) / 2) is phase tap t of rows y+a-1, y+a */
 static int phase_tap(int a, int ki) { return (a + ki + 1) / 2 - a; }
 
-/* packed[e] = U[e] = (G p G^T)[e] for the phase kernels p of weight
- * [co_n, ci_n, 3, 3]: [4co x ci] at row ph * co_n + o, or for d(input)
- * (backward) of the flipped p, [ci x 4co] at column ph * co_n + o. In
- * double, rounded once. Serial: it takes ~0.3 ms at dec0, while each more
+/* In double, rounded once. Serial: it takes ~0.3 ms at dec0, while each more
  * parallel region's barrier cost a scheduler quantum (~4 ms) whenever
  * another process shared the cores (measured: dec1's forward at 2 threads
  * 20 -> 5-8 ms). */
-static void transform_weights(GemmPacked packed[9], float *area, const float *weight, int backward,
-                              int ci_n, int co_n) {
+void wphase_transform_weights(GemmPacked packed[9], float *area, float *tmp, const float *weight,
+                              int backward, int ci_n, int co_n) {
     int rows = backward ? ci_n : 4 * co_n, cols = backward ? 4 * co_n : ci_n;
-    size_t each = packed_floats(ci_n, co_n), mat = (size_t)rows * cols;
-    float *tmp = area + 9 * each; /* U[e] unpacked at tmp + e * mat */
+    size_t each = packed_floats(ci_n, co_n), mat = (size_t)rows * cols; /* U[e] unpacked at tmp + e * mat */
     for (int o = 0; o < co_n; o++)
         for (int i = 0; i < ci_n; i++) {
             const float *g = weight + ((size_t)o * ci_n + i) * 9;
@@ -354,7 +262,8 @@ void wphase_forward(float *out, const float *in, const float *weight, const floa
                     int ci_n, int co_n, int h, int w, float *weight_area, float *thread_base,
                     size_t thread_stride) {
     GemmPacked U[9];
-    transform_weights(U, weight_area, weight, 0, ci_n, co_n);
+    wphase_transform_weights(U, weight_area, weight_area + wphase_packed_floats(ci_n, co_n), weight,
+                             0, ci_n, co_n);
     phase_conv(out, in, U, bias, 0, batch, ci_n, co_n, h, w, thread_base, thread_stride);
 }
 
@@ -362,7 +271,8 @@ void wphase_backward_input(float *din, const float *dout, const float *weight, i
                            int co_n, int h, int w, float *weight_area, float *thread_base,
                            size_t thread_stride) {
     GemmPacked U[9];
-    transform_weights(U, weight_area, weight, 1, ci_n, co_n);
+    wphase_transform_weights(U, weight_area, weight_area + wphase_packed_floats(ci_n, co_n), weight,
+                             1, ci_n, co_n);
     phase_conv(din, dout, U, NULL, 1, batch, ci_n, co_n, h, w, thread_base, thread_stride);
 }
 
@@ -404,7 +314,7 @@ void wphase_backward_weight(float *dweight, const float *dout, const float *in, 
         for (size_t i = 0; i < 9 * mat; i++) slots[i] += p[i];
     }
     /* dp = G^T dU G per phase, then each 3x3 tap gets the gradients of the
-     * phase taps it was summed into (serially, as transform_weights) */
+     * phase taps it was summed into (serially, as wphase_transform_weights) */
     for (int o = 0; o < co_n; o++)
         for (int i = 0; i < ci_n; i++) {
             double dw[9] = {0};

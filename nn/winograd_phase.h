@@ -1,6 +1,8 @@
 /* winograd_phase.h: Winograd F(2x2, 2x2) for the phase convs of nearest x2
  * upsampling + 3x3 conv (pad 1; G's dec1, dec0), used by nn/conv.c for the
- * forward, d(input) and d(weight).
+ * forward, d(input) and d(weight), and by fused inference (nn/infer.c),
+ * which shares the transforms below: inline, so that each caller's plain and
+ * AVX-512 copies compile them for their own target.
  *
  * The phase decomposition: output pixel (2y+a, 2x+b) reads upsampled rows
  * 2y+a-1 .. 2y+a+1, i.e. the stored (h x w) rows y+a-1 and y+a: the first
@@ -41,10 +43,114 @@
 
 #include <stddef.h>
 
+#include "nn/gemm.h"
+
 #define WPHASE_SEG 64
+
+#define WPHASE_INLINE static inline __attribute__((always_inline))
+
+/* A run of tiles of one tile row: tiles k0 .. k0+n-1 of the job, the first
+ * at tile (ty, tx). */
+typedef struct {
+    int k0, n, ty, tx;
+} Run;
+
+/* The job's tiles q0 .. q0+nt-1 (row-major, tw tiles a row) as row runs. */
+WPHASE_INLINE int job_runs(Run *runs, int q0, int nt, int tw) {
+    int count = 0;
+    for (int k = 0; k < nt;) {
+        int q = q0 + k, n = tw - q % tw < nt - k ? tw - q % tw : nt - k;
+        runs[count++] = (Run){k, n, q / tw, q % tw};
+        k += n;
+    }
+    return count;
+}
+
+/* Tiles [*lo, *hi) of a run of n have columns first + 2k .. first + 2k + span
+ * inside 0 .. w-1. */
+WPHASE_INLINE void inside(int *lo, int *hi, int first, int span, int w, int n) {
+    int l = first >= 0 ? 0 : (1 - first) / 2;
+    int h = w - 1 - span - first >= 0 ? (w - 1 - span - first) / 2 + 1 : 0;
+    if (l > n) l = n;
+    if (h > n) h = n;
+    if (h < l) h = l;
+    *lo = l, *hi = h;
+}
+
+/* v[e * ld + c * WPHASE_SEG + k] = (B^T d B)[e], e = 3i + j, for every channel c
+ * of a map (h x w, zero outside; pixel (y, x) at x[c * plane + y * row +
+ * x * step]) and every tile k of the runs; tile (ty, tx)'s patch starts at
+ * (2ty + oy, 2tx + ox). hv: 9 * WPHASE_SEG floats. */
+WPHASE_INLINE void inputs_body(float *v, size_t ld, const float *x, size_t plane, size_t row, int step,
+                        int ch, int h, int w, const Run *runs, int nruns, int nt, int oy, int ox,
+                        float *hv) {
+    for (int c = 0; c < ch; c++) {
+        const float *xc = x + (size_t)c * plane;
+        for (int r = 0; r < 3; r++) { /* B^T along each patch row: hv[(3r + j) * WPHASE_SEG + k] */
+            float *h0 = hv + 3 * r * WPHASE_SEG, *h1 = h0 + WPHASE_SEG, *h2 = h1 + WPHASE_SEG;
+            for (int ri = 0; ri < nruns; ri++) {
+                const Run *R = &runs[ri];
+                float *a0 = h0 + R->k0, *a1 = h1 + R->k0, *a2 = h2 + R->k0;
+                int y = 2 * R->ty + oy + r, x0 = 2 * R->tx + ox;
+                if (y < 0 || y >= h) {
+                    for (int k = 0; k < R->n; k++) a0[k] = a1[k] = a2[k] = 0.0f;
+                    continue;
+                }
+                const float *src = xc + (size_t)y * row;
+                int lo, hi;
+                inside(&lo, &hi, x0, 2, w, R->n);
+                for (int k = lo; k < hi; k++) {
+                    float d0 = src[(x0 + 2 * k) * step], d1 = src[(x0 + 2 * k + 1) * step],
+                          d2 = src[(x0 + 2 * k + 2) * step];
+                    a0[k] = d0 - d1, a1[k] = d1, a2[k] = d2 - d1;
+                }
+                for (int k = 0; k < R->n; k++) { /* the tiles reaching past the row's ends */
+                    if (k == lo) k = hi;
+                    if (k >= R->n) break;
+                    float d[3];
+                    for (int j = 0; j < 3; j++) {
+                        int col = x0 + 2 * k + j;
+                        d[j] = col >= 0 && col < w ? src[col * step] : 0.0f;
+                    }
+                    a0[k] = d[0] - d[1], a1[k] = d[1], a2[k] = d[2] - d[1];
+                }
+            }
+        }
+        for (int j = 0; j < 3; j++) { /* then B^T down the columns */
+            const float *r0 = hv + j * WPHASE_SEG, *r1 = r0 + 3 * WPHASE_SEG, *r2 = r1 + 3 * WPHASE_SEG;
+            float *v0 = v + (size_t)j * ld + (size_t)c * WPHASE_SEG, *v1 = v0 + 3 * ld, *v2 = v1 + 3 * ld;
+            for (int k = 0; k < nt; k++) v0[k] = r0[k] - r1[k], v1[k] = r1[k], v2[k] = r2[k] - r1[k];
+        }
+    }
+}
+
+/* One channel's products mc[e * ld + k] -> its tiles' outputs A^T M A,
+ * y[(2i + j) * WPHASE_SEG + k]; t: 6 * WPHASE_SEG floats. */
+WPHASE_INLINE void tile_outputs(float *y, const float *mc, size_t ld, int nt, float *t) {
+    for (int j = 0; j < 3; j++) { /* A^T down the columns: t[(3i + j) * WPHASE_SEG + k] */
+        const float *m0 = mc + (size_t)j * ld, *m1 = m0 + 3 * ld, *m2 = m1 + 3 * ld;
+        float *s0 = t + j * WPHASE_SEG, *s1 = s0 + 3 * WPHASE_SEG;
+        for (int k = 0; k < nt; k++) s0[k] = m0[k] + m1[k], s1[k] = m1[k] + m2[k];
+    }
+    for (int i = 0; i < 2; i++) { /* then along the rows */
+        const float *s0 = t + 3 * i * WPHASE_SEG, *s1 = s0 + WPHASE_SEG, *s2 = s1 + WPHASE_SEG;
+        float *y0 = y + 2 * i * WPHASE_SEG, *y1 = y0 + WPHASE_SEG;
+        for (int k = 0; k < nt; k++) y0[k] = s0[k] + s1[k], y1[k] = s1[k] + s2[k];
+    }
+}
+
 
 size_t wphase_weight_floats(int in_ch, int out_ch);
 size_t wphase_thread_floats(int in_ch, int out_ch);
+
+/* floats of the packed U (wphase_transform_weights' packed_area) */
+size_t wphase_packed_floats(int in_ch, int out_ch);
+/* U[e] = (G p G^T)[e], packed in packed_area, for the phase kernels p of
+ * weight [co_n, ci_n, 3, 3]: [4co x ci] at row ph * co_n + o, or for
+ * d(input) (backward) of the flipped p, [ci x 4co] at column ph * co_n + o.
+ * unpacked: 36 * ci_n * co_n floats of scratch. */
+void wphase_transform_weights(GemmPacked U[9], float *packed_area, float *unpacked,
+                              const float *weight, int backward, int ci_n, int co_n);
 
 /* out (batch x co_n x 2h x 2w) = conv3x3(upsample2x(in)) + bias (bias may
  * be NULL), in: batch x ci_n x h x w, weight [co_n, ci_n, 3, 3].

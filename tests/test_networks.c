@@ -13,6 +13,10 @@
 
 static char err[256];
 
+/* the GEMM kernels, the best last (it stays selected after a loop over them) */
+static const GemmKernel kernels[] = {GEMM_KERNEL_SCALAR, GEMM_KERNEL_AVX2, GEMM_KERNEL_AVX512};
+static const char *names[] = {"scalar", "avx2", "avx512"};
+
 static void test_default_counts(void) {
     ModelConfig cfg = model_config_default();
     Network g, d;
@@ -81,6 +85,69 @@ static void small_generator(Network *g, unsigned long long seed) {
             }
 }
 
+/* generator_infer on the ch x cw crop of img (H x W) at (ox, oy), told its
+ * origin, against its output yf on the whole image: the crop's centre is
+ * identical, with a wrong origin it is not, and told a wanted part it
+ * writes that part identically and skips the work far outside it. */
+static void check_infer_crop(const InferModel *m, const float *img, const float *yf, int H, int W,
+                             int oy, int ox, int ch, int cw, int radius) {
+    InferWork wp;
+    float *crop = malloc(sizeof(float) * ch * cw), *yp = malloc(sizeof(float) * 3 * ch * cw);
+    for (int y = 0; y < ch; y++) memcpy(crop + y * cw, img + (y + oy) * W + ox, sizeof(float) * cw);
+    CHECK(infer_work_init(&wp, m, ch, cw, err, sizeof err) == 0, "%s", err);
+    generator_infer(m, &wp, crop, yp, ox, oy, NULL);
+    long infer_differ = 0, infer_differ_inside = 0, compared = 0;
+    for (int c = 0; c < 3; c++)
+        for (int y = 0; y < ch; y++)
+            for (int x = 0; x < cw; x++) {
+                int inside = y >= radius && x >= radius && y < ch - radius && x < cw - radius;
+                int d = yp[(c * ch + y) * cw + x] != yf[(c * H + y + oy) * W + x + ox];
+                compared += inside;
+                if (inside) infer_differ_inside += d;
+                else infer_differ += d;
+            }
+    CHECK(infer_differ_inside == 0, "generator_infer at (%d, %d): %ld of %ld centre values differ",
+          ox, oy, infer_differ_inside, compared);
+    CHECK(infer_differ > 0, "generator_infer: border pixels should see the zero padding");
+    /* and with the wrong origin the Winograd tiles fall on another grid */
+    generator_infer(m, &wp, crop, yp, ox + 4, oy, NULL);
+    long wrong = 0;
+    for (int y = radius; y < ch - radius; y++)
+        for (int x = radius; x < cw - radius; x++)
+            wrong += yp[y * cw + x] != yf[(y + oy) * W + x + ox];
+    CHECK(wrong > 0, "generator_infer at (%d, %d): the origin changes nothing", ox, oy);
+    printf("  tiling, generator_infer at (%d, %d): centre identical; %ld centre values differ with "
+           "a wrong origin\n", ox, oy, wrong);
+    /* Told the part wanted (odd edges, to test the rounding to each layer's
+     * scale), it writes that part with the full image's bits, and the work
+     * outside it is skipped: pixels far from it are left untouched. */
+    InferRect want = {radius + 1, ch - radius - 3, radius + 2, cw - radius - 1};
+    for (int k = 0; k < 3 * ch * cw; k++) yp[k] = NAN;
+    generator_infer(m, &wp, crop, yp, ox, oy, &want);
+    long want_differ = 0, far = 0, far_written = 0;
+    for (int c = 0; c < 3; c++)
+        for (int y = 0; y < ch; y++)
+            for (int x = 0; x < cw; x++) {
+                float v = yp[(c * ch + y) * cw + x];
+                if (y >= want.top && y < want.bottom && x >= want.left && x < want.right) {
+                    want_differ += v != yf[(c * H + y + oy) * W + x + ox];
+                } else if (y < want.top - 1 || y > want.bottom || x < want.left - 1 ||
+                           x > want.right) { /* dec0 writes 2x2 blocks: 1 px beyond */
+                    far++;
+                    far_written += !isnan(v);
+                }
+            }
+    CHECK(want_differ == 0, "generator_infer with a wanted part: %ld values in it differ",
+          want_differ);
+    CHECK(far > 0 && far_written == 0,
+          "generator_infer with a wanted part: %ld of %ld values far outside it were computed",
+          far_written, far);
+    printf("  tiling, generator_infer on a wanted part: identical, %ld values outside not computed\n",
+           far);
+    free(crop), free(yp);
+    infer_work_free(&wp);
+}
+
 /* In eval mode, an output pixel depends only on input pixels within the
  * receptive field, when the crop's origin keeps the conv grids: so a crop's
  * centre equals the full image's output bit for bit. generator_forward's
@@ -123,67 +190,20 @@ static void test_tiling_exact(void) {
     printf("  tiling: %ld centre values identical, %ld border values differ (radius %d)\n", compared,
            differ, rf.radius);
 
-    /* The same for generator_infer, told the crop's origin (odd multiples of 4
-     * here: its Winograd tiles must follow the full image's grid). */
-    for (int y = 0; y < ch; y++) memcpy(crop + y * cw, img + (y + oy) * W + ox, sizeof(float) * cw);
+    /* The same for generator_infer, told the crop's origin: at H/4 odd (28 / 4,
+     * 52 / 4) and even (24 / 4, 48 / 4), as its Winograd tiles (F(2x2, 3x3) at
+     * H/4; F(2x2, 2x2) for dec1 at H/4, dec0 at H/2) must follow the full
+     * image's grid. */
     InferModel m;
-    InferWork wf, wp;
-    float *yf = malloc(sizeof(float) * 3 * H * W), *yp = malloc(sizeof(float) * 3 * ch * cw);
+    InferWork wf;
+    float *yf = malloc(sizeof(float) * 3 * H * W);
     CHECK(infer_model_init(&m, &g, err, sizeof err) == 0, "%s", err);
     CHECK(infer_work_init(&wf, &m, H, W, err, sizeof err) == 0, "%s", err);
-    CHECK(infer_work_init(&wp, &m, ch, cw, err, sizeof err) == 0, "%s", err);
     generator_infer(&m, &wf, img, yf, 0, 0, NULL);
-    generator_infer(&m, &wp, crop, yp, ox, oy, NULL);
-    long infer_differ = 0, infer_differ_inside = 0;
-    for (int c = 0; c < 3; c++)
-        for (int y = 0; y < ch; y++)
-            for (int x = 0; x < cw; x++) {
-                int inside = y >= rf.radius && x >= rf.radius && y < ch - rf.radius && x < cw - rf.radius;
-                int d = yp[(c * ch + y) * cw + x] != yf[(c * H + y + oy) * W + x + ox];
-                if (inside) infer_differ_inside += d;
-                else infer_differ += d;
-            }
-    CHECK(infer_differ_inside == 0, "generator_infer: %ld of %ld centre values differ",
-          infer_differ_inside, compared);
-    CHECK(infer_differ > 0, "generator_infer: border pixels should see the zero padding");
-    /* and with the wrong origin the Winograd tiles fall on another grid */
-    generator_infer(&m, &wp, crop, yp, ox + 4, oy, NULL);
-    long wrong = 0;
-    for (int y = rf.radius; y < ch - rf.radius; y++)
-        for (int x = rf.radius; x < cw - rf.radius; x++)
-            wrong += yp[y * cw + x] != yf[(y + oy) * W + x + ox];
-    CHECK(wrong > 0, "generator_infer: the origin changes nothing");
-    printf("  tiling, generator_infer: centre identical; %ld centre values differ with a wrong "
-           "origin\n", wrong);
-    /* Told the part wanted (odd edges, to test the rounding to each layer's
-     * scale), it writes that part with the full image's bits, and the work
-     * outside it is skipped: pixels far from it are left untouched. */
-    InferRect want = {rf.radius + 1, ch - rf.radius - 3, rf.radius + 2, cw - rf.radius - 1};
-    for (int k = 0; k < 3 * ch * cw; k++) yp[k] = NAN;
-    generator_infer(&m, &wp, crop, yp, ox, oy, &want);
-    long want_differ = 0, far = 0, far_written = 0;
-    for (int c = 0; c < 3; c++)
-        for (int y = 0; y < ch; y++)
-            for (int x = 0; x < cw; x++) {
-                float v = yp[(c * ch + y) * cw + x];
-                if (y >= want.top && y < want.bottom && x >= want.left && x < want.right) {
-                    want_differ += v != yf[(c * H + y + oy) * W + x + ox];
-                } else if (y < want.top - 1 || y > want.bottom || x < want.left - 1 ||
-                           x > want.right) { /* dec0 writes 2x2 blocks: 1 px beyond */
-                    far++;
-                    far_written += !isnan(v);
-                }
-            }
-    CHECK(want_differ == 0, "generator_infer with a wanted part: %ld values in it differ",
-          want_differ);
-    CHECK(far > 0 && far_written == 0,
-          "generator_infer with a wanted part: %ld of %ld values far outside it were computed",
-          far_written, far);
-    printf("  tiling, generator_infer on a wanted part: identical, %ld values outside not computed\n",
-           far);
-    free(yf), free(yp);
+    check_infer_crop(&m, img, yf, H, W, oy, ox, ch, cw, rf.radius);
+    check_infer_crop(&m, img, yf, H, W, fy, fx, ch, cw, rf.radius);
+    free(yf);
     infer_work_free(&wf);
-    infer_work_free(&wp);
     infer_model_free(&m);
     free(img), free(crop);
     activations_free(&full);
@@ -191,10 +211,74 @@ static void test_tiling_exact(void) {
     network_free(&g);
 }
 
+/* act(x) in double, for the reference below */
+static double act_ref(double x, Activation act) {
+    switch (act) {
+    case ACT_RELU: return x > 0 ? x : 0;
+    case ACT_LEAKY_RELU: return x > 0 ? x : 0.2 * x;
+    case ACT_TANH: return tanh(x);
+    default: return x;
+    }
+}
+
+/* out [co, 2h, 2w] = act(conv3x3(upsample2x(in)) + bias), in [ci, h, w], in
+ * double and directly: the arithmetic before Winograd or phases. */
+static void up_conv_ref(double *out, const double *in, const FusedConv *f, int h, int w) {
+    for (int co = 0; co < f->out_ch; co++)
+        for (int y = 0; y < 2 * h; y++)
+            for (int x = 0; x < 2 * w; x++) {
+                double s = f->bias[co];
+                for (int ci = 0; ci < f->in_ch; ci++)
+                    for (int ki = 0; ki < 3; ki++)
+                        for (int kj = 0; kj < 3; kj++) {
+                            int uy = y + ki - 1, ux = x + kj - 1;
+                            if (uy >= 0 && uy < 2 * h && ux >= 0 && ux < 2 * w)
+                                s += f->weight[((co * f->in_ch + ci) * 3 + ki) * 3 + kj] *
+                                     in[((size_t)ci * h + uy / 2) * w + ux / 2];
+                        }
+                out[((size_t)co * 2 * h + y) * 2 * w + x] = act_ref(s, f->act);
+            }
+}
+
+/* generator_infer's decoder after dec2 (dec1, dec0 and the head, as Winograd
+ * F(2x2, 2x2) per phase) against the direct upsample + conv in double, from
+ * the dec2 output it stored, for both tile grid parities at H/4 (origin 0 or
+ * 4): independent of nn/winograd_phase.h, which the eval forward shares. */
+static void check_decoder_direct(const InferModel *m, InferWork *work, const float *img, float *rgb,
+                                 const char *kernel) {
+    int H = work->h, W = work->w, d2 = 3 + 2 * m->cfg.R;
+    const FusedConv *dec1 = &m->units[d2 + 1], *dec0 = dec1 + 1, *head = dec1 + 2;
+    size_t n2 = (size_t)dec1->in_ch * H / 4 * W / 4;
+    double *x2 = malloc(sizeof(double) * n2);
+    double *x1 = malloc(sizeof(double) * dec1->out_ch * H / 2 * W / 2);
+    double *x0 = malloc(sizeof(double) * dec0->out_ch * H * W);
+    for (int origin = 0; origin <= 4; origin += 4) {
+        generator_infer(m, work, img, rgb, origin, origin, NULL);
+        for (size_t i = 0; i < n2; i++) x2[i] = work->dec2[i];
+        up_conv_ref(x1, x2, dec1, H / 4, W / 4);
+        up_conv_ref(x0, x1, dec0, H / 2, W / 2);
+        double most = 0;
+        for (int c = 0; c < 3; c++)
+            for (int p = 0; p < H * W; p++) {
+                double s = head->bias[c];
+                for (int i = 0; i < dec0->out_ch; i++)
+                    s += head->weight[c * dec0->out_ch + i] * x0[(size_t)i * H * W + p];
+                double d = fabs(act_ref(s, head->act) - rgb[c * H * W + p]);
+                if (d > most) most = d;
+            }
+        CHECK(most < 1e-5, "%s, origin %d: decoder differs from the direct conv by %.3g", kernel,
+              origin, most);
+        printf("  %s, origin %d: decoder vs direct conv in double: max difference %.2e\n", kernel,
+               origin, most);
+    }
+    free(x2), free(x1), free(x0);
+}
+
 /* The lean inference path (BN folded, fused epilogues, no stored dec0,
  * upsampling convs as phases, Winograd) computes the same y1 as the training
  * code's eval-mode forward, with every GEMM kernel this CPU has (the portable
- * one included, which also selects the portable Winograd transforms). */
+ * one included, which also selects the portable Winograd transforms), and
+ * its decoder the direct conv's (check_decoder_direct). */
 static void test_infer_matches_forward(void) {
     Network g;
     small_generator(&g, 11);
@@ -202,8 +286,6 @@ static void test_infer_matches_forward(void) {
     int H = 76, W = 100;
     float *img = malloc(sizeof(float) * H * W), *rgb = malloc(sizeof(float) * 3 * H * W);
     test_fill_uniform(&rng, img, (size_t)H * W, -1, 1);
-    static const GemmKernel kernels[] = {GEMM_KERNEL_SCALAR, GEMM_KERNEL_AVX2, GEMM_KERNEL_AVX512};
-    static const char *names[] = {"scalar", "avx2", "avx512"};
     for (int k = 0; k < 3; k++) { /* the best kernel stays selected */
         if (gemm_set_kernel(kernels[k])) continue;
         Activations acts;
@@ -217,6 +299,7 @@ static void test_infer_matches_forward(void) {
         double e = test_rel_error(rgb, acts.y[0], (size_t)3 * H * W, 1.0);
         CHECK(e < 1e-5, "%s: fused inference differs from the eval forward by %.3g", names[k], e);
         printf("  %s: fused inference vs eval forward: max difference %.2e\n", names[k], e);
+        check_decoder_direct(&m, &work, img, rgb, names[k]);
         activations_free(&acts);
         infer_work_free(&work);
         infer_model_free(&m);
