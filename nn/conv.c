@@ -47,7 +47,7 @@ static int is_upsampled_3x3(const ConvShape *s) {
 }
 
 /* 4x4, stride 2, pad 1 (D's l1, l2): four polyphase 2x2 convs on Winograd
- * F(2x2, 2x2) (nn/winograd_s2.h) for the forward and d(weight) when the
+ * F(2x2, 2x2) (nn/winograd_s2.h) in all three products when the
  * output has at least WS2_MIN_PIXELS pixels and the input WS2_MIN_CHANNELS
  * channels. Below those the transforms cost more than the products they
  * save (measured, 1 thread: l2 at D's smallest scale, 8x8 outputs, forward
@@ -89,7 +89,7 @@ static size_t column_rows(const ConvShape *s) {
 static size_t thread_floats(const ConvShape *s) {
     if (is_upsampled_3x3(s)) return wphase_thread_floats(s->in_ch, s->out_ch);
     size_t direct = (column_rows(s) + (size_t)s->in_ch) * CONV_BLOCK;
-    if (is_winograd_s2(s)) return max_sz(direct, ws2_thread_floats(s->in_ch, s->out_ch)); /* d(input) is direct */
+    if (is_winograd_s2(s)) return ws2_thread_floats(s->in_ch, s->out_ch);
     if (is_winograd24(s)) return max_sz(direct, wino24_thread_floats(s->in_ch, s->out_ch));
     if (!is_winograd(s)) return direct;
     return max_sz(direct, ((size_t)16 * (s->in_ch + s->out_ch) + 16) * WINO_SEG);
@@ -729,6 +729,11 @@ static void conv_backward_input(float *din, const float *dout, const float *weig
     if (is_upsampled_3x3(s)) {
         wphase_backward_input(din, dout, weight, s->batch, s->in_ch, s->out_ch, s->in_h / 2,
                               s->in_w / 2, scratch, scratch + shared_floats(s), thread_floats(s));
+        return;
+    }
+    if (is_winograd_s2(s)) {
+        ws2_backward_input(din, dout, weight, s->batch, s->in_ch, s->out_ch, s->in_h, s->in_w,
+                           scratch, scratch + shared_floats(s), thread_floats(s));
         return;
     }
     if (is_winograd(s)) {

@@ -1,6 +1,6 @@
 /* winograd_s2.h: 4x4 convs with stride 2 and pad 1 (D's l1, l2) as four
  * polyphase 2x2 convs, each on Winograd F(2x2, 2x2); used by nn/conv.c for
- * the forward and d(weight).
+ * the forward, d(input) and d(weight).
  *
  * The phase decomposition: output (y, x) reads input rows 2y-1+ki, ki =
  * 0..3, i.e. rows y-1, y of the odd-row phase (a = 1: taps ki = 0, 2) and
@@ -18,10 +18,15 @@
  * Forward: the four phases' patches of output tile (ty, tx) are stacked
  * along the GEMM's k: V[e] is [4ci x tiles] (row ph * ci + c), U[e] is
  * [co x 4ci], so one GEMM per element e = 3i + j sums all the phases.
- * d(input) stays on conv.c's strided path: as four phase convs of d(output)
- * (U[ph][e] [ci x co], each phase's own tiles) it measured 1.1-2x slower
- * than that at l1 and l2 (one V per phase, four times the transforms, and
- * 36 weight matrices to transform and pack).
+ * d(input): input phase (a, b) pixel (r, c) receives d(output) rows
+ * r+a-1, r+a through the flipped taps weight[3-a-2t][3-b-2u]: a 2x2
+ * correlation of d(output). Phase a's tiles are put so that the four
+ * phases of tile (ty, tx) read the same d(output) patch, rows 2ty-1 ..
+ * 2ty+1 (phase 1 gives phase rows 2ty-1, 2ty, i.e. input rows 4ty-1, 4ty+1;
+ * phase 0 rows 2ty, 2ty+1, i.e. input rows 4ty, 4ty+2): one V serves all
+ * phases, U stacks the four phases' [ci x co] along the rows, [4ci x co],
+ * and the tile fills the 4x4 input block at rows 4ty-1 .. 4ty+2. The grid
+ * has h/4 + 1 tile rows; pixels outside the map are dropped.
  * d(weight): on the forward's tiles, dU[e] = sum over tiles of dM[e] V[e]^T
  * with dM = A dY A^T, [co x 4ci] per element; then dp = G^T dU G per phase,
  * which are the 4x4 taps weight[2t+1-a][2u+1-b].
@@ -49,6 +54,11 @@ size_t ws2_thread_floats(int in_ch, int out_ch);
 void ws2_forward(float *out, const float *in, const float *weight, const float *bias, int batch,
                  int ci_n, int co_n, int h, int w, float *weight_area, float *thread_base,
                  size_t thread_stride);
+/* din (batch x ci_n x h x w) += d(input) of that conv for dout */
+void ws2_backward_input(float *din, const float *dout, const float *weight, int batch, int ci_n,
+                        int co_n, int h, int w, float *weight_area, float *thread_base,
+                        size_t thread_stride);
+
 /* floats of one weight-gradient slot */
 size_t ws2_grad_floats(int in_ch, int out_ch);
 /* dweight [co_n, ci_n, 4, 4] += d(weight) of that conv. The tiles are dealt

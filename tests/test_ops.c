@@ -179,9 +179,12 @@ static void test_conv_upsampled_reference(int batch, int cin, int h, int w, int 
 /* D's l1, l2 (4x4, stride 2, pad 1: four polyphase F(2x2, 2x2) convs,
  * nn/winograd_s2.h) against the direct conv in double: forward, d(input)
  * and d(weight), each error relative to the sum of |terms| of that output's
- * sum, as test_conv_upsampled_reference (same transforms, same bound: ~10x
- * the worst seen; a wrong tap, phase or coefficient gives 1e-2 or more).
- * Then 1 and 2 threads must give the same bits. */
+ * sum, as test_conv_upsampled_reference. A float sum is within ~sqrt(n) *
+ * 6e-8 of it; the transforms round values up to ~4x the terms (two sums of
+ * two per dimension) a few times more: worst seen 7e-7 (d(input) at the
+ * odd edges), bound 2e-6. A coefficient off by 1e-4 relative gives 2e-5,
+ * a wrong tap, phase or tile edge 1e-2 or more. Then 1 and 2 threads must
+ * give the same bits. */
 static void test_conv_s2_reference(int batch, int cin, int h, int w, int cout) {
     ConvShape s = conv_shape(batch, cin, h, w, cout, 4, 2, 1);
     int oh = s.out_h, ow = s.out_w;
@@ -236,7 +239,7 @@ static void test_conv_s2_reference(int batch, int cin, int h, int w, int cout) {
     for (int t = 0; t < 3; t++) {
         char name[80];
         snprintf(name, sizeof name, "conv 4x4 s2 %dx%d %d->%d %s vs direct", w, h, cin, cout, what[t]);
-        CHECK(worst[t] < 1e-6, "%s: relative error %g", name, worst[t]);
+        CHECK(worst[t] < 2e-6, "%s: relative error %g", name, worst[t]);
         printf("  %-40s max rel %.2e\n", name, worst[t]);
     }
     free(in), free(wt), free(b), free(dy), free(out), free(din), free(dw), free(scratch);
