@@ -262,13 +262,15 @@ static Fns fns_for(GemmKernel kernel) {
 }
 
 /* the forward's U [co x 4ci] or d(input)'s [4ci x co] */
+#define WS2_PAD 16
+
 static size_t packed_floats(int in_ch, int out_ch) {
     size_t a = gemm_packed_floats(out_ch, 4 * in_ch), b = gemm_packed_floats(4 * in_ch, out_ch);
     return a > b ? a : b;
 }
 
 size_t ws2_weight_floats(int in_ch, int out_ch) {
-    return 9 * (packed_floats(in_ch, out_ch) + (size_t)4 * in_ch * out_ch);
+    return 9 * (packed_floats(in_ch, out_ch) + (size_t)4 * in_ch * out_ch + WS2_PAD);
 }
 
 size_t ws2_thread_floats(int in_ch, int out_ch) {
@@ -285,10 +287,16 @@ size_t ws2_grad_floats(int in_ch, int out_ch) { return (size_t)36 * in_ch * out_
  * here). */
 static void transform_weights(GemmPacked packed[9], float *area, const float *weight, int backward,
                               int ci_n, int co_n) {
-    size_t each = packed_floats(ci_n, co_n), mat = (size_t)co_n * 4 * ci_n;
-    float *tmp = area + 9 * each; /* U[e] unpacked at tmp + e * mat */
-    for (int o = 0; o < co_n; o++)
-        for (int i = 0; i < ci_n; i++) {
+    /* U[e] unpacked at tmp + e * mat: WS2_PAD floats more than its size,
+     * else at a power-of-two distance the write streams all map to the
+     * same L1 cache sets (measured: l2's d(input) at 32x32, 1.6 -> 0.8 ms) */
+    size_t each = packed_floats(ci_n, co_n), mat = (size_t)co_n * 4 * ci_n + WS2_PAD;
+    float *tmp = area + 9 * each;
+    /* row by row of the U[e], so that each of the 36 (e, phase) write
+     * streams is contiguous */
+    for (int r = 0; r < (backward ? ci_n : co_n); r++)
+        for (int q = 0; q < (backward ? co_n : ci_n); q++) {
+            int o = backward ? q : r, i = backward ? r : q;
             const float *g = weight + ((size_t)o * ci_n + i) * 16;
             for (int ph = 0; ph < 4; ph++) {
                 int a = ph >> 1, b = ph & 1;
