@@ -50,9 +50,10 @@ static int is_upsampled_3x3(const ConvShape *s) {
  * F(2x2, 2x2) (nn/winograd_s2.h) in all three products when the
  * output has at least WS2_MIN_PIXELS pixels and the input WS2_MIN_CHANNELS
  * channels. Below those the transforms cost more than the products they
- * save (measured, 1 thread: l2 at D's smallest scale, 8x8 outputs, forward
- * 0.35 -> 0.42 ms, at 16x16 0.70 -> 0.65 ms; l0, 3 -> 32 channels at
- * 256x256, forward 0.77 -> 0.83 ms, d(weight) 1.1 -> 2.3 ms). */
+ * save (measured, 1 thread, batch 1: l2 at D's smallest scale, 8x8
+ * outputs, forward 0.23 -> 0.38 ms, d(input) 0.43 -> 0.46, d(weight) 0.22
+ * -> 0.30; l0, 3 -> 32 channels at 256x256, forward 0.77 -> 0.83 ms,
+ * d(weight) 1.1 -> 2.3 ms). */
 #define WS2_MIN_PIXELS 256
 #define WS2_MIN_CHANNELS 16
 static int is_winograd_s2(const ConvShape *s) {
