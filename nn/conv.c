@@ -89,8 +89,8 @@ static size_t column_rows(const ConvShape *s) {
  * backward; for Winograd v, m (or dm) and 16 rows for the transforms per WINO_SEG tiles */
 static size_t thread_floats(const ConvShape *s) {
     if (is_upsampled_3x3(s)) return wphase_thread_floats(s->in_ch, s->out_ch);
-    size_t direct = (column_rows(s) + (size_t)s->in_ch) * CONV_BLOCK;
     if (is_winograd_s2(s)) return ws2_thread_floats(s->in_ch, s->out_ch);
+    size_t direct = (column_rows(s) + (size_t)s->in_ch) * CONV_BLOCK;
     if (is_winograd24(s)) return max_sz(direct, wino24_thread_floats(s->in_ch, s->out_ch));
     if (!is_winograd(s)) return direct;
     return max_sz(direct, ((size_t)16 * (s->in_ch + s->out_ch) + 16) * WINO_SEG);

@@ -261,9 +261,10 @@ static Fns fns_for(GemmKernel kernel) {
     return f;
 }
 
-/* the forward's U [co x 4ci] or d(input)'s [4ci x co] */
+/* floats between the unpacked U[e] beyond their size (transform_weights) */
 #define WS2_PAD 16
 
+/* the forward's U [co x 4ci] or d(input)'s [4ci x co] */
 static size_t packed_floats(int in_ch, int out_ch) {
     size_t a = gemm_packed_floats(out_ch, 4 * in_ch), b = gemm_packed_floats(4 * in_ch, out_ch);
     return a > b ? a : b;
@@ -294,9 +295,9 @@ static void transform_weights(GemmPacked packed[9], float *area, const float *we
     float *tmp = area + 9 * each;
     /* row by row of the U[e], so that each of the 36 (e, phase) write
      * streams is contiguous */
-    for (int r = 0; r < (backward ? ci_n : co_n); r++)
-        for (int q = 0; q < (backward ? co_n : ci_n); q++) {
-            int o = backward ? q : r, i = backward ? r : q;
+    for (int ur = 0; ur < (backward ? ci_n : co_n); ur++)
+        for (int uc = 0; uc < (backward ? co_n : ci_n); uc++) {
+            int o = backward ? uc : ur, i = backward ? ur : uc;
             const float *g = weight + ((size_t)o * ci_n + i) * 16;
             for (int ph = 0; ph < 4; ph++) {
                 int a = ph >> 1, b = ph & 1;

@@ -31,8 +31,8 @@
  * with dM = A dY A^T, [co x 4ci] per element; then dp = G^T dU G per phase,
  * which are the 4x4 taps weight[2t+1-a][2u+1-b].
  *
- * Every forward output's bits depend only on its own 2x2 tile's inputs, the
- * weight gradient's on fixed slots summed in order: results are
+ * Every output's and d(input) pixel's bits depend only on its own tile's
+ * inputs, the weight gradient's on fixed slots summed in order: results are
  * deterministic and independent of the thread count. Jobs are runs of
  * WS2_SEG consecutive tiles of one image (they may span tile rows). The
  * caller provides the memory: ws2_weight_floats for the transformed,
