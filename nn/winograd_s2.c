@@ -321,6 +321,17 @@ static void transform_weights(GemmPacked packed[9], float *area, const float *we
     for (int e = 0; e < 9; e++) gemm_pack(&packed[e], area + e * each, tmp + e * mat, cols, rows, cols);
 }
 
+/* Tiles per job: WS2_SEG, or on small maps (D's smaller scales) less, down
+ * to 32 (the AVX-512 microkernel's width), until there are at least 4 jobs
+ * for the threads to share (measured, 2 threads, batch 1, 16x16 outputs:
+ * one job of 64 tiles left a thread idle, l2's forward 0.41 -> 0.61 ms).
+ * Only the shape decides, never the thread count. */
+static int job_tiles(int batch, int tiles) {
+    int n = SEG;
+    while (n > 32 && batch * ((tiles + n - 1) / n) < 4) n /= 2;
+    return n;
+}
+
 /* v = the four phases' input transforms of the job's tiles, phase ph at
  * rows ph * ci_n of each element (the forward and d(weight)). */
 static void phase_inputs(const Fns *fn, float *v, size_t vld, const float *x, int ci_n, int h,
@@ -339,12 +350,12 @@ void ws2_forward(float *out, const float *in, const float *weight, const float *
     GemmPacked U[9];
     transform_weights(U, weight_area, weight, 0, ci_n, co_n);
     int oh = h / 2, ow = w / 2, th = (oh + 1) / 2, tw = (ow + 1) / 2;
-    int tiles = th * tw, segs = (tiles + SEG - 1) / SEG;
+    int tiles = th * tw, seg = job_tiles(batch, tiles), segs = (tiles + seg - 1) / seg;
     size_t vld = (size_t)4 * ci_n * SEG, mld = (size_t)co_n * SEG;
     Fns fn = fns_for(U[0].kernel);
 #pragma omp parallel for schedule(dynamic)
     for (int job = 0; job < batch * segs; job++) {
-        int b = job / segs, q0 = job % segs * SEG, nt = tiles - q0 < SEG ? tiles - q0 : SEG;
+        int b = job / segs, q0 = job % segs * seg, nt = tiles - q0 < seg ? tiles - q0 : seg;
         float *v = thread_base + (size_t)omp_get_thread_num() * thread_stride;
         float *m = v + 9 * vld, *t = m + 9 * mld;
         Run runs[SEG];
@@ -363,12 +374,12 @@ void ws2_backward_input(float *din, const float *dout, const float *weight, int 
     GemmPacked U[9];
     transform_weights(U, weight_area, weight, 1, ci_n, co_n);
     int oh = h / 2, ow = w / 2, th = h / 4 + 1, tw = w / 4 + 1; /* blocks from row -1 (header) */
-    int tiles = th * tw, segs = (tiles + SEG - 1) / SEG;
+    int tiles = th * tw, seg = job_tiles(batch, tiles), segs = (tiles + seg - 1) / seg;
     size_t vld = (size_t)co_n * SEG, mld = (size_t)4 * ci_n * SEG;
     Fns fn = fns_for(U[0].kernel);
 #pragma omp parallel for schedule(dynamic)
     for (int job = 0; job < batch * segs; job++) {
-        int b = job / segs, q0 = job % segs * SEG, nt = tiles - q0 < SEG ? tiles - q0 : SEG;
+        int b = job / segs, q0 = job % segs * seg, nt = tiles - q0 < seg ? tiles - q0 : seg;
         float *v = thread_base + (size_t)omp_get_thread_num() * thread_stride;
         float *m = v + 9 * vld, *t = m + 9 * mld;
         Run runs[SEG];
@@ -385,7 +396,8 @@ void ws2_backward_weight(float *dweight, const float *dout, const float *in, int
                          int co_n, int h, int w, float *slots, size_t slot_stride, int slot_count,
                          float *thread_base, size_t thread_stride) {
     int oh = h / 2, ow = w / 2, th = (oh + 1) / 2, tw = (ow + 1) / 2; /* the forward's tiles */
-    int tiles = th * tw, segs = (tiles + SEG - 1) / SEG, jobs = batch * segs;
+    int tiles = th * tw, seg = job_tiles(batch, tiles), segs = (tiles + seg - 1) / seg;
+    int jobs = batch * segs;
     int used = jobs < slot_count ? jobs : slot_count;
     size_t vld = (size_t)4 * ci_n * SEG, mld = (size_t)co_n * SEG;
     size_t mat = (size_t)co_n * 4 * ci_n;
@@ -397,7 +409,7 @@ void ws2_backward_weight(float *dweight, const float *dout, const float *in, int
         float *dm = v + 9 * vld, *t = dm + 9 * mld;
         for (int job = slot; job < jobs; job += slot_count) {
             float beta = job == slot ? 0.0f : 1.0f; /* the slot's first job stores: no memset */
-            int b = job / segs, q0 = job % segs * SEG, nt = tiles - q0 < SEG ? tiles - q0 : SEG;
+            int b = job / segs, q0 = job % segs * seg, nt = tiles - q0 < seg ? tiles - q0 : seg;
             Run runs[SEG];
             int nruns = job_runs(runs, q0, nt, tw);
             phase_inputs(&fn, v, vld, in + (size_t)b * ci_n * h * w, ci_n, h, w, runs, nruns, nt, t);

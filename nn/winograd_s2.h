@@ -33,8 +33,9 @@
  *
  * Every output's and d(input) pixel's bits depend only on its own tile's
  * inputs, the weight gradient's on fixed slots summed in order: results are
- * deterministic and independent of the thread count. Jobs are runs of
- * WS2_SEG consecutive tiles of one image (they may span tile rows). The
+ * deterministic and independent of the thread count. Jobs are runs of up
+ * to WS2_SEG consecutive tiles of one image (they may span tile rows; fewer
+ * on small maps, as the shape decides). The
  * caller provides the memory: ws2_weight_floats for the transformed,
  * packed weights and, per thread, ws2_thread_floats.
  */
