@@ -283,9 +283,10 @@ size_t ws2_grad_floats(int in_ch, int out_ch) { return (size_t)36 * in_ch * out_
 /* packed[e] = U[e] = (G p G^T)[e] of the phase kernels p[t][u] =
  * weight[2t+1-a][2u+1-b], [co x 4ci] at row o, column ph * ci_n + i; or for
  * d(input) (backward) of the flipped p, weight[3-a-2t][3-b-2u], [4ci x co]
- * at row ph * ci_n + i, column o. In double, rounded once; serial, as
- * winograd_phase.c's (a parallel region's barrier costs more than it saves
- * here). */
+ * at row ph * ci_n + i, column o. In double, rounded once. In parallel,
+ * unlike winograd_phase.c's: serial, it cost l2 more than the products saved
+ * at 2 threads (measured, batch 1, 32x32 outputs: forward 1.11 -> 1.03 ms,
+ * d(input) 1.50 -> 1.31; im2col + GEMM 1.21, 1.49). */
 static void transform_weights(GemmPacked packed[9], float *area, const float *weight, int backward,
                               int ci_n, int co_n) {
     /* U[e] unpacked at tmp + e * mat: WS2_PAD floats more than its size,
@@ -293,32 +294,37 @@ static void transform_weights(GemmPacked packed[9], float *area, const float *we
      * same L1 cache sets (measured: l2's d(input) at 32x32, 1.6 -> 0.8 ms) */
     size_t each = packed_floats(ci_n, co_n), mat = (size_t)co_n * 4 * ci_n + WS2_PAD;
     float *tmp = area + 9 * each;
-    /* row by row of the U[e], so that each of the 36 (e, phase) write
-     * streams is contiguous */
-    for (int ur = 0; ur < (backward ? ci_n : co_n); ur++)
-        for (int uc = 0; uc < (backward ? co_n : ci_n); uc++) {
-            int o = backward ? uc : ur, i = backward ? ur : uc;
-            const float *g = weight + ((size_t)o * ci_n + i) * 16;
-            for (int ph = 0; ph < 4; ph++) {
-                int a = ph >> 1, b = ph & 1;
-                double p[2][2];
-                for (int t = 0; t < 2; t++)
-                    for (int u = 0; u < 2; u++)
-                        p[t][u] = backward ? g[(3 - a - 2 * t) * 4 + 3 - b - 2 * u]
-                                           : g[(2 * t + 1 - a) * 4 + 2 * u + 1 - b];
-                double gp[3][2]; /* G down the columns, then along the rows */
-                for (int u = 0; u < 2; u++) gp[0][u] = p[0][u], gp[1][u] = p[0][u] + p[1][u], gp[2][u] = p[1][u];
-                float *dst = backward ? tmp + ((size_t)ph * ci_n + i) * co_n + o
-                                      : tmp + (size_t)o * 4 * ci_n + ph * ci_n + i;
-                for (int r = 0; r < 3; r++) {
-                    dst[(3 * r) * mat] = (float)gp[r][0];
-                    dst[(3 * r + 1) * mat] = (float)(gp[r][0] + gp[r][1]);
-                    dst[(3 * r + 2) * mat] = (float)gp[r][1];
+    int rows = backward ? 4 * ci_n : co_n, cols = backward ? co_n : 4 * ci_n;
+#pragma omp parallel
+    {
+        /* row by row of the U[e], so that each of the 36 (e, phase) write
+         * streams is contiguous */
+#pragma omp for schedule(static)
+        for (int ur = 0; ur < (backward ? ci_n : co_n); ur++)
+            for (int uc = 0; uc < (backward ? co_n : ci_n); uc++) {
+                int o = backward ? uc : ur, i = backward ? ur : uc;
+                const float *g = weight + ((size_t)o * ci_n + i) * 16;
+                for (int ph = 0; ph < 4; ph++) {
+                    int a = ph >> 1, b = ph & 1;
+                    double p[2][2];
+                    for (int t = 0; t < 2; t++)
+                        for (int u = 0; u < 2; u++)
+                            p[t][u] = backward ? g[(3 - a - 2 * t) * 4 + 3 - b - 2 * u]
+                                               : g[(2 * t + 1 - a) * 4 + 2 * u + 1 - b];
+                    double gp[3][2]; /* G down the columns, then along the rows */
+                    for (int u = 0; u < 2; u++) gp[0][u] = p[0][u], gp[1][u] = p[0][u] + p[1][u], gp[2][u] = p[1][u];
+                    float *dst = backward ? tmp + ((size_t)ph * ci_n + i) * co_n + o
+                                          : tmp + (size_t)o * 4 * ci_n + ph * ci_n + i;
+                    for (int r = 0; r < 3; r++) {
+                        dst[(3 * r) * mat] = (float)gp[r][0];
+                        dst[(3 * r + 1) * mat] = (float)(gp[r][0] + gp[r][1]);
+                        dst[(3 * r + 2) * mat] = (float)gp[r][1];
+                    }
                 }
             }
-        }
-    int rows = backward ? 4 * ci_n : co_n, cols = backward ? co_n : 4 * ci_n;
-    for (int e = 0; e < 9; e++) gemm_pack(&packed[e], area + e * each, tmp + e * mat, cols, rows, cols);
+#pragma omp for schedule(static)
+        for (int e = 0; e < 9; e++) gemm_pack(&packed[e], area + e * each, tmp + e * mat, cols, rows, cols);
+    }
 }
 
 /* Tiles per job: WS2_SEG, or on small maps (D's smaller scales) less, down
