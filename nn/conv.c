@@ -9,6 +9,7 @@
 #include "nn/winograd24.h"
 #include "nn/winograd43.h"
 #include "nn/winograd_phase.h"
+#include "nn/winograd_s2.h"
 
 ConvShape conv_shape(int batch, int in_ch, int in_h, int in_w, int out_ch, int kernel, int stride,
                      int pad) {
@@ -46,6 +47,21 @@ static int is_upsampled_3x3(const ConvShape *s) {
     return s->upsampled && s->kernel == 3 && s->stride == 1 && s->pad == 1;
 }
 
+/* 4x4, stride 2, pad 1 (D's l1, l2): four polyphase 2x2 convs on Winograd
+ * F(2x2, 2x2) (nn/winograd_s2.h) in all three products when the
+ * output has at least WS2_MIN_PIXELS pixels and the input WS2_MIN_CHANNELS
+ * channels. Below those the transforms cost more than the products they
+ * save (measured, 1 thread, batch 1: l2 at D's smallest scale, 8x8
+ * outputs, forward 0.23 -> 0.38 ms, d(input) 0.43 -> 0.46, d(weight) 0.22
+ * -> 0.30; l0, 3 -> 32 channels at 256x256, forward 0.77 -> 0.83 ms,
+ * d(weight) 1.1 -> 2.3 ms). */
+#define WS2_MIN_PIXELS 256
+#define WS2_MIN_CHANNELS 16
+static int is_winograd_s2(const ConvShape *s) {
+    return !s->upsampled && s->kernel == 4 && s->stride == 2 && s->pad == 1 &&
+           s->in_ch >= WS2_MIN_CHANNELS && s->out_h * s->out_w >= WS2_MIN_PIXELS;
+}
+
 /* The 16 unpacked U matrices lie this many floats apart beyond their size:
  * at a power-of-two distance, wino_weights' 16 store streams all map to the
  * same L1 cache sets (measured: 1.8% -> 1.0% of a training step). */
@@ -58,6 +74,7 @@ static int is_upsampled_3x3(const ConvShape *s) {
  * weight area and the slots (k * (out + 7) floats: 8 areas of out * k do). */
 static size_t weight_floats(const ConvShape *s) {
     if (is_upsampled_3x3(s)) return wphase_grad_floats(s->in_ch, s->out_ch);
+    if (is_winograd_s2(s)) return ws2_grad_floats(s->in_ch, s->out_ch);
     if (is_winograd(s)) { /* the forward's packed U and U unpacked */
         int big = s->in_ch > s->out_ch ? s->in_ch : s->out_ch;
         return 16 * gemm_packed_floats(big, big) + (size_t)16 * (s->out_ch * s->in_ch + WINO_PAD);
@@ -73,6 +90,7 @@ static size_t column_rows(const ConvShape *s) {
  * backward; for Winograd v, m (or dm) and 16 rows for the transforms per WINO_SEG tiles */
 static size_t thread_floats(const ConvShape *s) {
     if (is_upsampled_3x3(s)) return wphase_thread_floats(s->in_ch, s->out_ch);
+    if (is_winograd_s2(s)) return ws2_thread_floats(s->in_ch, s->out_ch);
     size_t direct = (column_rows(s) + (size_t)s->in_ch) * CONV_BLOCK;
     if (is_winograd24(s)) return max_sz(direct, wino24_thread_floats(s->in_ch, s->out_ch));
     if (!is_winograd(s)) return direct;
@@ -86,6 +104,7 @@ static size_t shared_floats(const ConvShape *s) {
     if (is_winograd(s)) return max_sz(weight_floats(s), wino43_shared_floats(s->in_ch, s->out_ch));
     size_t n = weight_floats(s) * (1 + CONV_GRAD_SLOTS);
     if (is_upsampled_3x3(s)) return max_sz(n, wphase_weight_floats(s->in_ch, s->out_ch));
+    if (is_winograd_s2(s)) return max_sz(n, ws2_weight_floats(s->in_ch, s->out_ch));
     return is_winograd24(s) ? max_sz(n, wino24_weight_floats(s->in_ch, s->out_ch)) : n;
 }
 
@@ -565,6 +584,11 @@ void conv2d_forward(float *out, const float *in, const float *weight, const floa
                        scratch, scratch + shared_floats(s), thread_floats(s));
         return;
     }
+    if (is_winograd_s2(s)) {
+        ws2_forward(out, in, weight, bias, s->batch, s->in_ch, s->out_ch, s->in_h, s->in_w,
+                    scratch, scratch + shared_floats(s), thread_floats(s));
+        return;
+    }
     if (is_winograd(s)) {
         wino_forward(out, in, weight, bias, s, scratch);
         return;
@@ -605,6 +629,11 @@ static void conv_backward_input(float *din, const float *dout, const float *weig
     if (is_upsampled_3x3(s)) {
         wphase_backward_input(din, dout, weight, s->batch, s->in_ch, s->out_ch, s->in_h / 2,
                               s->in_w / 2, scratch, scratch + shared_floats(s), thread_floats(s));
+        return;
+    }
+    if (is_winograd_s2(s)) {
+        ws2_backward_input(din, dout, weight, s->batch, s->in_ch, s->out_ch, s->in_h, s->in_w,
+                           scratch, scratch + shared_floats(s), thread_floats(s));
         return;
     }
     if (is_winograd(s)) {
@@ -668,6 +697,13 @@ static void conv_backward_weight(float *dweight, const float *dout, const float 
         wphase_backward_weight(dweight, dout, in, s->batch, s->in_ch, s->out_ch, s->in_h / 2,
                                s->in_w / 2, scratch + wsize, wsize, CONV_GRAD_SLOTS,
                                scratch + shared_floats(s), thread_floats(s));
+        return;
+    }
+    if (is_winograd_s2(s)) {
+        size_t wsize = weight_floats(s);
+        ws2_backward_weight(dweight, dout, in, s->batch, s->in_ch, s->out_ch, s->in_h, s->in_w,
+                            scratch + wsize, wsize, CONV_GRAD_SLOTS, scratch + shared_floats(s),
+                            thread_floats(s));
         return;
     }
     if (is_winograd(s)) {

@@ -177,6 +177,76 @@ static void test_conv_upsampled_reference(int batch, int cin, int h, int w, int 
     free(rx), free(ax), free(rw), free(aw);
 }
 
+/* D's l1, l2 (4x4, stride 2, pad 1: four polyphase F(2x2, 2x2) convs,
+ * nn/winograd_s2.h) against the direct conv in double: forward, d(input)
+ * and d(weight), each error relative to the sum of |terms| of that output's
+ * sum, as test_conv_upsampled_reference. A float sum is within ~sqrt(n) *
+ * 6e-8 of it; the transforms round values up to ~4x the terms (two sums of
+ * two per dimension) a few times more: worst seen 7e-7 (d(input) at the
+ * odd edges), bound 2e-6. A coefficient off by 1e-4 relative gives 2e-5,
+ * a wrong tap, phase or tile edge 1e-2 or more. Then 1 and 2 threads must
+ * give the same bits. */
+static void test_conv_s2_reference(int batch, int cin, int h, int w, int cout) {
+    ConvShape s = conv_shape(batch, cin, h, w, cout, 4, 2, 1);
+    int oh = s.out_h, ow = s.out_w;
+    size_t nin = (size_t)batch * cin * h * w, nw = (size_t)cout * cin * 16;
+    size_t nout = (size_t)batch * cout * oh * ow;
+    float *in = rand_buf(nin, -1, 1), *wt = rand_buf(nw, -1, 1), *b = rand_buf(cout, -1, 1);
+    float *dy = rand_buf(nout, -1, 1), *out = malloc(nout * sizeof(float));
+    float *din = calloc(nin, sizeof(float)), *dw = calloc(nw, sizeof(float));
+    float *scratch = malloc(conv_scratch_floats(&s, 4) * sizeof(float));
+    int threads = omp_get_max_threads();
+    omp_set_num_threads(1);
+    conv2d_forward(out, in, wt, b, &s, scratch);
+    conv2d_backward(din, dw, NULL, dy, in, wt, &s, scratch);
+    /* the same with 2 threads: identical bits */
+    float *out2 = malloc(nout * sizeof(float));
+    float *din2 = calloc(nin, sizeof(float)), *dw2 = calloc(nw, sizeof(float));
+    omp_set_num_threads(2);
+    conv2d_forward(out2, in, wt, b, &s, scratch);
+    conv2d_backward(din2, dw2, NULL, dy, in, wt, &s, scratch);
+    omp_set_num_threads(threads);
+    CHECK(memcmp(out, out2, nout * sizeof(float)) == 0 && memcmp(din, din2, nin * sizeof(float)) == 0 &&
+              memcmp(dw, dw2, nw * sizeof(float)) == 0,
+          "conv 4x4 s2: 1 and 2 threads give different bits");
+    /* reference sums and sums of |terms| */
+    double *rx = calloc(nin, sizeof(double)), *ax = calloc(nin, sizeof(double));
+    double *rw = calloc(nw, sizeof(double)), *aw = calloc(nw, sizeof(double));
+    double worst[3] = {0, 0, 0};
+    for (int n = 0; n < batch; n++)
+        for (int co = 0; co < cout; co++)
+            for (int y = 0; y < oh; y++)
+                for (int x = 0; x < ow; x++) {
+                    size_t o = (((size_t)n * cout + co) * oh + y) * ow + x;
+                    double acc = b[co], abs = fabs(b[co]), g = dy[o];
+                    for (int ci = 0; ci < cin; ci++)
+                        for (int ky = 0; ky < 4; ky++)
+                            for (int kx = 0; kx < 4; kx++) {
+                                int iy = 2 * y - 1 + ky, ix = 2 * x - 1 + kx;
+                                if (iy < 0 || ix < 0 || iy >= h || ix >= w) continue;
+                                size_t i = (((size_t)n * cin + ci) * h + iy) * w + ix;
+                                size_t k = ((size_t)co * cin + ci) * 16 + ky * 4 + kx;
+                                double p = (double)wt[k] * in[i];
+                                acc += p, abs += fabs(p);
+                                rx[i] += wt[k] * g, ax[i] += fabs(wt[k] * g);
+                                rw[k] += in[i] * g, aw[k] += fabs(in[i] * g);
+                            }
+                    worst[0] = fmax(worst[0], fabs(out[o] - acc) / abs);
+                }
+    for (size_t i = 0; i < nin; i++)
+        worst[1] = fmax(worst[1], ax[i] > 0 ? fabs(din[i] - rx[i]) / ax[i] : fabs(din[i]));
+    for (size_t k = 0; k < nw; k++) worst[2] = fmax(worst[2], fabs(dw[k] - rw[k]) / aw[k]);
+    const char *what[3] = {"forward", "d(input)", "d(weight)"};
+    for (int t = 0; t < 3; t++) {
+        char name[80];
+        snprintf(name, sizeof name, "conv 4x4 s2 %dx%d %d->%d %s vs direct", w, h, cin, cout, what[t]);
+        CHECK(worst[t] < 2e-6, "%s: relative error %g", name, worst[t]);
+        printf("  %-40s max rel %.2e\n", name, worst[t]);
+    }
+    free(in), free(wt), free(b), free(dy), free(out), free(din), free(dw), free(scratch);
+    free(out2), free(din2), free(dw2), free(rx), free(ax), free(rw), free(aw);
+}
+
 /* Direct convolution in double: the forward's reference. */
 static void test_conv_forward_reference(int batch, int cin, int h, int w, int cout, int k,
                                         int stride, int pad) {
@@ -705,6 +775,10 @@ int main(void) {
                                               chunks, a short job per image, sides not x4 */
     test_conv3x3_reference(1, 128, 64, 64); /* G's residual blocks at 256x256 */
     test_conv3x3_reference(2, 16, 41, 50);  /* batch, ragged tiles, short jobs, 2 chunks */
+    test_conv(2, 16, 33, 36, 4, 4, 2, 1);  /* D l1, l2 as 4 phases x F(2x2,2x2): odd side, batch */
+    test_conv(1, 16, 36, 38, 3, 4, 2, 1);  /* two segments, jobs across tile rows */
+    test_conv_s2_reference(2, 16, 37, 42, 3);  /* odd sides, odd tile counts */
+    test_conv_s2_reference(1, 32, 128, 128, 64); /* D l1's size at scale 1 */
     /* the portable path: the plain C GEMM kernel selects the plain C transforms */
     GemmKernel best = gemm_current_kernel();
     CHECK(gemm_set_kernel(GEMM_KERNEL_SCALAR) == 0, "the plain C kernel must be available");
@@ -713,6 +787,8 @@ int main(void) {
     test_conv_up(1, 2, 3, 5, 6, 4, 3, 1, 1);
     test_conv3x3_reference(2, 16, 41, 50);
     test_conv_upsampled_reference(1, 7, 11, 13, 5);
+    test_conv(2, 16, 33, 36, 4, 4, 2, 1);
+    test_conv_s2_reference(2, 16, 37, 42, 3);
     gemm_set_kernel(best);
     printf("batchnorm\n");
     test_batchnorm(1);
