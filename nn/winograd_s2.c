@@ -3,103 +3,15 @@
 #include <omp.h>
 
 #include "nn/gemm.h"
+#include "nn/winograd_phase.h"
 
-/* The job decomposition and the F(2x2, 2x2) transforms follow
- * nn/winograd_phase.c (whose are static there); here the inputs are
- * strided phase maps and the outputs a plain map. */
+/* The job decomposition (Run, job_runs, inside) and the F(2x2, 2x2)
+ * transforms (inputs_body, tile_outputs) are winograd_phase.h's; here the
+ * inputs are strided phase maps and the outputs a plain map. */
+_Static_assert(WS2_SEG == WPHASE_SEG, "the shared transforms' buffers are WPHASE_SEG wide");
 
 #define INLINE static inline __attribute__((always_inline))
 #define SEG WS2_SEG
-
-/* A run of tiles of one tile row: tiles k0 .. k0+n-1 of the job, the first
- * at tile (ty, tx). */
-typedef struct {
-    int k0, n, ty, tx;
-} Run;
-
-/* The job's tiles q0 .. q0+nt-1 (row-major, tw tiles a row) as row runs. */
-static int job_runs(Run *runs, int q0, int nt, int tw) {
-    int count = 0;
-    for (int k = 0; k < nt;) {
-        int q = q0 + k, n = tw - q % tw < nt - k ? tw - q % tw : nt - k;
-        runs[count++] = (Run){k, n, q / tw, q % tw};
-        k += n;
-    }
-    return count;
-}
-
-/* Tiles [*lo, *hi) of a run of n have columns first + 2k .. first + 2k + span
- * inside 0 .. w-1. */
-static inline void inside(int *lo, int *hi, int first, int span, int w, int n) {
-    int l = first >= 0 ? 0 : (1 - first) / 2;
-    int h = w - 1 - span - first >= 0 ? (w - 1 - span - first) / 2 + 1 : 0;
-    if (l > n) l = n;
-    if (h > n) h = n;
-    if (h < l) h = l;
-    *lo = l, *hi = h;
-}
-
-/* v[e * ld + c * SEG + k] = (B^T d B)[e], e = 3i + j, for every channel c
- * of a map (h x w, zero outside; pixel (y, x) at x[c * plane + y * row +
- * x * step]) and every tile k of the runs; tile (ty, tx)'s patch starts at
- * (2ty + oy, 2tx + ox). hv: 9 * SEG floats. */
-INLINE void inputs_body(float *v, size_t ld, const float *x, size_t plane, size_t row, int step,
-                        int ch, int h, int w, const Run *runs, int nruns, int nt, int oy, int ox,
-                        float *hv) {
-    for (int c = 0; c < ch; c++) {
-        const float *xc = x + (size_t)c * plane;
-        for (int r = 0; r < 3; r++) { /* B^T along each patch row: hv[(3r + j) * SEG + k] */
-            float *h0 = hv + 3 * r * SEG, *h1 = h0 + SEG, *h2 = h1 + SEG;
-            for (int ri = 0; ri < nruns; ri++) {
-                const Run *R = &runs[ri];
-                float *a0 = h0 + R->k0, *a1 = h1 + R->k0, *a2 = h2 + R->k0;
-                int y = 2 * R->ty + oy + r, x0 = 2 * R->tx + ox;
-                if (y < 0 || y >= h) {
-                    for (int k = 0; k < R->n; k++) a0[k] = a1[k] = a2[k] = 0.0f;
-                    continue;
-                }
-                const float *src = xc + (size_t)y * row;
-                int lo, hi;
-                inside(&lo, &hi, x0, 2, w, R->n);
-                for (int k = lo; k < hi; k++) {
-                    float d0 = src[(x0 + 2 * k) * step], d1 = src[(x0 + 2 * k + 1) * step],
-                          d2 = src[(x0 + 2 * k + 2) * step];
-                    a0[k] = d0 - d1, a1[k] = d1, a2[k] = d2 - d1;
-                }
-                for (int k = 0; k < R->n; k++) { /* the tiles reaching past the row's ends */
-                    if (k == lo) k = hi;
-                    if (k >= R->n) break;
-                    float d[3];
-                    for (int j = 0; j < 3; j++) {
-                        int col = x0 + 2 * k + j;
-                        d[j] = col >= 0 && col < w ? src[col * step] : 0.0f;
-                    }
-                    a0[k] = d[0] - d[1], a1[k] = d[1], a2[k] = d[2] - d[1];
-                }
-            }
-        }
-        for (int j = 0; j < 3; j++) { /* then B^T down the columns */
-            const float *r0 = hv + j * SEG, *r1 = r0 + 3 * SEG, *r2 = r1 + 3 * SEG;
-            float *v0 = v + (size_t)j * ld + (size_t)c * SEG, *v1 = v0 + 3 * ld, *v2 = v1 + 3 * ld;
-            for (int k = 0; k < nt; k++) v0[k] = r0[k] - r1[k], v1[k] = r1[k], v2[k] = r2[k] - r1[k];
-        }
-    }
-}
-
-/* One channel's products mc[e * ld + k] -> its tiles' outputs A^T M A,
- * y[(2i + j) * SEG + k]; t: 6 * SEG floats. */
-INLINE void tile_outputs(float *y, const float *mc, size_t ld, int nt, float *t) {
-    for (int j = 0; j < 3; j++) { /* A^T down the columns: t[(3i + j) * SEG + k] */
-        const float *m0 = mc + (size_t)j * ld, *m1 = m0 + 3 * ld, *m2 = m1 + 3 * ld;
-        float *s0 = t + j * SEG, *s1 = s0 + 3 * SEG;
-        for (int k = 0; k < nt; k++) s0[k] = m0[k] + m1[k], s1[k] = m1[k] + m2[k];
-    }
-    for (int i = 0; i < 2; i++) { /* then along the rows */
-        const float *s0 = t + 3 * i * SEG, *s1 = s0 + SEG, *s2 = s1 + SEG;
-        float *y0 = y + 2 * i * SEG, *y1 = y0 + SEG;
-        for (int k = 0; k < nt; k++) y0[k] = s0[k] + s1[k], y1[k] = s1[k] + s2[k];
-    }
-}
 
 /* Products m[e * ld + c * SEG + k] -> the runs' 2x2 tiles A^T M A + bias[c]
  * (bias may be NULL) of each channel c of out (ch x h x w; tile (ty, tx) at
