@@ -13,7 +13,7 @@
 
 ConvShape conv_shape(int batch, int in_ch, int in_h, int in_w, int out_ch, int kernel, int stride,
                      int pad) {
-    ConvShape s = {batch, in_ch, in_h, in_w, out_ch, 0, 0, kernel, stride, pad, 0};
+    ConvShape s = {batch, in_ch, in_h, in_w, out_ch, 0, 0, kernel, stride, pad, 0, 0};
     s.out_h = (in_h + 2 * pad - kernel) / stride + 1;
     s.out_w = (in_w + 2 * pad - kernel) / stride + 1;
     return s;
@@ -545,6 +545,11 @@ static float *wino_tmp(const ConvShape *s, float *scratch) {
 /* out = conv3x3(in) + bias for every image (bias may be NULL) */
 static void wino_forward(float *out, const float *in, const float *weight, const float *bias,
                          const ConvShape *s, float *scratch) {
+    if (s->training) { /* ~1.3x faster; eval mode keeps F(2x2) for exact crops */
+        wino43_conv(out, in, weight, 0, bias, 1, s->batch, s->in_ch, s->out_ch, s->in_h, s->in_w,
+                    scratch, scratch + shared_floats(s), thread_floats(s));
+        return;
+    }
     GemmPacked U[16];
     wino_weights(U, scratch, wino_tmp(s, scratch), weight, s->out_ch, s->in_ch);
     int h = s->out_h, w = s->out_w, ci_n = s->in_ch, co_n = s->out_ch;

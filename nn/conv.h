@@ -18,8 +18,9 @@
  *
  * 3x3 convs with stride 1 and pad 1 (not upsampled; G's residual blocks)
  * run the forward as Winograd F(2x2, 3x3) (nn/conv.c): 2.25x fewer
- * products, each output within ~1e-6 of the direct conv; d(input) and
- * d(weight) as F(4x4, 3x3) (nn/winograd43.h): 4x fewer, within ~1e-5.
+ * products, each output within ~1e-6 of the direct conv; d(input),
+ * d(weight) and, for shapes marked `training`, the forward as F(4x4, 3x3)
+ * (nn/winograd43.h): 4x fewer, within ~1e-5.
  * Deterministic and independent of the thread count as well. The forward's
  * 2x2 tiles start at the map's corner, so a crop keeps the full image's bits
  * at even offsets only (nn/infer.h's inference takes the window's origin
@@ -74,6 +75,9 @@ typedef struct {
     int upsampled; /* the input is stored at half size and read through nearest x2
                       upsampling; in_h, in_w are the upsampled size. The backward
                       supports it for 3x3, stride 1, pad 1 only (G's dec1, dec0). */
+    int training;  /* a training forward: 3x3 stride-1 convs may run F(4x4, 3x3),
+                      whose outputs depend on their whole 6x6 patch (eval-mode
+                      forwards keep F(2x2, 3x3): crops stay bit-exact) */
 } ConvShape;
 
 /* Output size follows PyTorch: (in + 2*pad - kernel) / stride + 1. */

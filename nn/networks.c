@@ -449,7 +449,9 @@ static float bn_act_slope(Activation act) {
 static void unit_forward(const ConvUnit *u, UnitActs *x, const float *in, Activations *A,
                          int training) {
     x->in = in;
-    const ConvShape *s = &x->shape;
+    ConvShape shape = x->shape;
+    shape.training = training; /* picks the conv's forward algorithm (conv.h) */
+    const ConvShape *s = &shape;
     size_t count = shape_out_count(s);
     conv2d_forward(x->conv_out, in, u->weight, u->bias, s, A->scratch);
     if (u->has_bn) {
