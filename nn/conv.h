@@ -21,9 +21,9 @@
  * products, each output within ~1e-6 of the direct conv; d(input),
  * d(weight) and, for shapes marked `training`, the forward as F(4x4, 3x3)
  * (nn/winograd43.h): 4x fewer, within ~1e-5.
- * Deterministic and independent of the thread count as well. The forward's
- * 2x2 tiles start at the map's corner, so a crop keeps the full image's bits
- * at even offsets only (nn/infer.h's inference takes the window's origin
+ * Deterministic and independent of the thread count as well. The eval-mode
+ * forward's 2x2 tiles start at the map's corner, so a crop keeps the full
+ * image's bits at even offsets only (nn/infer.h's inference takes the window's origin
  * instead).
  *
  * 4x4 convs with stride 1 and more than one output channel (D's l3) run as
