@@ -79,41 +79,6 @@ INLINE void outputs_up_body(float *out, const float *m, size_t ld, int ch, int h
     }
 }
 
-/* d(output) of the runs' 2x2 tiles, placed as in outputs_body (0 outside
- * the map) -> dM = A dY A^T: dm[e * ld + c * SEG + k]. t: 4 * SEG floats. */
-INLINE void grads_body(float *dm, size_t ld, const float *dy, size_t plane, size_t row, int step,
-                       int ch, int h, int w, const Run *runs, int nruns, int nt, int oy, int ox,
-                       float *t) {
-    for (int c = 0; c < ch; c++) {
-        const float *dc = dy + (size_t)c * plane;
-        for (int ri = 0; ri < nruns; ri++) { /* t[(2i + j) * SEG + k] = dY[i][j] of tile k */
-            const Run *R = &runs[ri];
-            for (int i = 0; i < 2; i++) {
-                int iy = 2 * R->ty + oy + i;
-                for (int j = 0; j < 2; j++) {
-                    float *dst = t + (2 * i + j) * SEG + R->k0;
-                    int x0 = 2 * R->tx + ox + j, lo = 0, hi = 0;
-                    if (iy >= 0 && iy < h) inside(&lo, &hi, x0, 0, w, R->n);
-                    const float *src = dc + (size_t)(lo < hi ? iy : 0) * row;
-                    for (int k = 0; k < lo; k++) dst[k] = 0.0f;
-                    for (int k = lo; k < hi; k++) dst[k] = src[(x0 + 2 * k) * step];
-                    for (int k = hi; k < R->n; k++) dst[k] = 0.0f;
-                }
-            }
-        }
-        /* A = [1 0; 1 1; 0 1] down the columns: rows dY[0], dY[0] + dY[1], dY[1]
-         * (the middle one to t[4..5]), then along each row (few streams a
-         * loop, so that the loops vectorise) */
-        for (int k = 0; k < nt; k++) t[4 * SEG + k] = t[k] + t[2 * SEG + k];
-        for (int k = 0; k < nt; k++) t[5 * SEG + k] = t[SEG + k] + t[3 * SEG + k];
-        for (int r = 0; r < 3; r++) {
-            const float *u = t + (r == 0 ? 0 : r == 1 ? 4 : 2) * SEG, *x = u + SEG;
-            float *d0 = dm + (size_t)3 * r * ld + (size_t)c * SEG, *d1 = d0 + ld, *d2 = d1 + ld;
-            for (int k = 0; k < nt; k++) d0[k] = u[k], d1[k] = u[k] + x[k], d2[k] = x[k];
-        }
-    }
-}
-
 /* The transforms as functions: inputs of the stored input (step 1: the
  * forward, d(weight)) or of one phase of d(output) (step 2: d(input)), and
  * d(weight)'s dY of one phase of d(output). */

@@ -140,6 +140,43 @@ WPHASE_INLINE void tile_outputs(float *y, const float *mc, size_t ld, int nt, fl
 }
 
 
+/* d(output) of the runs' 2x2 tiles (tile (ty, tx) at (2ty + oy, 2tx + ox),
+ * 0 outside the h x w map; pixel (y, x) at dy[c * plane + y * row + x *
+ * step]) -> dM = A dY A^T: dm[e * ld + c * WPHASE_SEG + k]. t: 6 * WPHASE_SEG
+ * floats. */
+WPHASE_INLINE void grads_body(float *dm, size_t ld, const float *dy, size_t plane, size_t row, int step,
+                       int ch, int h, int w, const Run *runs, int nruns, int nt, int oy, int ox,
+                       float *t) {
+    for (int c = 0; c < ch; c++) {
+        const float *dc = dy + (size_t)c * plane;
+        for (int ri = 0; ri < nruns; ri++) { /* t[(2i + j) * WPHASE_SEG + k] = dY[i][j] of tile k */
+            const Run *R = &runs[ri];
+            for (int i = 0; i < 2; i++) {
+                int iy = 2 * R->ty + oy + i;
+                for (int j = 0; j < 2; j++) {
+                    float *dst = t + (2 * i + j) * WPHASE_SEG + R->k0;
+                    int x0 = 2 * R->tx + ox + j, lo = 0, hi = 0;
+                    if (iy >= 0 && iy < h) inside(&lo, &hi, x0, 0, w, R->n);
+                    const float *src = dc + (size_t)(lo < hi ? iy : 0) * row;
+                    for (int k = 0; k < lo; k++) dst[k] = 0.0f;
+                    for (int k = lo; k < hi; k++) dst[k] = src[(x0 + 2 * k) * step];
+                    for (int k = hi; k < R->n; k++) dst[k] = 0.0f;
+                }
+            }
+        }
+        /* A = [1 0; 1 1; 0 1] down the columns: rows dY[0], dY[0] + dY[1], dY[1]
+         * (the middle one to t[4..5]), then along each row (few streams a
+         * loop, so that the loops vectorise) */
+        for (int k = 0; k < nt; k++) t[4 * WPHASE_SEG + k] = t[k] + t[2 * WPHASE_SEG + k];
+        for (int k = 0; k < nt; k++) t[5 * WPHASE_SEG + k] = t[WPHASE_SEG + k] + t[3 * WPHASE_SEG + k];
+        for (int r = 0; r < 3; r++) {
+            const float *u = t + (r == 0 ? 0 : r == 1 ? 4 : 2) * WPHASE_SEG, *x = u + WPHASE_SEG;
+            float *d0 = dm + (size_t)3 * r * ld + (size_t)c * WPHASE_SEG, *d1 = d0 + ld, *d2 = d1 + ld;
+            for (int k = 0; k < nt; k++) d0[k] = u[k], d1[k] = u[k] + x[k], d2[k] = x[k];
+        }
+    }
+}
+
 size_t wphase_weight_floats(int in_ch, int out_ch);
 size_t wphase_thread_floats(int in_ch, int out_ch);
 

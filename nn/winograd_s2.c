@@ -6,8 +6,8 @@
 #include "nn/winograd_phase.h"
 
 /* The job decomposition (Run, job_runs, inside) and the F(2x2, 2x2)
- * transforms (inputs_body, tile_outputs) are winograd_phase.h's; here the
- * inputs are strided phase maps and the outputs a plain map. */
+ * transforms (inputs_body, tile_outputs, grads_body) are winograd_phase.h's;
+ * here the inputs are strided phase maps and the outputs a plain map. */
 _Static_assert(WS2_SEG == WPHASE_SEG, "the shared transforms' buffers are WPHASE_SEG wide");
 
 #define INLINE static inline __attribute__((always_inline))
@@ -81,40 +81,6 @@ INLINE void outputs_din_body(float *din, const float *m, size_t ld, int ch, int 
     }
 }
 
-/* d(output) of the runs' 2x2 tiles (tile (ty, tx) at (2ty, 2tx), 0 outside
- * the h x w map, pixel (y, x) at dy[c * plane + y * w + x]) -> dM = A dY
- * A^T: dm[e * ld + c * SEG + k]. t: 6 * SEG floats. */
-INLINE void grads_body(float *dm, size_t ld, const float *dy, size_t plane, int ch, int h, int w,
-                       const Run *runs, int nruns, int nt, float *t) {
-    for (int c = 0; c < ch; c++) {
-        const float *dc = dy + (size_t)c * plane;
-        for (int ri = 0; ri < nruns; ri++) { /* t[(2i + j) * SEG + k] = dY[i][j] of tile k */
-            const Run *R = &runs[ri];
-            for (int i = 0; i < 2; i++) {
-                int iy = 2 * R->ty + i;
-                for (int j = 0; j < 2; j++) {
-                    float *dst = t + (2 * i + j) * SEG + R->k0;
-                    int x0 = 2 * R->tx + j, lo = 0, hi = 0;
-                    if (iy < h) inside(&lo, &hi, x0, 0, w, R->n);
-                    const float *src = dc + (size_t)(lo < hi ? iy : 0) * w;
-                    for (int k = lo; k < hi; k++) dst[k] = src[x0 + 2 * k];
-                    for (int k = hi; k < R->n; k++) dst[k] = 0.0f;
-                }
-            }
-        }
-        /* A = [1 0; 1 1; 0 1] down the columns: rows dY[0], dY[0] + dY[1],
-         * dY[1] (the middle one to t[4..5]), then along each row (few
-         * streams a loop, so that the loops vectorise) */
-        for (int k = 0; k < nt; k++) t[4 * SEG + k] = t[k] + t[2 * SEG + k];
-        for (int k = 0; k < nt; k++) t[5 * SEG + k] = t[SEG + k] + t[3 * SEG + k];
-        for (int r = 0; r < 3; r++) {
-            const float *u = t + (r == 0 ? 0 : r == 1 ? 4 : 2) * SEG, *x = u + SEG;
-            float *d0 = dm + (size_t)3 * r * ld + (size_t)c * SEG, *d1 = d0 + ld, *d2 = d1 + ld;
-            for (int k = 0; k < nt; k++) d0[k] = u[k], d1[k] = u[k] + x[k], d2[k] = x[k];
-        }
-    }
-}
-
 /* The transforms as functions: inputs of one phase of the input (step 2:
  * the forward, d(weight)) or of d(output) (step 1: d(input)), the
  * forward's and d(input)'s outputs, d(weight)'s dM. */
@@ -144,7 +110,7 @@ INLINE void grads_body(float *dm, size_t ld, const float *dy, size_t plane, int 
         outputs_body(out, m, ld, ch, h, w, runs, nruns, nt, bias, t);                           \
     }                                                                                           \
     attr static void grads_##suffix(GRADS_ARGS) {                                               \
-        grads_body(dm, ld, dy, plane, ch, h, w, runs, nruns, nt, t);                            \
+        grads_body(dm, ld, dy, plane, w, 1, ch, h, w, runs, nruns, nt, 0, 0, t);                \
     }
 
 TRANSFORMS(plain, )
