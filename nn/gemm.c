@@ -343,6 +343,18 @@ void gemm_pack(GemmPacked *p, float *data, const float *A, int lda, int m, int k
     }
 }
 
+void gemm_packed_layout(GemmPacked *p, float *data, int m, int k) {
+    p->m = m, p->k = k, p->kernel = current_kernel(), p->data = data;
+}
+
+int gemm_packed_strip(const GemmPacked *p) { return kernel_mr[p->kernel]; }
+
+size_t gemm_packed_offset(const GemmPacked *p, int row, int col) {
+    int mr = kernel_mr[p->kernel], p0 = col / GEMM_KC * GEMM_KC, kc = min_int(GEMM_KC, p->k - p0);
+    return (size_t)p0 * round_up(p->m, mr) + (size_t)(row / mr) * mr * kc + (size_t)(col - p0) * mr +
+           row % mr;
+}
+
 void gemm_packed_nn(int n, const GemmPacked *A, const float *B, int ldb, float beta, float *C,
                     int ldc) {
     assert(beta == 0.0f || beta == 1.0f);

@@ -64,6 +64,16 @@ typedef struct {
 size_t gemm_packed_floats(int m, int k);
 /* Packs A [m x k] (row stride lda) into data. */
 void gemm_pack(GemmPacked *packed, float *data, const float *A, int lda, int m, int k);
+/* Filling a packed operand in place (the Winograd weight transforms compute
+ * A's entries): gemm_packed_layout sets p up over data for m x k and the
+ * current kernel without writing anything; the caller then writes every
+ * entry, and zeros in rows m .. up to the next multiple of the strip. Rows
+ * r0 .. r0+strip-1 (r0 a multiple of gemm_packed_strip) of column c lie
+ * contiguous from gemm_packed_offset(p, r0, c), and for c a multiple of a
+ * power of two q <= 256, columns c .. c+q-1 follow each other. */
+void gemm_packed_layout(GemmPacked *p, float *data, int m, int k);
+int gemm_packed_strip(const GemmPacked *p);
+size_t gemm_packed_offset(const GemmPacked *p, int row, int col);
 /* C[m x n] = beta*C + A * B[k x n], A packed. */
 void gemm_packed_nn(int n, const GemmPacked *A, const float *B, int ldb, float beta, float *C,
                     int ldc);

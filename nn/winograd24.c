@@ -184,7 +184,7 @@ static Fns fns_for(GemmKernel kernel) {
 }
 
 size_t wino24_weight_floats(int in_ch, int out_ch) {
-    return E24 * (wino_packed_floats(in_ch, out_ch) + (size_t)in_ch * out_ch);
+    return E24 * wino_packed_floats(in_ch, out_ch);
 }
 
 size_t wino24_thread_floats(int in_ch, int out_ch) {
@@ -243,9 +243,8 @@ static void transform_weights(GemmPacked packed[E24], float *area, const float *
 #if defined(__x86_64__) || defined(__i386__)
     if (gemm_current_kernel() == GEMM_KERNEL_AVX512) body = weights_avx512;
 #endif
-    float *tmp = area + E24 * wino_packed_floats(ci_n, co_n);
-    wino_transform_weights(packed, E24, area, tmp, (size_t)co_n * ci_n, weight, 16, WEIGHT_CHUNK,
-                           transpose, ci_n, co_n, body);
+    wino_transform_weights(packed, E24, area, weight, 16, WEIGHT_CHUNK, transpose, ci_n, co_n,
+                           body);
 }
 
 void wino24_conv(float *out, const float *in, const float *weight, int transpose, const float *bias,

@@ -11,9 +11,6 @@
 #define E43 36 /* transformed elements per tile: 6 x 6 */
 #define SEG WINO43_SEG
 #define CHUNK (WINO43_CHUNK_SEGS * WINO43_SEG) /* tiles per chunk of the weight gradient */
-/* The 36 unpacked U matrices lie this many floats apart beyond their size:
- * at a power-of-two distance their store streams would share L1 sets. */
-#define U_PAD 16
 
 /* (B^T d) of a 6-vector as six expressions (scalars, so that the loops over
  * tiles vectorise) */
@@ -271,7 +268,7 @@ static size_t grad_floats(int ci_n, int co_n) {
 }
 
 size_t wino43_shared_floats(int ci_n, int co_n) {
-    size_t conv = E43 * (wino_packed_floats(ci_n, co_n) + (size_t)ci_n * co_n + U_PAD);
+    size_t conv = E43 * wino_packed_floats(ci_n, co_n);
     size_t grad = grad_floats(ci_n, co_n);
     return conv > grad ? conv : grad;
 }
@@ -383,9 +380,7 @@ static void transform_weights(GemmPacked packed[E43], float *area, const float *
 #if defined(__x86_64__) || defined(__i386__)
     if (gemm_current_kernel() == GEMM_KERNEL_AVX512) body = weights_avx512;
 #endif
-    float *tmp = area + E43 * wino_packed_floats(ci_n, co_n);
-    wino_transform_weights(packed, E43, area, tmp, (size_t)co_n * ci_n + U_PAD, weight, 9, KCHUNK,
-                           transpose, ci_n, co_n, body);
+    wino_transform_weights(packed, E43, area, weight, 9, KCHUNK, transpose, ci_n, co_n, body);
 }
 
 void wino43_conv(float *out, const float *in, const float *weight, int transpose, const float *bias,

@@ -6,8 +6,10 @@
  * gathers the kernels' taps tap-major, `chunk` input channels at a time
  * (gt[t * chunk + j] = tap t of kernel (o, i0 + j), zero past the last
  * channel), so that the caller's `body` computes G g G^T vectorised over the
- * kernels and writes U[e][o, i0 ..] at u + e * mat; then every U[e] is
- * packed for the GEMM kernel selected at the time.
+ * kernels and writes them at u + e * mat, straight into U[e]'s packed
+ * layout for the GEMM kernel selected at the time (no unpacked copy: a
+ * transform then a packing pass cost twice the memory traffic, which was
+ * most of the time).
  */
 #ifndef SPYNCO_WINOGRAD_WEIGHTS_H
 #define SPYNCO_WINOGRAD_WEIGHTS_H
@@ -28,31 +30,38 @@ static inline size_t wino_packed_floats(int ci_n, int co_n) {
     return a > b ? a : b;
 }
 
-/* packed[e] (e < elements) = U[e] packed, in area (wino_packed_floats each),
- * U[e] unpacked at tmp + e * mat first. g = weight[o, i] (k x k taps), or
- * with `transpose` weight[i, o] flipped (d(input) of the conv ci <- co). */
+/* packed[e] (e < elements) = U[e], written straight into the packed layout
+ * (gemm.h) in area, wino_packed_floats each. g = weight[o, i] (k x k taps),
+ * or with `transpose` weight[i, o] flipped (d(input) of the conv ci <- co).
+ * A job is one strip of the packed rows (output channels) by `cols` columns
+ * (input channels): its strip * cols kernels are the body's lanes, in the
+ * order they lie in the packed layout, so the body's n outputs per element
+ * are one contiguous run (lanes past co_n are zero kernels: the strip's
+ * zero padding). */
 static inline void wino_transform_weights(GemmPacked *packed, int elements, float *area,
-                                          float *tmp, size_t mat, const float *weight, int taps,
-                                          int chunk, int transpose, int ci_n, int co_n,
-                                          WinoWeightBody body) {
-    int chunks = (ci_n + chunk - 1) / chunk;
-#pragma omp parallel for schedule(static)
-    for (int job = 0; job < co_n * chunks; job++) {
-        int o = job / chunks, i0 = job % chunks * chunk;
-        int n = ci_n - i0 < chunk ? ci_n - i0 : chunk;
-        float gt[WINO_TAPS_MAX];
-        memset(gt, 0, (size_t)taps * chunk * sizeof(float));
-        for (int j = 0; j < n; j++) {
-            const float *w = transpose ? weight + ((size_t)(i0 + j) * co_n + o) * taps
-                                       : weight + ((size_t)o * ci_n + i0 + j) * taps;
-            for (int t = 0; t < taps; t++) gt[t * chunk + j] = transpose ? w[taps - 1 - t] : w[t];
-        }
-        body(tmp + (size_t)o * ci_n + i0, mat, gt, n);
-    }
+                                          const float *weight, int taps, int chunk, int transpose,
+                                          int ci_n, int co_n, WinoWeightBody body) {
     size_t each = wino_packed_floats(ci_n, co_n);
+    for (int e = 0; e < elements; e++) gemm_packed_layout(&packed[e], area + e * each, co_n, ci_n);
+    int strip = gemm_packed_strip(&packed[0]), cols = 1;
+    while (2 * cols * strip <= chunk) cols *= 2; /* a power of two: runs never cross a k block */
+    int strips = (co_n + strip - 1) / strip, groups = (ci_n + cols - 1) / cols;
 #pragma omp parallel for schedule(static)
-    for (int e = 0; e < elements; e++)
-        gemm_pack(&packed[e], area + e * each, tmp + e * mat, ci_n, co_n, ci_n);
+    for (int job = 0; job < strips * groups; job++) {
+        int o0 = job / groups * strip, i0 = job % groups * cols;
+        int no = co_n - o0 < strip ? co_n - o0 : strip, ni = ci_n - i0 < cols ? ci_n - i0 : cols;
+        float gt[WINO_TAPS_MAX];
+        if (no < strip || ni * strip < chunk) memset(gt, 0, (size_t)taps * chunk * sizeof(float));
+        for (int c = 0; c < ni; c++)
+            for (int r = 0; r < no; r++) {
+                int o = o0 + r, i = i0 + c;
+                const float *w = transpose ? weight + ((size_t)i * co_n + o) * taps
+                                           : weight + ((size_t)o * ci_n + i) * taps;
+                float *g = gt + c * strip + r;
+                for (int t = 0; t < taps; t++) g[t * chunk] = transpose ? w[taps - 1 - t] : w[t];
+            }
+        body(area + gemm_packed_offset(&packed[0], o0, i0), each, gt, ni * strip);
+    }
 }
 
 #endif
