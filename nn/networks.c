@@ -475,8 +475,8 @@ static void unit_backward(const ConvUnit *u, UnitActs *x, Activations *A, int pa
     if (u->has_bn) { /* and the conv's bias gradient with it */
         batchnorm_act_backward(x->d_conv_out, param_grads ? u->dbn_weight : NULL,
                                param_grads ? u->dbn_bias : NULL, param_grads ? u->dbias : NULL,
-                               x->d_out, x->out, x->conv_out,
-                               x->mean, x->rstd, u->bn_weight, bn_act_slope(u->act), s->batch,
+                               x->d_out, x->conv_out, x->mean, x->rstd, u->bn_weight, u->bn_bias,
+                               bn_act_slope(u->act), s->batch,
                                s->out_ch, s->out_h * s->out_w, 1, A->bn_sync, A->bn_stats);
     } else {
         switch (u->act) { /* into the zeroed d_conv_out (d_out itself without an activation) */

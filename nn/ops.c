@@ -87,8 +87,12 @@ PER_CPU static void sum_and_squares(const float *x, int n, double *sum, double *
 static inline float bn_act(float y, float slope) {
     return (y > 0.0f ? y : 0.0f) + slope * (y < 0.0f ? y : 0.0f);
 }
-/* The activation's derivative, from its output (slope > 0 keeps the sign). */
-static inline float bn_act_grad(float out, float slope) { return out > 0.0f ? 1.0f : slope; }
+/* The activation's derivative at y = in * scale + shift, recomputed from the
+ * input as the forward computed it (the same bits: the same sign), so that
+ * the backward need not read the output too. */
+static inline float bn_act_grad(float in, float scale, float shift, float slope) {
+    return in * scale + shift > 0.0f ? 1.0f : slope;
+}
 
 /* out = act(in * scale + shift), one channel plane */
 PER_CPU static void bn_channel_apply(float *out, const float *in, float scale, float shift,
@@ -147,15 +151,16 @@ static void bn_forward(float *out, float *mean, float *rstd, float *running_mean
 }
 
 /* *s += sum of k * dy, *sx += sum of k * dy * (x - m) * r over one channel
- * plane, k the activation's derivative read from its output o. In chunks:
- * the float products first, then their double sums, each vectorised. */
-PER_CPU static void bn_channel_grad_sums(double *s, double *sx, const float *dy, const float *o,
-                                         const float *x, float m, float r, float slope, int n) {
+ * plane, k the activation's derivative (bn_act_grad). In chunks: the float
+ * products first, then their double sums, each vectorised. */
+PER_CPU static void bn_channel_grad_sums(double *s, double *sx, const float *dy, const float *x,
+                                         float m, float r, float scale, float shift, float slope,
+                                         int n) {
     float g[BN_CHUNK], gx[BN_CHUNK];
     for (int i0 = 0; i0 < n; i0 += BN_CHUNK) {
         int len = n - i0 < BN_CHUNK ? n - i0 : BN_CHUNK;
         for (int i = 0; i < len; i++) {
-            float k = bn_act_grad(o[i0 + i], slope); /* in a variable: vectorises */
+            float k = bn_act_grad(x[i0 + i], scale, shift, slope); /* in a variable: vectorises */
             g[i] = k * dy[i0 + i];
             gx[i] = g[i] * ((x[i0 + i] - m) * r);
         }
@@ -165,9 +170,10 @@ PER_CPU static void bn_channel_grad_sums(double *s, double *sx, const float *dy,
 
 /* d(input) of one channel plane: dx (+)= g * (k * dy - mean_dy - xhat *
  * mean_dy_xhat); with dsum, *dsum += the sum of dx (not accumulating). */
-PER_CPU static void bn_channel_din(float *dx, double *dsum, const float *dy, const float *o,
-                                   const float *x, float g, float m, float r, float mean_dy,
-                                   float mean_dy_xhat, float slope, int accumulate, int n) {
+PER_CPU static void bn_channel_din(float *dx, double *dsum, const float *dy, const float *x,
+                                   float g, float m, float r, float scale, float shift,
+                                   float mean_dy, float mean_dy_xhat, float slope, int accumulate,
+                                   int n) {
     if (accumulate) {
         for (int i = 0; i < n; i++) dx[i] += g * (dy[i] - mean_dy - (x[i] - m) * r * mean_dy_xhat);
         return;
@@ -175,31 +181,31 @@ PER_CPU static void bn_channel_din(float *dx, double *dsum, const float *dy, con
     for (int i0 = 0; i0 < n; i0 += BN_CHUNK) { /* dsum: each chunk summed while in L1 */
         int len = n - i0 < BN_CHUNK ? n - i0 : BN_CHUNK;
         for (int i = i0; i < i0 + len; i++) {
-            float k = bn_act_grad(o[i], slope);
+            float k = bn_act_grad(x[i], scale, shift, slope);
             dx[i] = g * (k * dy[i] - mean_dy - (x[i] - m) * r * mean_dy_xhat);
         }
         if (dsum) *dsum += sum_floats(dx + i0, len);
     }
 }
 
-/* With out set, dout is the activation's output gradient and out its output;
- * with out NULL, dout is BN's own output gradient (slope 1 then makes
- * act_grad the identity, with no branch in the loops). accumulate: din +=
- * (else =). */
+/* With beta set, dout is the activation's output gradient (its derivative
+ * recomputed from in, gamma and beta); with beta NULL, dout is BN's own
+ * output gradient (slope 1 then makes act_grad the identity, with no branch
+ * in the loops). accumulate: din += (else =). */
 static void bn_backward(float *din, float *dgamma, float *dbeta, float *dsum, const float *dout,
-                        const float *out, float slope, int accumulate, const float *in, const float *mean,
-                        const float *rstd, const float *gamma, int batch, int ch, int hw,
-                        int training, const BnSync *sync, double *stats) {
+                        const float *beta, float slope, int accumulate, const float *in,
+                        const float *mean, const float *rstd, const float *gamma, int batch, int ch,
+                        int hw, int training, const BnSync *sync, double *stats) {
     double *sum_dy = stats, *sum_dy_xhat = stats + ch;
-    if (!out) slope = 1.0f;
+    if (!beta) slope = 1.0f;
 #pragma omp parallel for schedule(static)
     for (int c = 0; c < ch; c++) {
         double s = 0.0, sx = 0.0;
         float m = mean[c], r = rstd[c];
+        float scale = gamma[c] * r, shift = (beta ? beta[c] : 0.0f) - m * scale; /* as bn_forward */
         for (int b = 0; b < batch; b++) {
             size_t off = ((size_t)b * ch + c) * hw;
-            bn_channel_grad_sums(&s, &sx, dout + off, (out ? out : dout) + off, in + off, m, r,
-                                 slope, hw);
+            bn_channel_grad_sums(&s, &sx, dout + off, in + off, m, r, scale, shift, slope, hw);
         }
         sum_dy[c] = s, sum_dy_xhat[c] = sx;
         if (dgamma) dgamma[c] += (float)sx;
@@ -213,14 +219,14 @@ static void bn_backward(float *din, float *dgamma, float *dbeta, float *dsum, co
 #pragma omp parallel for schedule(static)
     for (int c = 0; c < ch; c++) {
         float g = gamma[c] * rstd[c], m = mean[c], r = rstd[c];
+        float shift = (beta ? beta[c] : 0.0f) - m * g; /* g is bn_forward's scale */
         float mean_dy = training ? (float)(sum_dy[c] / count) : 0.0f;
         float mean_dy_xhat = training ? (float)(sum_dy_xhat[c] / count) : 0.0f;
         double s = 0.0;
         for (int b = 0; b < batch; b++) {
             size_t off = ((size_t)b * ch + c) * hw;
-            const float *x = in + off, *dy = dout + off, *o = (out ? out : dout) + off;
-            bn_channel_din(din + off, dsum ? &s : NULL, dy, o, x, g, m, r, mean_dy, mean_dy_xhat,
-                           slope, accumulate, hw);
+            bn_channel_din(din + off, dsum ? &s : NULL, dout + off, in + off, g, m, r, g, shift,
+                           mean_dy, mean_dy_xhat, slope, accumulate, hw);
         }
         if (dsum) dsum[c] += (float)s;
     }
@@ -250,10 +256,10 @@ void batchnorm_act_forward(float *out, float *mean, float *rstd, float *running_
 }
 
 void batchnorm_act_backward(float *din, float *dgamma, float *dbeta, float *dsum, const float *dout,
-                            const float *out, const float *in, const float *mean, const float *rstd,
-                            const float *gamma, float slope, int batch, int ch, int hw, int training,
-                            const BnSync *sync, double *stats) {
-    bn_backward(din, dgamma, dbeta, dsum, dout, out, slope, 0, in, mean, rstd, gamma, batch, ch, hw,
+                            const float *in, const float *mean, const float *rstd,
+                            const float *gamma, const float *beta, float slope, int batch, int ch,
+                            int hw, int training, const BnSync *sync, double *stats) {
+    bn_backward(din, dgamma, dbeta, dsum, dout, beta, slope, 0, in, mean, rstd, gamma, batch, ch, hw,
                 training, sync, stats);
 }
 

@@ -65,7 +65,8 @@ void batchnorm_backward(float *din, float *dgamma, float *dbeta, const float *do
  * out = act(BN(in)), act(y) = y > 0 ? y : slope * y (slope 0: ReLU, 0.2:
  * LeakyReLU, 1: none). Arguments and statistics as batchnorm_forward; in and
  * out must differ. The backward takes the activation's output gradient dout
- * and the forward's out, and STORES d(in) (din is overwritten, unlike the
+ * (the activation's derivative it recomputes from in, gamma and beta, as the
+ * forward computed it: a pass reads two arrays, not three), and STORES d(in) (din is overwritten, unlike the
  * other backwards: it is the conv output's own gradient, so nobody has to
  * zero it first); dgamma and dbeta accumulate, and so does dsum (if not
  * NULL), the per-channel sum of d(in): the gradient of the conv's bias,
@@ -75,9 +76,9 @@ void batchnorm_act_forward(float *out, float *mean, float *rstd, float *running_
                            const float *beta, float slope, int batch, int ch, int hw, int training,
                            const BnSync *sync, double *stats);
 void batchnorm_act_backward(float *din, float *dgamma, float *dbeta, float *dsum, const float *dout,
-                            const float *out, const float *in, const float *mean, const float *rstd,
-                            const float *gamma, float slope, int batch, int ch, int hw, int training,
-                            const BnSync *sync, double *stats);
+                            const float *in, const float *mean, const float *rstd,
+                            const float *gamma, const float *beta, float slope, int batch, int ch,
+                            int hw, int training, const BnSync *sync, double *stats);
 
 /* ---- resampling ------------------------------------------------------- */
 /* Nearest-neighbour x2: in [bc, h, w] -> out [bc, 2h, 2w]. */

@@ -477,7 +477,7 @@ static void test_batchnorm_act(float slope) {
     memcpy(b->rm, rm0, sizeof rm0), memcpy(b->rv, rv0, sizeof rv0);
     bn_act_loss(&c);
     float dsum[4] = {0};
-    batchnorm_act_backward(din, dg, dbt, dsum, b->r, b->out, b->in, b->mean, b->rstd, b->gamma, slope,
+    batchnorm_act_backward(din, dg, dbt, dsum, b->r, b->in, b->mean, b->rstd, b->gamma, b->beta, slope,
                            b->batch, b->ch, b->hw, 1, NULL, stats);
     double worst = 0;
     for (size_t i = 0; i < n; i++) {
