@@ -81,34 +81,45 @@ INLINE void row_pass_body(float *h0, const float *pr, int n) {
     }
 }
 
+/* Floats of one patch row copy: 4 SEG + 2, and what the AVX-512 row pass
+ * reads past it (whole vectors) */
+#define PATCH_ROW (4 * SEG + 80)
 /* v[e * ld + c * cld + k] = (B^T d B)[e] for every channel c of x (h x w,
- * zero outside) and every tile k of the runs. hv: 40 * SEG + 16 floats (the
- * AVX-512 row pass reads up to 78 floats past a row, in whole vectors). */
+ * zero outside) and every tile k of the runs. hv: INPUT_FLOATS. A run's six
+ * patch rows are copied (zero-padded) before any is read: a load right after
+ * the copy's stores to the same lines, at another offset, cannot take its
+ * data from them and waits (measured: a quarter of the transform's time). */
+#define INPUT_FLOATS (36 * SEG + 6 * PATCH_ROW)
 INLINE void inputs_body(float *v, size_t ld, size_t cld, const float *x, int ch, int h, int w,
                         const Run *runs, int nruns, int nt, float *hv, RowPass row_pass) {
-    float *pr = hv + 36 * SEG; /* a run's patch row, zero-padded: 4n + 2 floats */
+    float *pr = hv + 36 * SEG; /* the run's patch rows r at pr + r * PATCH_ROW */
     for (int c = 0; c < ch; c++) {
         const float *xc = x + (size_t)c * h * w;
         for (int ri = 0; ri < nruns && c + WINO_PREFETCH < ch; ri++) /* as in winograd.h */
             wino_prefetch_rows(xc + (size_t)WINO_PREFETCH * h * w, h, w, runs[ri].y0, 6, runs[ri].x0,
                                4 * runs[ri].n + 2, 0);
-        for (int r = 0; r < 6; r++) { /* B^T along each patch row: hv[(r*6 + t)*SEG + k] */
-            float *hr = hv + (size_t)r * 6 * SEG;
-            for (int ri = 0; ri < nruns; ri++) {
-                const Run *R = &runs[ri];
-                int y = R->y0 + r, len = 4 * R->n + 2;
-                float *h0 = hr + R->k0;
-                if (y < 0 || y >= h) {
-                    for (int t = 0; t < 6; t++)
-                        for (int k = 0; k < R->n; k++) h0[t * SEG + k] = 0.0f;
+        for (int ri = 0; ri < nruns; ri++) {
+            const Run *R = &runs[ri];
+            int len = 4 * R->n + 2;
+            /* columns x0 .. x0+len-1: [lo, hi) inside the row */
+            int lo = R->x0 < 0 ? -R->x0 : 0, hi = w - R->x0 < len ? w - R->x0 : len;
+            for (int r = 0; r < 6; r++) {
+                int y = R->y0 + r;
+                float *p = pr + r * PATCH_ROW;
+                if (y < 0 || y >= h) continue;
+                for (int j = 0; j < lo; j++) p[j] = 0.0f;
+                copy_floats(p + lo, xc + (size_t)y * w + R->x0 + lo, hi - lo);
+                for (int j = hi; j < len; j++) p[j] = 0.0f;
+            }
+            for (int r = 0; r < 6; r++) { /* B^T along each patch row: hv[(r*6 + t)*SEG + k] */
+                int y = R->y0 + r;
+                float *h0 = hv + (size_t)r * 6 * SEG + R->k0;
+                if (y >= 0 && y < h) {
+                    row_pass(h0, pr + r * PATCH_ROW, R->n);
                     continue;
                 }
-                /* columns x0 .. x0+len-1: [lo, hi) inside the row */
-                int lo = R->x0 < 0 ? -R->x0 : 0, hi = w - R->x0 < len ? w - R->x0 : len;
-                for (int j = 0; j < lo; j++) pr[j] = 0.0f;
-                copy_floats(pr + lo, xc + (size_t)y * w + R->x0 + lo, hi - lo);
-                for (int j = hi; j < len; j++) pr[j] = 0.0f;
-                row_pass(h0, pr, R->n);
+                for (int t = 0; t < 6; t++)
+                    for (int k = 0; k < R->n; k++) h0[t * SEG + k] = 0.0f;
             }
         }
         for (int t = 0; t < 6; t++) { /* then B^T down the columns: element (u, t) */
@@ -326,7 +337,8 @@ size_t wino43_shared_floats(int ci_n, int co_n) {
 }
 
 size_t wino43_thread_floats(int ci_n, int co_n) {
-    return (size_t)E43 * (ci_n + co_n) * SEG + (size_t)44 * SEG;
+    size_t t = INPUT_FLOATS > 44 * SEG ? INPUT_FLOATS : 44 * SEG; /* transforms' scratch */
+    return (size_t)E43 * (ci_n + co_n) * SEG + t;
 }
 
 /* (G x) of a 3-vector in double: six expressions (scalars, so that the loops
