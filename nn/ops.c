@@ -103,36 +103,63 @@ PER_CPU static void bn_channel_apply(float *out, const float *in, float scale, f
         for (int i = 0; i < n; i++) out[i] = bn_act(in[i] * scale + shift, slope);
 }
 
+/* mean, rstd and the running statistics of channel c from its sums */
+static void bn_channel_stats(float *mean, float *rstd, float *running_mean, float *running_var,
+                             double sum, double squares, double count, int c) {
+    double mu = sum / count;
+    double var = squares / count - mu * mu;
+    if (var < 0.0) var = 0.0; /* a constant channel's rounding */
+    mean[c] = (float)mu;
+    rstd[c] = (float)(1.0 / sqrt(var + BN_EPS));
+    double unbiased = count > 1 ? var * count / (count - 1) : var;
+    running_mean[c] = (1.0f - BN_MOMENTUM) * running_mean[c] + BN_MOMENTUM * (float)mu;
+    running_var[c] = (1.0f - BN_MOMENTUM) * running_var[c] + BN_MOMENTUM * (float)unbiased;
+}
+
+/* sums of x and x^2 over channel c's planes: in double (each float's square
+ * is exact there, and E[x^2] - E[x]^2 loses ~1e-16 * mean^2 / var of the
+ * variance, nothing at float precision) */
+static void bn_channel_sums(double *sum, double *squares, const float *in, int batch, int ch,
+                            int hw, int c) {
+    *sum = 0.0, *squares = 0.0;
+    for (int b = 0; b < batch; b++) sum_and_squares(in + ((size_t)b * ch + c) * hw, hw, sum, squares);
+}
+
+static void bn_channel_forward(float *out, const float *in, const float *gamma, const float *beta,
+                               const float *mean, const float *rstd, float slope, int batch, int ch,
+                               int hw, int c) {
+    float scale = gamma[c] * rstd[c];
+    float shift = beta[c] - mean[c] * scale;
+    for (int b = 0; b < batch; b++) {
+        size_t off = ((size_t)b * ch + c) * hw;
+        bn_channel_apply(out + off, in + off, scale, shift, slope, hw);
+    }
+}
+
 static void bn_forward(float *out, float *mean, float *rstd, float *running_mean,
                        float *running_var, const float *in, const float *gamma, const float *beta,
                        float slope, int batch, int ch, int hw, int training, const BnSync *sync,
                        double *stats) {
-    if (training) {
-        /* one pass: sums of x and x^2 in double (each float's square is exact
-         * there, and E[x^2] - E[x]^2 loses ~1e-16 * mean^2 / var of the
-         * variance, nothing at float precision); the per-channel sums add up
-         * over replicas */
-        double *mu = stats, *sq = stats + ch;
+    double count = (double)batch * hw;
+    if (training && !sync) { /* each channel whole in one pass of the threads: its planes are
+                                still in cache when they are normalised */
 #pragma omp parallel for schedule(static)
         for (int c = 0; c < ch; c++) {
-            double sum = 0.0, squares = 0.0;
-            for (int b = 0; b < batch; b++)
-                sum_and_squares(in + ((size_t)b * ch + c) * hw, hw, &sum, &squares);
-            mu[c] = sum, sq[c] = squares;
+            double sum, squares;
+            bn_channel_sums(&sum, &squares, in, batch, ch, hw, c);
+            bn_channel_stats(mean, rstd, running_mean, running_var, sum, squares, count, c);
+            bn_channel_forward(out, in, gamma, beta, mean, rstd, slope, batch, ch, hw, c);
         }
-        stats[2 * ch] = (double)batch * hw;
-        if (sync) sync->sum(stats, 2 * ch + 1, sync->ctx);
-        double count = stats[2 * ch];
-        for (int c = 0; c < ch; c++) {
-            mu[c] /= count;
-            double var = sq[c] / count - mu[c] * mu[c];
-            if (var < 0.0) var = 0.0; /* a constant channel's rounding */
-            mean[c] = (float)mu[c];
-            rstd[c] = (float)(1.0 / sqrt(var + BN_EPS));
-            double unbiased = count > 1 ? var * count / (count - 1) : var;
-            running_mean[c] = (1.0f - BN_MOMENTUM) * running_mean[c] + BN_MOMENTUM * (float)mu[c];
-            running_var[c] = (1.0f - BN_MOMENTUM) * running_var[c] + BN_MOMENTUM * (float)unbiased;
-        }
+        return;
+    }
+    if (training) { /* the per-channel sums add up over the replicas first */
+        double *mu = stats, *sq = stats + ch;
+#pragma omp parallel for schedule(static)
+        for (int c = 0; c < ch; c++) bn_channel_sums(&mu[c], &sq[c], in, batch, ch, hw, c);
+        stats[2 * ch] = count;
+        sync->sum(stats, 2 * ch + 1, sync->ctx);
+        for (int c = 0; c < ch; c++)
+            bn_channel_stats(mean, rstd, running_mean, running_var, mu[c], sq[c], stats[2 * ch], c);
     } else {
         for (int c = 0; c < ch; c++) {
             mean[c] = running_mean[c];
@@ -140,14 +167,7 @@ static void bn_forward(float *out, float *mean, float *rstd, float *running_mean
         }
     }
 #pragma omp parallel for schedule(static)
-    for (int c = 0; c < ch; c++) {
-        float scale = gamma[c] * rstd[c];
-        float shift = beta[c] - mean[c] * scale;
-        for (int b = 0; b < batch; b++) {
-            size_t off = ((size_t)b * ch + c) * hw;
-            bn_channel_apply(out + off, in + off, scale, shift, slope, hw);
-        }
-    }
+    for (int c = 0; c < ch; c++) bn_channel_forward(out, in, gamma, beta, mean, rstd, slope, batch, ch, hw, c);
 }
 
 /* *s += sum of k * dy, *sx += sum of k * dy * (x - m) * r over one channel
@@ -188,6 +208,43 @@ PER_CPU static void bn_channel_din(float *dx, double *dsum, const float *dy, con
     }
 }
 
+/* BN's backward over one channel c: its two gradient sums (into stats, and
+ * dgamma, dbeta), then, given the totals, d(input) */
+typedef struct {
+    float *din, *dgamma, *dbeta, *dsum;
+    const float *dout, *beta, *in, *mean, *rstd, *gamma;
+    float slope;
+    int accumulate, batch, ch, hw, training;
+} BnBackward;
+
+static void bn_channel_backward_sums(const BnBackward *k, double *stats, int c) {
+    double s = 0.0, sx = 0.0;
+    float m = k->mean[c], r = k->rstd[c];
+    float scale = k->gamma[c] * r, shift = (k->beta ? k->beta[c] : 0.0f) - m * scale; /* as bn_forward */
+    for (int b = 0; b < k->batch; b++) {
+        size_t off = ((size_t)b * k->ch + c) * k->hw;
+        bn_channel_grad_sums(&s, &sx, k->dout + off, k->in + off, m, r, scale, shift, k->slope, k->hw);
+    }
+    stats[c] = s, stats[k->ch + c] = sx;
+    if (k->dgamma) k->dgamma[c] += (float)sx;
+    if (k->dbeta) k->dbeta[c] += (float)s;
+}
+
+static void bn_channel_backward_din(const BnBackward *k, const double *stats, double count, int c) {
+    float g = k->gamma[c] * k->rstd[c], m = k->mean[c], r = k->rstd[c];
+    float shift = (k->beta ? k->beta[c] : 0.0f) - m * g; /* g is bn_forward's scale */
+    /* Training: the batch statistics depend on the input too, through the whole batch. */
+    float mean_dy = k->training ? (float)(stats[c] / count) : 0.0f;
+    float mean_dy_xhat = k->training ? (float)(stats[k->ch + c] / count) : 0.0f;
+    double s = 0.0;
+    for (int b = 0; b < k->batch; b++) {
+        size_t off = ((size_t)b * k->ch + c) * k->hw;
+        bn_channel_din(k->din + off, k->dsum ? &s : NULL, k->dout + off, k->in + off, g, m, r, g,
+                       shift, mean_dy, mean_dy_xhat, k->slope, k->accumulate, k->hw);
+    }
+    if (k->dsum) k->dsum[c] += (float)s;
+}
+
 /* With beta set, dout is the activation's output gradient (its derivative
  * recomputed from in, gamma and beta); with beta NULL, dout is BN's own
  * output gradient (slope 1 then makes act_grad the identity, with no branch
@@ -196,40 +253,27 @@ static void bn_backward(float *din, float *dgamma, float *dbeta, float *dsum, co
                         const float *beta, float slope, int accumulate, const float *in,
                         const float *mean, const float *rstd, const float *gamma, int batch, int ch,
                         int hw, int training, const BnSync *sync, double *stats) {
-    double *sum_dy = stats, *sum_dy_xhat = stats + ch;
-    if (!beta) slope = 1.0f;
+    BnBackward k = {.din = din, .dgamma = dgamma, .dbeta = dbeta, .dsum = dsum, .dout = dout,
+                    .beta = beta, .in = in, .mean = mean, .rstd = rstd, .gamma = gamma,
+                    .slope = beta ? slope : 1.0f, .accumulate = accumulate, .batch = batch,
+                    .ch = ch, .hw = hw, .training = training};
+    double count = (double)batch * hw;
+    if (!din || !training || !sync) { /* each channel whole in one pass of the threads: its
+                                         planes are still in cache for d(input) */
 #pragma omp parallel for schedule(static)
-    for (int c = 0; c < ch; c++) {
-        double s = 0.0, sx = 0.0;
-        float m = mean[c], r = rstd[c];
-        float scale = gamma[c] * r, shift = (beta ? beta[c] : 0.0f) - m * scale; /* as bn_forward */
-        for (int b = 0; b < batch; b++) {
-            size_t off = ((size_t)b * ch + c) * hw;
-            bn_channel_grad_sums(&s, &sx, dout + off, in + off, m, r, scale, shift, slope, hw);
+        for (int c = 0; c < ch; c++) {
+            bn_channel_backward_sums(&k, stats, c);
+            if (din) bn_channel_backward_din(&k, stats, count, c);
         }
-        sum_dy[c] = s, sum_dy_xhat[c] = sx;
-        if (dgamma) dgamma[c] += (float)sx;
-        if (dbeta) dbeta[c] += (float)s;
+        return;
     }
-    if (!din) return;
-    /* Training: the batch statistics depend on the input too, through the whole batch. */
-    stats[2 * ch] = (double)batch * hw;
-    if (training && sync) sync->sum(stats, 2 * ch + 1, sync->ctx);
-    double count = stats[2 * ch];
+    /* the sums add up over the replicas first */
 #pragma omp parallel for schedule(static)
-    for (int c = 0; c < ch; c++) {
-        float g = gamma[c] * rstd[c], m = mean[c], r = rstd[c];
-        float shift = (beta ? beta[c] : 0.0f) - m * g; /* g is bn_forward's scale */
-        float mean_dy = training ? (float)(sum_dy[c] / count) : 0.0f;
-        float mean_dy_xhat = training ? (float)(sum_dy_xhat[c] / count) : 0.0f;
-        double s = 0.0;
-        for (int b = 0; b < batch; b++) {
-            size_t off = ((size_t)b * ch + c) * hw;
-            bn_channel_din(din + off, dsum ? &s : NULL, dout + off, in + off, g, m, r, g, shift,
-                           mean_dy, mean_dy_xhat, slope, accumulate, hw);
-        }
-        if (dsum) dsum[c] += (float)s;
-    }
+    for (int c = 0; c < ch; c++) bn_channel_backward_sums(&k, stats, c);
+    stats[2 * ch] = count;
+    sync->sum(stats, 2 * ch + 1, sync->ctx);
+#pragma omp parallel for schedule(static)
+    for (int c = 0; c < ch; c++) bn_channel_backward_din(&k, stats, stats[2 * ch], c);
 }
 
 void batchnorm_forward(float *out, float *mean, float *rstd, float *running_mean,
