@@ -1,6 +1,7 @@
 #include "nn/ops.h"
 
 #include <math.h>
+#include <stdint.h>
 
 /* Element-wise loops are worth threading only when large. */
 #define PAR_MIN 32768
@@ -31,9 +32,32 @@ void leaky_relu_backward(float *din, const float *dout, const float *out, float 
     }
 }
 
+/* tanh(x) = 1 - 2 / (e^2x + 1), e^2x = 2^k * 2^f (k = round(2x log2 e), |f| <=
+ * 1/2, 2^f by its Taylor series to degree 7, relative error < 1e-8), for
+ * |x| <= 9 (beyond, tanh is +-1 in float): plain arithmetic that
+ * vectorises, where libm's tanhf is a call per value. Absolute error below
+ * 1.9e-7 over every float in [-9, 9] (against double tanh). */
+static inline float tanh_fast(float x) {
+    float y = x * 2.88539008f;     /* 2x log2(e) */
+    int k = (int)(y + 64.5f) - 64; /* round(y): the sum is positive, so truncation floors */
+    float f = (y - (float)k) * 0.693147181f, p = 1.0f / 5040.0f;
+    p = p * f + 1.0f / 720.0f, p = p * f + 1.0f / 120.0f, p = p * f + 1.0f / 24.0f;
+    p = p * f + 1.0f / 6.0f, p = p * f + 0.5f, p = p * f + 1.0f, p = p * f + 1.0f;
+    union { int32_t i; float f; } two_k = {.i = (k + 127) << 23};
+    return 1.0f - 2.0f / (p * two_k.f + 1.0f);
+}
+
+void tanh_span(float *out, const float *in, size_t n) {
+    /* clamped to tanh_fast's range first; stored selects vectorise */
+    for (size_t i = 0; i < n; i++) out[i] = in[i] < 9.0f ? in[i] : 9.0f;
+    for (size_t i = 0; i < n; i++) out[i] = out[i] > -9.0f ? out[i] : -9.0f;
+    for (size_t i = 0; i < n; i++) out[i] = tanh_fast(out[i]);
+}
+
 void tanh_forward(float *out, const float *in, size_t n) {
-#pragma omp parallel for if (n > PAR_MIN)
-    for (size_t i = 0; i < n; i++) out[i] = tanhf(in[i]);
+    enum { SPAN = 4096 };
+#pragma omp parallel for schedule(static) if (n > PAR_MIN)
+    for (size_t i0 = 0; i0 < n; i0 += SPAN) tanh_span(out + i0, in + i0, n - i0 < SPAN ? n - i0 : SPAN);
 }
 
 void tanh_backward(float *din, const float *dout, const float *out, size_t n) {
