@@ -32,9 +32,12 @@ static int is_winograd(const ConvShape *s) {
 }
 
 /* 4x4, stride 1, more than one output channel (D's l3): Winograd F(2x2, 4x4)
- * for the forward and d(input) (nn/winograd24.h). Its weight transform costs
+ * in all three products (nn/winograd24.h). Its weight transform costs
  * about as much as the products it saves on ~150 output pixels (measured:
- * slower at 7x7, D's smallest scale, 1.2x faster at 15x15, 1.6x at 31x31). */
+ * slower at 7x7, D's smallest scale, 1.2x faster at 15x15, 1.6x at 31x31).
+ * d(weight) crosses over at the same size (128 -> 256, 1 thread, im2col ->
+ * F(2x2, 4x4): 7x7 0.60 -> 0.97 ms, 11x11 1.25 -> 1.58, 13x13 1.72 -> 1.62,
+ * 15x15 2.2 -> 1.5), so the threshold holds for all three. */
 #define WINO24_MIN_PIXELS 200
 static int is_winograd24(const ConvShape *s) {
     return !s->upsampled && s->kernel == 4 && s->stride == 1 && s->out_ch > 1 &&
@@ -91,21 +94,23 @@ static size_t column_rows(const ConvShape *s) {
 static size_t thread_floats(const ConvShape *s) {
     if (is_upsampled_3x3(s)) return wphase_thread_floats(s->in_ch, s->out_ch);
     if (is_winograd_s2(s)) return ws2_thread_floats(s->in_ch, s->out_ch);
+    if (is_winograd24(s)) return wino24_thread_floats(s->in_ch, s->out_ch);
     size_t direct = (column_rows(s) + (size_t)s->in_ch) * CONV_BLOCK;
-    if (is_winograd24(s)) return max_sz(direct, wino24_thread_floats(s->in_ch, s->out_ch));
     if (!is_winograd(s)) return direct;
     direct = max_sz(direct, wino43_thread_floats(s->in_ch, s->out_ch));
     return max_sz(direct, ((size_t)16 * (s->in_ch + s->out_ch) + 16) * WINO_SEG);
 }
 
-/* Before the threads' areas: the weight area and the gradient slots, which
- * F(2x2, 4x4) and F(4x4, 3x3) use as one area. */
+/* Before the threads' areas: the weight area and the gradient slots (which
+ * F(4x4, 3x3) uses as one area), or in their place F(2x2, 4x4)'s own area:
+ * none of its products uses im2col. */
 static size_t shared_floats(const ConvShape *s) {
     if (is_winograd(s)) return max_sz(weight_floats(s), wino43_shared_floats(s->in_ch, s->out_ch));
+    if (is_winograd24(s)) return wino24_shared_floats(s->in_ch, s->out_ch);
     size_t n = weight_floats(s) * (1 + CONV_GRAD_SLOTS);
     if (is_upsampled_3x3(s)) return max_sz(n, wphase_weight_floats(s->in_ch, s->out_ch));
     if (is_winograd_s2(s)) return max_sz(n, ws2_weight_floats(s->in_ch, s->out_ch));
-    return is_winograd24(s) ? max_sz(n, wino24_weight_floats(s->in_ch, s->out_ch)) : n;
+    return n;
 }
 
 size_t conv_scratch_floats(const ConvShape *s, int threads) {
@@ -717,6 +722,12 @@ static void conv_backward_weight(float *dweight, const float *dout, const float 
     }
     if (is_single_output(s)) {
         single_output_backward_weight(dweight, dout, in, s, scratch);
+        return;
+    }
+    if (is_winograd24(s)) {
+        wino24_backward_weight(dweight, dout, in, s->batch, s->in_ch, s->out_ch, s->in_h, s->in_w,
+                               s->out_h, s->out_w, s->pad, scratch, scratch + shared_floats(s),
+                               thread_floats(s));
         return;
     }
     int hw = s->out_h * s->out_w;

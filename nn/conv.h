@@ -27,10 +27,11 @@
  * instead).
  *
  * 4x4 convs with stride 1 and more than one output channel (D's l3) run as
- * Winograd F(2x2, 4x4) (nn/winograd24.h) in the forward and d(input) when
- * the output has at least WINO24_MIN_PIXELS pixels: 2.56x fewer products,
- * each output within ~4x the direct conv's rounding. Smaller maps (D's
- * smallest scale) and d(weight) stay on im2col + GEMM.
+ * Winograd F(2x2, 4x4) (nn/winograd24.h) in all three products when the
+ * output has at least WINO24_MIN_PIXELS pixels: 2.56x fewer products, each
+ * output within ~4x the direct conv's rounding, each d(weight) tap within
+ * ~2e-6 of the sum of its |products|. Smaller maps (D's smallest scale)
+ * stay on im2col + GEMM.
  *
  * 4x4 convs with stride 2 and pad 1 (D's l1, l2) are four polyphase 2x2
  * convs, each as Winograd F(2x2, 2x2) (nn/winograd_s2.h), in all three

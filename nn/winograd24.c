@@ -8,6 +8,7 @@
 
 #define INLINE static inline __attribute__((always_inline))
 #define E24 25 /* transformed elements per tile: 5 x 5 */
+#define CHUNK (WINO24_CHUNK_SEGS * WINO24_SEG) /* tiles per chunk of the weight gradient */
 
 /* (B^T d) of a 5-vector as five expressions: the rows of B^T as adds and
  * doublings (scalars, so that the loops over tiles vectorise) */
@@ -36,10 +37,10 @@ static int job_runs(Run *runs, int q0, int nt, int tw, int pad) {
     return count;
 }
 
-/* v[e * ld + c * SEG + k] = (B^T d B)[e] for every channel c of x (h x w,
+/* v[e * ld + c * cld + k] = (B^T d B)[e] for every channel c of x (h x w,
  * zero outside) and every tile k of the runs. hv: 5 * 5 * SEG floats. */
-INLINE void inputs_body(float *v, size_t ld, const float *x, int ch, int h, int w, const Run *runs,
-                        int nruns, int nt, float *hv) {
+INLINE void inputs_body(float *v, size_t ld, size_t cld, const float *x, int ch, int h, int w,
+                        const Run *runs, int nruns, int nt, float *hv) {
     for (int c = 0; c < ch; c++) {
         const float *xc = x + (size_t)c * h * w;
         for (int r = 0; r < 5; r++) { /* B^T along each patch row: hv[(r*5 + v)*SEG + k] */
@@ -83,7 +84,7 @@ INLINE void inputs_body(float *v, size_t ld, const float *x, int ch, int h, int 
             const float *r0 = hv + t * WINO24_SEG, *r1 = r0 + 5 * WINO24_SEG,
                         *r2 = r1 + 5 * WINO24_SEG, *r3 = r2 + 5 * WINO24_SEG,
                         *r4 = r3 + 5 * WINO24_SEG;
-            float *v0 = v + (size_t)t * ld + (size_t)c * WINO24_SEG, *v1 = v0 + 5 * ld,
+            float *v0 = v + (size_t)t * ld + (size_t)c * cld, *v1 = v0 + 5 * ld,
                   *v2 = v1 + 5 * ld, *v3 = v2 + 5 * ld, *v4 = v3 + 5 * ld;
 #pragma GCC ivdep /* 5 output streams: too many run-time alias checks for GCC */
             for (int k = 0; k < nt; k++) {
@@ -144,27 +145,78 @@ INLINE void outputs_body(float *out, const float *m, size_t ld, int ch, int h, i
     }
 }
 
-static void inputs_plain(float *v, size_t ld, const float *x, int ch, int h, int w, const Run *runs,
-                         int nruns, int nt, float *hv) {
-    inputs_body(v, ld, x, ch, h, w, runs, nruns, nt, hv);
+/* (A p) of a 2-vector, A = (A^T)^T: five expressions */
+#define A5(o, p0, p1)                                                                       \
+    float o##0 = (p0), o##1 = (p0) + (p1), o##2 = (p0) - (p1), o##3 = (p0) + 2.0f * (p1), \
+          o##4 = (p1)
+
+/* dm[e * ld + c * cld + k] = (A dY A^T)[e] for every channel c of dy (h x w
+ * outputs) and every 2x2 output tile k of the runs (d(output) is 0 outside
+ * the map). t: 12 * SEG floats. */
+INLINE void grads_body(float *dm, size_t ld, size_t cld, const float *dy, int ch, int h, int w,
+                       const Run *runs, int nruns, int nt, float *t) {
+    enum { S = WINO24_SEG };
+    float *s = t, *row = t + 10 * S;
+    for (int c = 0; c < ch; c++) {
+        const float *dc = dy + (size_t)c * h * w;
+        for (int r = 0; r < 2; r++) { /* A along each tile row: s[(r*5 + u)*SEG + k] */
+            for (int ri = 0; ri < nruns; ri++) {
+                const Run *R = &runs[ri];
+                int oy = 2 * R->ty + r, ox = 2 * R->tx;
+                float *dst = row + 2 * R->k0;
+                int xn = oy >= h ? 0 : w - ox < 2 * R->n ? w - ox : 2 * R->n;
+                memcpy(dst, dc + (size_t)(xn ? oy : 0) * w + ox, (size_t)xn * sizeof(float));
+                for (int j = xn; j < 2 * R->n; j++) dst[j] = 0.0f;
+            }
+            float *s0 = s + r * 5 * S, *s1 = s0 + S, *s2 = s1 + S, *s3 = s2 + S, *s4 = s3 + S;
+#pragma GCC ivdep /* 5 output streams: too many run-time alias checks for GCC */
+            for (int k = 0; k < nt; k++) {
+                A5(o, row[2 * k], row[2 * k + 1]);
+                s0[k] = o0, s1[k] = o1, s2[k] = o2, s3[k] = o3, s4[k] = o4;
+            }
+        }
+        for (int u = 0; u < 5; u++) { /* then down the columns: element (v, u) */
+            const float *p0 = s + u * S, *p1 = p0 + 5 * S;
+            float *d0 = dm + (size_t)u * ld + (size_t)c * cld, *d1 = d0 + 5 * ld, *d2 = d1 + 5 * ld,
+                  *d3 = d2 + 5 * ld, *d4 = d3 + 5 * ld;
+#pragma GCC ivdep /* 5 output streams: too many run-time alias checks for GCC */
+            for (int k = 0; k < nt; k++) {
+                A5(o, p0[k], p1[k]);
+                d0[k] = o0, d1[k] = o1, d2[k] = o2, d3[k] = o3, d4[k] = o4;
+            }
+        }
+    }
+}
+
+static void inputs_plain(float *v, size_t ld, size_t cld, const float *x, int ch, int h, int w,
+                         const Run *runs, int nruns, int nt, float *hv) {
+    inputs_body(v, ld, cld, x, ch, h, w, runs, nruns, nt, hv);
 }
 static void outputs_plain(float *out, const float *m, size_t ld, int ch, int h, int w,
                           const Run *runs, int nruns, int nt, int pad, int store, const float *bias,
                           float *t) {
     outputs_body(out, m, ld, ch, h, w, runs, nruns, nt, pad, store, bias, t);
 }
+static void grads_plain(float *dm, size_t ld, size_t cld, const float *dy, int ch, int h, int w,
+                        const Run *runs, int nruns, int nt, float *t) {
+    grads_body(dm, ld, cld, dy, ch, h, w, runs, nruns, nt, t);
+}
 
 typedef struct {
-    void (*inputs)(float *, size_t, const float *, int, int, int, const Run *, int, int, float *);
+    void (*inputs)(float *, size_t, size_t, const float *, int, int, int, const Run *, int, int,
+                   float *);
     void (*outputs)(float *, const float *, size_t, int, int, int, const Run *, int, int, int, int,
                     const float *, float *);
+    void (*grads)(float *, size_t, size_t, const float *, int, int, int, const Run *, int, int,
+                  float *);
 } Fns;
 
 #if defined(__x86_64__) || defined(__i386__)
-__attribute__((target("avx512f"))) static void inputs_avx512(float *v, size_t ld, const float *x,
-                                                             int ch, int h, int w, const Run *runs,
-                                                             int nruns, int nt, float *hv) {
-    inputs_body(v, ld, x, ch, h, w, runs, nruns, nt, hv);
+__attribute__((target("avx512f"))) static void inputs_avx512(float *v, size_t ld, size_t cld,
+                                                             const float *x, int ch, int h, int w,
+                                                             const Run *runs, int nruns, int nt,
+                                                             float *hv) {
+    inputs_body(v, ld, cld, x, ch, h, w, runs, nruns, nt, hv);
 }
 __attribute__((target("avx512f"))) static void outputs_avx512(float *out, const float *m, size_t ld,
                                                               int ch, int h, int w, const Run *runs,
@@ -172,19 +224,30 @@ __attribute__((target("avx512f"))) static void outputs_avx512(float *out, const 
                                                               const float *bias, float *t) {
     outputs_body(out, m, ld, ch, h, w, runs, nruns, nt, pad, store, bias, t);
 }
+__attribute__((target("avx512f"))) static void grads_avx512(float *dm, size_t ld, size_t cld,
+                                                            const float *dy, int ch, int h, int w,
+                                                            const Run *runs, int nruns, int nt,
+                                                            float *t) {
+    grads_body(dm, ld, cld, dy, ch, h, w, runs, nruns, nt, t);
+}
 #endif
 
-/* the transforms that go with the GEMM kernel the weights were packed for */
+/* the transforms that go with a GEMM kernel (the one the weights were
+ * packed for; for d(weight), the current one): the portable path stays
+ * portable when tests force the plain C kernel */
 static Fns fns_for(GemmKernel kernel) {
-    Fns f = {inputs_plain, outputs_plain};
+    Fns f = {inputs_plain, outputs_plain, grads_plain};
 #if defined(__x86_64__) || defined(__i386__)
-    if (kernel == GEMM_KERNEL_AVX512) f = (Fns){inputs_avx512, outputs_avx512};
+    if (kernel == GEMM_KERNEL_AVX512) f = (Fns){inputs_avx512, outputs_avx512, grads_avx512};
 #endif
     return f;
 }
 
-size_t wino24_weight_floats(int in_ch, int out_ch) {
-    return E24 * wino_packed_floats(in_ch, out_ch);
+size_t wino24_shared_floats(int in_ch, int out_ch) {
+    size_t conv = E24 * wino_packed_floats(in_ch, out_ch);
+    /* weight gradient: dU, then a chunk's V and dM */
+    size_t grad = (size_t)E24 * in_ch * out_ch + (size_t)E24 * (in_ch + out_ch) * CHUNK;
+    return conv > grad ? conv : grad;
 }
 
 size_t wino24_thread_floats(int in_ch, int out_ch) {
@@ -228,11 +291,56 @@ INLINE void weights_body(float *u, size_t mat, const float *gt, int n) {
     }
     for (int e = 0; e < E24; e++) memcpy(u + e * mat, out + e * W, (size_t)n * sizeof(float));
 }
+
+/* (G^T m) of a 5-vector in double: four expressions */
+#define GT4(o, m0, m1, m2, m3, m4)                                                          \
+    double o##0 = 0.5 * ((m0) - (m1)) + (1.0 / 6) * ((m3) - (m2)),                           \
+           o##1 = -0.5 * (m1) + (1.0 / 6) * (m2) + (1.0 / 3) * (m3),                         \
+           o##2 = -0.5 * (m1) - (1.0 / 6) * (m2) + (2.0 / 3) * (m3),                         \
+           o##3 = -0.5 * (m1) + (1.0 / 6) * (m2) + (4.0 / 3) * (m3) + (m4)
+
+#define GT4_OF(o, ...) GT4(o, __VA_ARGS__) /* expands the arguments first */
+
+/* dw[j * 16 + t] += (G^T dU G)[t] of kernel j < n, from du[e * mat + j] */
+INLINE void dg_body(float *dw, const float *du, size_t mat, int n) {
+    enum { W = WEIGHT_CHUNK };
+    double out[16 * W];
+    for (int j = 0; j < W; j++) {
+        const float *d = du + j;
+#define COL(b) (double)d[(b) * mat], (double)d[(5 + (b)) * mat], (double)d[(10 + (b)) * mat], \
+               (double)d[(15 + (b)) * mat], (double)d[(20 + (b)) * mat]
+        /* G^T down each of the 5 columns of dU: c<col><row> */
+        GT4_OF(c0, COL(0));
+        GT4_OF(c1, COL(1));
+        GT4_OF(c2, COL(2));
+        GT4_OF(c3, COL(3));
+        GT4_OF(c4, COL(4));
+#undef COL
+        /* then along each of the 4 rows */
+        GT4(r0, c00, c10, c20, c30, c40);
+        GT4(r1, c01, c11, c21, c31, c41);
+        GT4(r2, c02, c12, c22, c32, c42);
+        GT4(r3, c03, c13, c23, c33, c43);
+        double *o = out + j;
+        o[0] = r00, o[W] = r01, o[2 * W] = r02, o[3 * W] = r03;
+        o[4 * W] = r10, o[5 * W] = r11, o[6 * W] = r12, o[7 * W] = r13;
+        o[8 * W] = r20, o[9 * W] = r21, o[10 * W] = r22, o[11 * W] = r23;
+        o[12 * W] = r30, o[13 * W] = r31, o[14 * W] = r32, o[15 * W] = r33;
+    }
+    for (int j = 0; j < n; j++)
+        for (int t = 0; t < 16; t++) dw[j * 16 + t] += (float)out[t * W + j];
+}
+
 static void weights_plain(float *u, size_t mat, const float *gt, int n) { weights_body(u, mat, gt, n); }
+static void dg_plain(float *dw, const float *du, size_t mat, int n) { dg_body(dw, du, mat, n); }
 #if defined(__x86_64__) || defined(__i386__)
 __attribute__((target("avx512f"))) static void weights_avx512(float *u, size_t mat, const float *gt,
                                                               int n) {
     weights_body(u, mat, gt, n);
+}
+__attribute__((target("avx512f"))) static void dg_avx512(float *dw, const float *du, size_t mat,
+                                                         int n) {
+    dg_body(dw, du, mat, n);
 }
 #endif
 
@@ -264,10 +372,64 @@ void wino24_conv(float *out, const float *in, const float *weight, int transpose
         float *m = v + E24 * vld, *t = m + E24 * mld;
         Run runs[WINO24_SEG];
         int nruns = job_runs(runs, q0, nt, tw, pad);
-        fn.inputs(v, vld, in + (size_t)b * ci_n * in_h * in_w, ci_n, in_h, in_w, runs, nruns, nt, t);
+        fn.inputs(v, vld, WINO24_SEG, in + (size_t)b * ci_n * in_h * in_w, ci_n, in_h, in_w, runs,
+                  nruns, nt, t);
         for (int e = 0; e < E24; e++)
             gemm_packed_nn(nt, &U[e], v + e * vld, WINO24_SEG, 0.0f, m + e * mld, WINO24_SEG);
         fn.outputs(out + (size_t)b * co_n * out_h * out_w, m, mld, co_n, out_h, out_w, runs, nruns,
                    nt, pad, store, bias, t);
+    }
+}
+
+void wino24_backward_weight(float *dweight, const float *dout, const float *in, int batch, int ci_n,
+                            int co_n, int in_h, int in_w, int out_h, int out_w, int pad,
+                            float *shared, float *thread_base, size_t thread_stride) {
+    int tw = (out_w + 1) / 2, tiles = (out_h + 1) / 2 * tw;
+    int segs = (tiles + WINO24_SEG - 1) / WINO24_SEG, jobs = batch * segs;
+    int chunks = (jobs + WINO24_CHUNK_SEGS - 1) / WINO24_CHUNK_SEGS;
+    size_t mat = (size_t)co_n * ci_n, vld = (size_t)ci_n * CHUNK, dld = (size_t)co_n * CHUNK;
+    size_t in_hw = (size_t)in_h * in_w, out_hw = (size_t)out_h * out_w;
+    float *du = shared, *v = du + E24 * mat, *dm = v + E24 * vld;
+    Fns fn = fns_for(gemm_current_kernel());
+    for (int chunk = 0; chunk < chunks; chunk++) {
+        int j0 = chunk * WINO24_CHUNK_SEGS;
+        int nj = jobs - j0 < WINO24_CHUNK_SEGS ? jobs - j0 : WINO24_CHUNK_SEGS;
+#pragma omp parallel for schedule(dynamic)
+        for (int i = 0; i < nj; i++) { /* job j0 + i -> columns i*SEG .. of the chunk */
+            int b = (j0 + i) / segs, q0 = (j0 + i) % segs * WINO24_SEG;
+            int nt = tiles - q0 < WINO24_SEG ? tiles - q0 : WINO24_SEG;
+            float *t = thread_base + (size_t)omp_get_thread_num() * thread_stride;
+            Run runs[WINO24_SEG];
+            int nruns = job_runs(runs, q0, nt, tw, pad);
+            fn.inputs(v + i * WINO24_SEG, vld, CHUNK, in + b * ci_n * in_hw, ci_n, in_h, in_w, runs,
+                      nruns, nt, t);
+            fn.grads(dm + i * WINO24_SEG, dld, CHUNK, dout + b * co_n * out_hw, co_n, out_h, out_w,
+                     runs, nruns, nt, t);
+            for (int e = 0; e < E24 && nt < WINO24_SEG; e++) { /* a short job: zeros past its tiles */
+                for (int c = 0; c < ci_n; c++)
+                    memset(v + e * vld + (size_t)c * CHUNK + i * WINO24_SEG + nt, 0,
+                           (size_t)(WINO24_SEG - nt) * sizeof(float));
+                for (int c = 0; c < co_n; c++)
+                    memset(dm + e * dld + (size_t)c * CHUNK + i * WINO24_SEG + nt, 0,
+                           (size_t)(WINO24_SEG - nt) * sizeof(float));
+            }
+        }
+        /* dU[e] (+)= dM[e] V[e]^T: the chunks in order, whatever the threads */
+#pragma omp parallel for schedule(dynamic)
+        for (int e = 0; e < E24; e++)
+            gemm_nt(co_n, ci_n, nj * WINO24_SEG, dm + e * dld, CHUNK, v + e * vld, CHUNK,
+                    chunk ? 1.0f : 0.0f, du + e * mat, ci_n);
+    }
+    /* dg = G^T dU G */
+    void (*dg)(float *, const float *, size_t, int) = dg_plain;
+#if defined(__x86_64__) || defined(__i386__)
+    if (gemm_current_kernel() == GEMM_KERNEL_AVX512) dg = dg_avx512;
+#endif
+    int chunks_i = (ci_n + WEIGHT_CHUNK - 1) / WEIGHT_CHUNK;
+#pragma omp parallel for schedule(static)
+    for (int job = 0; job < co_n * chunks_i; job++) {
+        int o = job / chunks_i, i0 = job % chunks_i * WEIGHT_CHUNK;
+        int n = ci_n - i0 < WEIGHT_CHUNK ? ci_n - i0 : WEIGHT_CHUNK;
+        dg(dweight + ((size_t)o * ci_n + i0) * 16, du + (size_t)o * ci_n + i0, mat, n);
     }
 }
