@@ -13,7 +13,7 @@
 
 ConvShape conv_shape(int batch, int in_ch, int in_h, int in_w, int out_ch, int kernel, int stride,
                      int pad) {
-    ConvShape s = {batch, in_ch, in_h, in_w, out_ch, 0, 0, kernel, stride, pad, 0, 0};
+    ConvShape s = {batch, in_ch, in_h, in_w, out_ch, 0, 0, kernel, stride, pad, 0, 0, NULL};
     s.out_h = (in_h + 2 * pad - kernel) / stride + 1;
     s.out_w = (in_w + 2 * pad - kernel) / stride + 1;
     return s;
@@ -115,6 +115,24 @@ static size_t shared_floats(const ConvShape *s) {
 
 size_t conv_scratch_floats(const ConvShape *s, int threads) {
     return shared_floats(s) + (size_t)threads * thread_floats(s);
+}
+
+size_t conv_weight_cache_floats(const ConvShape *s) {
+    return is_winograd(s) ? wino43_weight_floats(s->in_ch, s->out_ch) : 0;
+}
+
+/* Where product k (0: forward, 1: d(input)) finds its transformed weights:
+ * the shape's cache (*ready: already there, and from now on it is), or the
+ * scratch's shared area, to transform into. */
+static float *weight_area(const ConvShape *s, int k, float *scratch, int *ready) {
+    ConvWeightCache *c = s->weights;
+    if (!c || !c->data[k]) {
+        *ready = 0;
+        return scratch;
+    }
+    *ready = c->valid[k];
+    c->valid[k] = 1;
+    return c->data[k];
 }
 
 static float *thread_columns(const ConvShape *s, float *scratch) {
@@ -551,8 +569,10 @@ static float *wino_tmp(const ConvShape *s, float *scratch) {
 static void wino_forward(float *out, const float *in, const float *weight, const float *bias,
                          const ConvShape *s, float *scratch) {
     if (s->training) { /* ~1.3x faster; eval mode keeps F(2x2) for exact crops */
+        int ready;
+        float *area = weight_area(s, 0, scratch, &ready);
         wino43_conv(out, in, weight, 0, bias, 1, s->batch, s->in_ch, s->out_ch, s->in_h, s->in_w,
-                    scratch, scratch + shared_floats(s), thread_floats(s));
+                    area, ready, scratch + shared_floats(s), thread_floats(s));
         return;
     }
     GemmPacked U[16];
@@ -577,8 +597,10 @@ static void wino_forward(float *out, const float *in, const float *weight, const
 /* d(input): the F(4x4, 3x3) conv of d(output) with the flipped, transposed kernel */
 static void wino_backward_input(float *din, const float *dout, const float *weight,
                                 const ConvShape *s, float *scratch) {
+    int ready;
+    float *area = weight_area(s, 1, scratch, &ready);
     wino43_conv(din, dout, weight, 1, NULL, 0, s->batch, s->out_ch, s->in_ch, s->in_h, s->in_w,
-                scratch, scratch + shared_floats(s), thread_floats(s));
+                area, ready, scratch + shared_floats(s), thread_floats(s));
 }
 
 static void wino_backward_weight(float *dweight, const float *dout, const float *in,

@@ -68,6 +68,16 @@
 #define CONV_BLOCK 512
 #define CONV_GRAD_SLOTS 8
 
+/* Transformed weights a conv keeps between calls while its weights stay the
+ * same (a training step runs G's two pseudo-cycles with one set of weights):
+ * data[0] for the forward, data[1] for d(input), conv_weight_cache_floats
+ * each; valid[k] says data[k] holds the current weights' transform. The
+ * owner clears valid whenever the weights may have changed. */
+typedef struct {
+    float *data[2];
+    int valid[2];
+} ConvWeightCache;
+
 typedef struct {
     int batch;
     int in_ch, in_h, in_w;
@@ -79,12 +89,16 @@ typedef struct {
     int training;  /* a training forward: 3x3 stride-1 convs may run F(4x4, 3x3),
                       whose outputs depend on their whole 6x6 patch (eval-mode
                       forwards keep F(2x2, 3x3): crops stay bit-exact) */
+    ConvWeightCache *weights; /* NULL, or where to keep the transformed weights */
 } ConvShape;
 
 /* Output size follows PyTorch: (in + 2*pad - kernel) / stride + 1. */
 ConvShape conv_shape(int batch, int in_ch, int in_h, int in_w, int out_ch, int kernel, int stride,
                      int pad);
 size_t conv_scratch_floats(const ConvShape *s, int threads);
+/* floats of each of a ConvWeightCache's areas for this shape; 0: its
+ * algorithm keeps nothing (then `weights` is not used) */
+size_t conv_weight_cache_floats(const ConvShape *s);
 
 /* col[r, j] = the input value under kernel tap r = (c, ki, kj) for output
  * pixels p0 .. p0+n-1 of one image (0 outside the input): the B operand of

@@ -98,6 +98,7 @@ void gan_generator_step(GanWorkspace *ws, Network *g, Network *d, const float *a
     L->contours = 0.0;
     gan_downsample_targets(ws, a, b, targets);
     network_zero_grads(g);
+    activations_reuse_weights(ga, 1); /* G's weights stay put until the step is over */
 
     /* pseudo-cycle A: a -> G -> H_t, and realism */
     generator_forward(g, ga, a, 1);
@@ -152,6 +153,7 @@ void gan_generator_step(GanWorkspace *ws, Network *g, Network *d, const float *a
         if (lw->luminance_lock) luminance_lock_backward(ga->d_y[s], dz, cfg->ht, ws->batch, hw);
     }
     generator_backward(g, ga);
+    activations_reuse_weights(ga, 0);
 
     L->total_g = L->contours;
     for (int s = 0; s < 3; s++) L->total_g += L->cons_a[s] + L->cons_b[s] + L->gan[s];

@@ -317,6 +317,10 @@ static void layout_activations(Activations *A, const Network *net, const ConvSha
     }
     A->scratch = arena_take(ar, max_scratch);
     if (!A->with_grads) return;
+    for (int a = 0; a < apps; a++) { /* training only: two products per conv reuse them */
+        size_t n = conv_weight_cache_floats(&shapes[a]);
+        for (int k = 0; k < 2 && n; k++) A->apps[a].weights.data[k] = arena_take(ar, n);
+    }
     /* Everything from here on is gradient. The gradients that backwards
      * accumulate into come first: activations_zero_grads clears them in one
      * go, up to grads_end. A BN unit's d_conv_out comes after: its fused
@@ -429,6 +433,11 @@ void activations_free(Activations *A) {
     memset(A, 0, sizeof *A);
 }
 
+void activations_reuse_weights(Activations *A, int on) {
+    A->reuse_weights = on;
+    for (int a = 0; a < A->num_apps; a++) A->apps[a].weights.valid[0] = A->apps[a].weights.valid[1] = 0;
+}
+
 void activations_zero_grads(Activations *A) {
     if (!A->with_grads) return;
     float *start = A->apps[0].d_out;
@@ -451,6 +460,7 @@ static void unit_forward(const ConvUnit *u, UnitActs *x, const float *in, Activa
     x->in = in;
     ConvShape shape = x->shape;
     shape.training = training; /* picks the conv's forward algorithm (conv.h) */
+    shape.weights = A->reuse_weights ? &x->weights : NULL;
     const ConvShape *s = &shape;
     size_t count = shape_out_count(s);
     conv2d_forward(x->conv_out, in, u->weight, u->bias, s, A->scratch);
@@ -470,7 +480,9 @@ static void unit_forward(const ConvUnit *u, UnitActs *x, const float *in, Activa
 }
 
 static void unit_backward(const ConvUnit *u, UnitActs *x, Activations *A, int param_grads) {
-    const ConvShape *s = &x->shape;
+    ConvShape shape = x->shape;
+    shape.weights = A->reuse_weights ? &x->weights : NULL;
+    const ConvShape *s = &shape;
     size_t count = shape_out_count(s);
     if (u->has_bn) { /* and the conv's bias gradient with it */
         batchnorm_act_backward(x->d_conv_out, param_grads ? u->dbn_weight : NULL,

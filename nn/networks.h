@@ -125,6 +125,8 @@ typedef struct {
     float *d_in;     /* where its input gradient goes (NULL: not needed) */
     float *conv_out, *out, *mean, *rstd;
     float *d_out, *d_conv_out;
+    ConvWeightCache weights; /* the conv's transformed weights, kept while
+                                Activations.reuse_weights is set */
 } UnitActs;
 
 typedef struct {
@@ -133,6 +135,8 @@ typedef struct {
     int num_apps;
     UnitActs *apps;        /* one per application of a unit (G's head is applied 3 times) */
     float *scratch;        /* conv workspace for the largest layer */
+    int reuse_weights;     /* the network's weights stay the same until this is
+                              cleared (activations_reuse_weights) */
     float *grads_end;      /* activations_zero_grads clears apps[0].d_out .. grads_end */
     double *bn_stats;      /* BatchNorm scratch (BN_STATS_DOUBLES of the widest unit) */
     const BnSync *bn_sync; /* NULL: the batch is whole; else a slice, BN statistics summed
@@ -166,6 +170,11 @@ void discriminator_forward(Network *d, Activations *acts, const float *rgb, int 
  * alone), else into acts->d_input only (D passing the generator its
  * gradient). */
 void discriminator_backward(Network *d, Activations *acts, int param_grads);
+/* on: the network's weights will not change until this is called with 0,
+ * so the convs may keep their transformed weights from one call to the next
+ * (a training step's two pseudo-cycles). Either way the kept ones are
+ * dropped. Off by default. */
+void activations_reuse_weights(Activations *acts, int on);
 /* Zeroes every activation gradient (call before filling d_y). */
 void activations_zero_grads(Activations *acts);
 

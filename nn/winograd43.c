@@ -330,8 +330,10 @@ static size_t grad_floats(int ci_n, int co_n) {
     return (size_t)E43 * ci_n * co_n + (size_t)E43 * (ci_n + co_n) * CHUNK;
 }
 
+size_t wino43_weight_floats(int ci_n, int co_n) { return E43 * wino_packed_floats(ci_n, co_n); }
+
 size_t wino43_shared_floats(int ci_n, int co_n) {
-    size_t conv = E43 * wino_packed_floats(ci_n, co_n);
+    size_t conv = wino43_weight_floats(ci_n, co_n);
     size_t grad = grad_floats(ci_n, co_n);
     return conv > grad ? conv : grad;
 }
@@ -448,10 +450,13 @@ static void transform_weights(GemmPacked packed[E43], float *area, const float *
 }
 
 void wino43_conv(float *out, const float *in, const float *weight, int transpose, const float *bias,
-                 int store, int batch, int ci_n, int co_n, int h, int w, float *shared,
-                 float *thread_base, size_t thread_stride) {
+                 int store, int batch, int ci_n, int co_n, int h, int w, float *weights_area,
+                 int transformed, float *thread_base, size_t thread_stride) {
     GemmPacked U[E43];
-    transform_weights(U, shared, weight, transpose, ci_n, co_n);
+    if (transformed)
+        wino_packed_operands(U, E43, weights_area, ci_n, co_n);
+    else
+        transform_weights(U, weights_area, weight, transpose, ci_n, co_n);
     int tw = (w + 3) / 4, tiles = (h + 3) / 4 * tw;
     int segs = (tiles + SEG - 1) / SEG, jobs = batch * segs;
     size_t vld = (size_t)ci_n * SEG, mld = (size_t)co_n * SEG, hw = (size_t)h * w;

@@ -42,6 +42,8 @@
 #define WINO43_SEG 32
 #define WINO43_CHUNK_SEGS 8 /* jobs per chunk of the weight gradient: 256 tiles */
 
+/* floats of the transformed, packed weights for ci_n -> co_n, either direction */
+size_t wino43_weight_floats(int ci_n, int co_n);
 /* floats of the shared area for ci_n -> co_n channels, all three products */
 size_t wino43_shared_floats(int ci_n, int co_n);
 /* floats each thread needs */
@@ -51,11 +53,13 @@ size_t wino43_thread_floats(int ci_n, int co_n);
  * ci_n x h x w); with `store`, out = that + bias (bias may be NULL). The
  * kernel is weight [co_n, ci_n, 3, 3], or with `transpose` the flipped,
  * transposed kernel of a conv ci_n <- co_n stored as [ci_n, co_n, 3, 3]
- * (d(input) of that conv). thread_base + t * thread_stride is thread t's
- * memory. */
+ * (d(input) of that conv). Its transform goes to weights_area
+ * (wino43_weight_floats), or with `transformed` is there already (from an
+ * earlier call with the same weights). thread_base + t * thread_stride is
+ * thread t's memory. */
 void wino43_conv(float *out, const float *in, const float *weight, int transpose, const float *bias,
-                 int store, int batch, int ci_n, int co_n, int h, int w, float *shared,
-                 float *thread_base, size_t thread_stride);
+                 int store, int batch, int ci_n, int co_n, int h, int w, float *weights_area,
+                 int transformed, float *thread_base, size_t thread_stride);
 
 /* dweight [co_n, ci_n, 3, 3] += d(weight) of out = conv3x3(in), pad 1, given
  * dout (batch x co_n x h x w) and in (batch x ci_n x h x w). */

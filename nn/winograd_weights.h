@@ -30,6 +30,14 @@ static inline size_t wino_packed_floats(int ci_n, int co_n) {
     return a > b ? a : b;
 }
 
+/* packed[e] (e < elements): the packed [co_n x ci_n] operands over area,
+ * wino_packed_floats each (their layout only: nothing is written) */
+static inline void wino_packed_operands(GemmPacked *packed, int elements, float *area, int ci_n,
+                                        int co_n) {
+    size_t each = wino_packed_floats(ci_n, co_n);
+    for (int e = 0; e < elements; e++) gemm_packed_layout(&packed[e], area + e * each, co_n, ci_n);
+}
+
 /* packed[e] (e < elements) = U[e], written straight into the packed layout
  * (gemm.h) in area, wino_packed_floats each. g = weight[o, i] (k x k taps),
  * or with `transpose` weight[i, o] flipped (d(input) of the conv ci <- co).
@@ -42,7 +50,7 @@ static inline void wino_transform_weights(GemmPacked *packed, int elements, floa
                                           const float *weight, int taps, int chunk, int transpose,
                                           int ci_n, int co_n, WinoWeightBody body) {
     size_t each = wino_packed_floats(ci_n, co_n);
-    for (int e = 0; e < elements; e++) gemm_packed_layout(&packed[e], area + e * each, co_n, ci_n);
+    wino_packed_operands(packed, elements, area, ci_n, co_n);
     int strip = gemm_packed_strip(&packed[0]), cols = 1;
     while (2 * cols * strip <= chunk) cols *= 2; /* a power of two: runs never cross a k block */
     int strips = (co_n + strip - 1) / strip, groups = (ci_n + cols - 1) / cols;

@@ -308,10 +308,58 @@ static void test_infer_matches_forward(void) {
     network_free(&g);
 }
 
+/* One training forward and backward of g on gray with output gradients
+ * from seed: y1 and the parameter gradients into out (count + num_params). */
+static void train_pass(Network *g, Activations *A, const float *gray, float *out) {
+    generator_forward(g, A, gray, 1);
+    activations_zero_grads(A);
+    TestRng rng = {7};
+    for (int s = 0; s < 3; s++)
+        for (size_t i = 0; i < (size_t)3 * A->y_h[s] * A->y_w[s]; i++)
+            A->d_y[s][i] = test_uniform(&rng, -1.0f, 1.0f);
+    network_zero_grads(g);
+    generator_backward(g, A);
+    size_t n = (size_t)3 * A->y_h[0] * A->y_w[0];
+    memcpy(out, A->y[0], n * sizeof(float));
+    memcpy(out + n, g->grads.base, g->num_params * sizeof(float));
+}
+
+/* Kept transformed weights (activations_reuse_weights, which a training
+ * step sets) give the same bits as transforming on every call, and turning
+ * reuse on again drops them: changed weights are seen. */
+static void test_reused_weights(void) {
+    Network g;
+    small_generator(&g, 11);
+    Activations A;
+    int H = 32, W = 32;
+    CHECK(activations_init(&A, &g, 1, H, W, 1, err, sizeof err) == 0, "%s", err);
+    float *gray = malloc((size_t)H * W * sizeof(float));
+    TestRng rng = {3};
+    for (int i = 0; i < H * W; i++) gray[i] = test_uniform(&rng, -1.0f, 1.0f);
+    size_t n = (size_t)3 * H * W + g.num_params;
+    float *fresh = malloc(n * sizeof(float)), *kept = malloc(n * sizeof(float));
+    train_pass(&g, &A, gray, fresh);
+    activations_reuse_weights(&A, 1);
+    train_pass(&g, &A, gray, kept); /* transforms and keeps */
+    train_pass(&g, &A, gray, kept); /* uses what it kept */
+    CHECK(!memcmp(fresh, kept, n * sizeof(float)), "kept transformed weights change the results");
+    const TensorInfo *t = network_find_tensor(&g, "res0/conv1/weight");
+    for (size_t i = 0; i < t->count; i++) t->data[i] *= 1.5f;
+    activations_reuse_weights(&A, 1); /* the weights changed */
+    train_pass(&g, &A, gray, kept);
+    activations_reuse_weights(&A, 0);
+    train_pass(&g, &A, gray, fresh);
+    CHECK(!memcmp(fresh, kept, n * sizeof(float)), "changed weights not seen after reuse restarts");
+    free(gray), free(fresh), free(kept);
+    activations_free(&A);
+    network_free(&g);
+}
+
 int main(void) {
     test_default_counts();
     test_infer_matches_forward();
     test_config_json();
     test_tiling_exact();
+    test_reused_weights();
     return test_summary("test_networks");
 }
