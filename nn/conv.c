@@ -118,6 +118,7 @@ size_t conv_scratch_floats(const ConvShape *s, int threads) {
 }
 
 size_t conv_weight_cache_floats(const ConvShape *s) {
+    if (is_winograd24(s)) return wino24_weight_floats(s->in_ch, s->out_ch);
     return is_winograd(s) ? wino43_weight_floats(s->in_ch, s->out_ch) : 0;
 }
 
@@ -630,8 +631,11 @@ void conv2d_forward(float *out, const float *in, const float *weight, const floa
         return;
     }
     if (is_winograd24(s)) {
+        int ready;
+        float *area = weight_area(s, 0, scratch, &ready);
         wino24_conv(out, in, weight, 0, bias, 1, s->batch, s->in_ch, s->out_ch, s->in_h, s->in_w,
-                    s->out_h, s->out_w, s->pad, scratch, scratch + shared_floats(s), thread_floats(s));
+                    s->out_h, s->out_w, s->pad, area, ready, scratch + shared_floats(s),
+                    thread_floats(s));
         return;
     }
     int hw = s->out_h * s->out_w;
@@ -673,8 +677,10 @@ static void conv_backward_input(float *din, const float *dout, const float *weig
         return;
     }
     if (is_winograd24(s)) {
+        int ready;
+        float *area = weight_area(s, 1, scratch, &ready);
         wino24_conv(din, dout, weight, 1, NULL, 0, s->batch, s->out_ch, s->in_ch, s->out_h,
-                    s->out_w, s->in_h, s->in_w, s->kernel - 1 - s->pad, scratch,
+                    s->out_w, s->in_h, s->in_w, s->kernel - 1 - s->pad, area, ready,
                     scratch + shared_floats(s), thread_floats(s));
         return;
     }

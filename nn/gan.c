@@ -178,7 +178,9 @@ void gan_discriminator_step(GanWorkspace *ws, Network *d, const float *b,
         int s = cfg->scales[k] - 1;
         const float *real = s == 0 ? b : ws->down_b[s];
         if (s > 0) avgpool_forward(ws->down_b[s], b, 3 * ws->batch, ws->h, ws->w, 1 << s);
+        activations_reuse_weights(&ws->d_acts[s], 1); /* for the real and the fake pass */
         L->total_d += gan_realism_for_discriminator(d, &ws->d_acts[s], real, 1.0f);
         L->total_d += gan_realism_for_discriminator(d, &ws->d_acts[s], fakes[s], 0.0f);
+        activations_reuse_weights(&ws->d_acts[s], 0);
     }
 }

@@ -243,8 +243,10 @@ static Fns fns_for(GemmKernel kernel) {
     return f;
 }
 
+size_t wino24_weight_floats(int in_ch, int out_ch) { return E24 * wino_packed_floats(in_ch, out_ch); }
+
 size_t wino24_shared_floats(int in_ch, int out_ch) {
-    size_t conv = E24 * wino_packed_floats(in_ch, out_ch);
+    size_t conv = wino24_weight_floats(in_ch, out_ch);
     /* weight gradient: dU, then a chunk's V and dM */
     size_t grad = (size_t)E24 * in_ch * out_ch + (size_t)E24 * (in_ch + out_ch) * CHUNK;
     return conv > grad ? conv : grad;
@@ -357,9 +359,13 @@ static void transform_weights(GemmPacked packed[E24], float *area, const float *
 
 void wino24_conv(float *out, const float *in, const float *weight, int transpose, const float *bias,
                  int store, int batch, int ci_n, int co_n, int in_h, int in_w, int out_h, int out_w,
-                 int pad, float *weight_area, float *thread_base, size_t thread_stride) {
+                 int pad, float *weight_area, int transformed, float *thread_base,
+                 size_t thread_stride) {
     GemmPacked U[E24];
-    transform_weights(U, weight_area, weight, transpose, ci_n, co_n);
+    if (transformed)
+        wino_packed_operands(U, E24, weight_area, ci_n, co_n);
+    else
+        transform_weights(U, weight_area, weight, transpose, ci_n, co_n);
     int th = (out_h + 1) / 2, tw = (out_w + 1) / 2, tiles = th * tw;
     int segs = (tiles + WINO24_SEG - 1) / WINO24_SEG, jobs = batch * segs;
     size_t vld = (size_t)ci_n * WINO24_SEG, mld = (size_t)co_n * WINO24_SEG;

@@ -39,6 +39,8 @@
 
 /* floats of the shared area for in_ch -> out_ch, all three products */
 size_t wino24_shared_floats(int in_ch, int out_ch);
+/* floats of the transformed, packed weights, either direction */
+size_t wino24_weight_floats(int in_ch, int out_ch);
 /* floats each thread needs */
 size_t wino24_thread_floats(int in_ch, int out_ch);
 
@@ -47,11 +49,14 @@ size_t wino24_thread_floats(int in_ch, int out_ch);
  * tap is at (-pad, -pad); with `store`, out = that + bias (bias may be NULL).
  * The kernel is weight [co_n, ci_n, 4, 4], or with `transpose` the flipped,
  * transposed kernel of a conv ci_n <- co_n stored as [ci_n, co_n, 4, 4]
- * (d(input) of that conv: weight[c, o, 3-i, 3-j]). thread_base + t *
+ * (d(input) of that conv: weight[c, o, 3-i, 3-j]). Its transform goes to
+ * weight_area (wino24_weight_floats), or with `transformed` is there
+ * already (from an earlier call with the same weights). thread_base + t *
  * thread_stride is thread t's memory. */
 void wino24_conv(float *out, const float *in, const float *weight, int transpose, const float *bias,
                  int store, int batch, int ci_n, int co_n, int in_h, int in_w, int out_h, int out_w,
-                 int pad, float *weight_area, float *thread_base, size_t thread_stride);
+                 int pad, float *weight_area, int transformed, float *thread_base,
+                 size_t thread_stride);
 
 /* dweight [co_n, ci_n, 4, 4] += d(weight) of out = that correlation (not
  * transposed), given dout (batch x co_n x out_h x out_w) and in (batch x

@@ -353,6 +353,36 @@ static void test_reused_weights(void) {
     free(gray), free(fresh), free(kept);
     activations_free(&A);
     network_free(&g);
+
+    /* D's l3 (F(2x2, 4x4) from 15x15 outputs on): forward and d(input) */
+    Network d;
+    ModelConfig cfg = model_config_default();
+    cfg.nd = 8;
+    CHECK(network_init_discriminator(&d, &cfg, err, sizeof err) == 0, "init D: %s", err);
+    network_init_weights(&d, 5);
+    H = W = 128;
+    CHECK(activations_init(&A, &d, 1, H, W, 1, err, sizeof err) == 0, "%s", err);
+    CHECK(A.apps[3].weights.data[0] != NULL, "D's l3 keeps its transformed weights");
+    float *rgb = malloc((size_t)3 * H * W * sizeof(float));
+    test_fill_uniform(&rng, rgb, (size_t)3 * H * W, -1.0f, 1.0f);
+    size_t scores = (size_t)A.y_h[0] * A.y_w[0];
+    n = scores + d.num_params;
+    fresh = malloc(n * sizeof(float)), kept = malloc(n * sizeof(float));
+    for (int pass = 0; pass < 3; pass++) { /* fresh; then kept: transformed, then reused */
+        if (pass < 2) activations_reuse_weights(&A, pass);
+        discriminator_forward(&d, &A, rgb, 1);
+        activations_zero_grads(&A);
+        for (size_t i = 0; i < scores; i++) A.d_y[0][i] = A.y[0][i];
+        network_zero_grads(&d);
+        discriminator_backward(&d, &A, 1); /* l3's d(input) feeds l2's weight gradient */
+        float *out = pass ? kept : fresh;
+        memcpy(out, A.y[0], scores * sizeof(float));
+        memcpy(out + scores, d.grads.base, d.num_params * sizeof(float));
+    }
+    CHECK(!memcmp(fresh, kept, n * sizeof(float)), "D: kept transformed weights change the results");
+    free(rgb), free(fresh), free(kept);
+    activations_free(&A);
+    network_free(&d);
 }
 
 int main(void) {
