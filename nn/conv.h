@@ -57,6 +57,12 @@
  * Backward functions ACCUMULATE (+=) into din, dweight and dbias; pass NULL to
  * skip one of them.
  *
+ * The Winograd paths (F(4x4, 3x3) and F(2x2, 4x4)) transform the weights on
+ * every call, unless the shape points at a ConvWeightCache: then the
+ * transform of the forward and of d(input) is kept there and reused while
+ * its owner says the weights did not change (networks.h's
+ * activations_reuse_weights, which a training step turns on).
+ *
  * Every call needs a scratch buffer of conv_scratch_floats(shape, threads)
  * floats, allocated once by the caller (see arena.h) for the largest layer.
  */
