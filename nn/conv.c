@@ -13,7 +13,7 @@
 
 ConvShape conv_shape(int batch, int in_ch, int in_h, int in_w, int out_ch, int kernel, int stride,
                      int pad) {
-    ConvShape s = {batch, in_ch, in_h, in_w, out_ch, 0, 0, kernel, stride, pad, 0, 0, NULL};
+    ConvShape s = {batch, in_ch, in_h, in_w, out_ch, 0, 0, kernel, stride, pad, 0, 0, NULL, 0};
     s.out_h = (in_h + 2 * pad - kernel) / stride + 1;
     s.out_w = (in_w + 2 * pad - kernel) / stride + 1;
     return s;
@@ -600,8 +600,8 @@ static void wino_backward_input(float *din, const float *dout, const float *weig
                                 const ConvShape *s, float *scratch) {
     int ready;
     float *area = weight_area(s, 1, scratch, &ready);
-    wino43_conv(din, dout, weight, 1, NULL, 0, s->batch, s->out_ch, s->in_ch, s->in_h, s->in_w,
-                area, ready, scratch + shared_floats(s), thread_floats(s));
+    wino43_conv(din, dout, weight, 1, NULL, s->store_din, s->batch, s->out_ch, s->in_ch, s->in_h,
+                s->in_w, area, ready, scratch + shared_floats(s), thread_floats(s));
 }
 
 static void wino_backward_weight(float *dweight, const float *dout, const float *in,
@@ -662,6 +662,11 @@ void conv2d_forward(float *out, const float *in, const float *weight, const floa
 
 static void conv_backward_input(float *din, const float *dout, const float *weight,
                                 const ConvShape *s, float *scratch) {
+    if (s->store_din && !is_winograd(s) && !is_pointwise(s)) { /* the paths that only add */
+        size_t n = (size_t)s->batch * s->in_ch * s->in_h * s->in_w;
+#pragma omp parallel for schedule(static)
+        for (size_t i0 = 0; i0 < n; i0 += 65536) memset(din + i0, 0, (n - i0 < 65536 ? n - i0 : 65536) * sizeof(float));
+    }
     if (is_upsampled_3x3(s)) {
         wphase_backward_input(din, dout, weight, s->batch, s->in_ch, s->out_ch, s->in_h / 2,
                               s->in_w / 2, scratch, scratch + shared_floats(s), thread_floats(s));
@@ -719,7 +724,8 @@ static void conv_backward_input(float *din, const float *dout, const float *weig
         const float *dy = dout + b * out_size;
         float *dx = din + b * in_size + q0;
         if (is_pointwise(s)) {
-            gemm_tn(s->in_ch, n, s->out_ch, weight, s->in_ch, dy + q0, out_hw, 1.0f, dx, in_hw);
+            gemm_tn(s->in_ch, n, s->out_ch, weight, s->in_ch, dy + q0, out_hw,
+                    s->store_din ? 0.0f : 1.0f, dx, in_hw);
         } else {
             float *g = thread_columns(s, scratch);
             conv_im2col_block(g, dy, &ts, q0, n);

@@ -54,8 +54,8 @@
  *  - d(weight) sums over pixels: the pixel blocks are dealt to CONV_GRAD_SLOTS
  *    fixed partial sums that are added in a fixed order, so the result is also
  *    independent of the thread count.
- * Backward functions ACCUMULATE (+=) into din, dweight and dbias; pass NULL to
- * skip one of them.
+ * Backward functions ACCUMULATE (+=) into din, dweight and dbias (din: unless
+ * the shape says store_din); pass NULL to skip one of them.
  *
  * The Winograd paths (F(4x4, 3x3) and F(2x2, 4x4)) transform the weights on
  * every call, unless the shape points at a ConvWeightCache: then the
@@ -96,6 +96,8 @@ typedef struct {
                       whose outputs depend on their whole 6x6 patch (eval-mode
                       forwards keep F(2x2, 3x3): crops stay bit-exact) */
     ConvWeightCache *weights; /* NULL, or where to keep the transformed weights */
+    int store_din; /* the backward STORES d(input) instead of adding to it (its
+                      first writer: nobody has to clear the buffer) */
 } ConvShape;
 
 /* Output size follows PyTorch: (in + 2*pad - kernel) / stride + 1. */

@@ -294,6 +294,22 @@ static void app_shapes(const Network *net, ConvShape *shapes, int batch, int h, 
     }
 }
 
+/* G's output gradients whose first write stores, so that nobody clears
+ * them: dec0's (the head's d(input) on it), dec2's input (dec2's d(input)),
+ * each residual block's inner one (its conv2's d(input)), and the trunk's
+ * r_i (the skip's copy of d r_{i+1}, before conv1's d(input) adds). See
+ * generator_backward_input. The rest take several sums in turn. */
+static int stored_d_out(const Network *net, int a) {
+    if (net->kind != NET_GENERATOR) return 0;
+    return a == G_ENC2 || (a >= G_RES0 && a < g_dec2(net)) || a == g_dec2(net) + 2;
+}
+/* ... and the applications whose conv's d(input) is that first write */
+static int stores_d_in(const Network *net, int a) {
+    if (net->kind != NET_GENERATOR) return 0;
+    int d2 = g_dec2(net);
+    return a == d2 || a == net->num_units - 1 || (a >= G_RES0 && a < d2 && (a - G_RES0) % 2 == 1);
+}
+
 static void layout_activations(Activations *A, const Network *net, const ConvShape *shapes) {
     Arena *ar = &A->arena;
     int apps = A->num_apps;
@@ -303,6 +319,7 @@ static void layout_activations(Activations *A, const Network *net, const ConvSha
         UnitActs *x = &A->apps[a];
         size_t count = shape_out_count(&shapes[a]);
         x->shape = shapes[a];
+        x->store_d_in = stores_d_in(net, a);
         x->conv_out = arena_take(ar, count);
         x->out = (u->has_bn || u->act != ACT_NONE) ? arena_take(ar, count) : x->conv_out;
         x->mean = arena_take(ar, u->out_ch);
@@ -323,9 +340,12 @@ static void layout_activations(Activations *A, const Network *net, const ConvSha
     }
     /* Everything from here on is gradient. The gradients that backwards
      * accumulate into come first: activations_zero_grads clears them in one
-     * go, up to grads_end. A BN unit's d_conv_out comes after: its fused
-     * backward stores it. */
-    for (int a = 0; a < apps; a++) A->apps[a].d_out = arena_take(ar, shape_out_count(&shapes[a]));
+     * go, from grads_start up to grads_end. After them: the output gradients
+     * whose first writer stores (stored_d_out), and a BN unit's d_conv_out,
+     * which its fused backward stores. */
+    A->grads_start = ar->base ? ar->base + ar->used : NULL;
+    for (int a = 0; a < apps; a++)
+        if (!stored_d_out(net, a)) A->apps[a].d_out = arena_take(ar, shape_out_count(&shapes[a]));
     if (net->kind == NET_DISCRIMINATOR) {
         A->d_input = arena_take(ar, (size_t)shapes[0].batch * shapes[0].in_ch * shapes[0].in_h *
                                         shapes[0].in_w);
@@ -341,6 +361,8 @@ static void layout_activations(Activations *A, const Network *net, const ConvSha
         }
         if (pass == 0) A->grads_end = ar->base ? ar->base + ar->used : NULL;
     }
+    for (int a = 0; a < apps; a++)
+        if (stored_d_out(net, a)) A->apps[a].d_out = arena_take(ar, shape_out_count(&shapes[a]));
 }
 
 /* Wires each application's input and input-gradient views. */
@@ -440,7 +462,7 @@ void activations_reuse_weights(Activations *A, int on) {
 
 void activations_zero_grads(Activations *A) {
     if (!A->with_grads) return;
-    float *start = A->apps[0].d_out;
+    float *start = A->grads_start;
     size_t n = (size_t)(A->grads_end - start), span = (size_t)1 << 16;
     /* in spans over the threads: tens of MB, more than one core's store bandwidth */
 #pragma omp parallel for schedule(static) if (n > 16 * span)
@@ -482,6 +504,7 @@ static void unit_forward(const ConvUnit *u, UnitActs *x, const float *in, Activa
 static void unit_backward(const ConvUnit *u, UnitActs *x, Activations *A, int param_grads) {
     ConvShape shape = x->shape;
     shape.weights = A->reuse_weights ? &x->weights : NULL;
+    shape.store_din = x->store_d_in;
     const ConvShape *s = &shape;
     size_t count = shape_out_count(s);
     if (u->has_bn) { /* and the conv's bias gradient with it */
@@ -547,9 +570,9 @@ void generator_backward_input(Network *g, Activations *A, float *d_input) {
         int c1 = G_RES0 + 2 * i;
         /* r_i = r_{i-1} + t_i: the skip passes d r_i straight to r_{i-1}. */
         const float *d_sum = A->d_res_sum[i];
-        float *d_prev = x[c1].d_in;
+        float *d_prev = x[c1].d_in; /* its first write: stored_d_out */
 #pragma omp parallel for if (res_count > 32768)
-        for (size_t k = 0; k < res_count; k++) d_prev[k] += d_sum[k];
+        for (size_t k = 0; k < res_count; k++) d_prev[k] = d_sum[k];
         unit_backward(&u[c1 + 1], &x[c1 + 1], A, 1);
         unit_backward(&u[c1], &x[c1], A, 1);
     }

@@ -125,6 +125,7 @@ typedef struct {
     float *d_in;     /* where its input gradient goes (NULL: not needed) */
     float *conv_out, *out, *mean, *rstd;
     float *d_out, *d_conv_out;
+    int store_d_in;          /* its conv's d(input) is the first write into d_in */
     ConvWeightCache weights; /* the conv's transformed weights, kept while
                                 Activations.reuse_weights is set */
 } UnitActs;
@@ -137,7 +138,7 @@ typedef struct {
     float *scratch;        /* conv workspace for the largest layer */
     int reuse_weights;     /* the network's weights stay the same until this is
                               cleared (activations_reuse_weights) */
-    float *grads_end;      /* activations_zero_grads clears apps[0].d_out .. grads_end */
+    float *grads_start, *grads_end; /* activations_zero_grads clears grads_start .. grads_end */
     double *bn_stats;      /* BatchNorm scratch (BN_STATS_DOUBLES of the widest unit) */
     const BnSync *bn_sync; /* NULL: the batch is whole; else a slice, BN statistics summed
                               over the replicas through it (nn/ops.h) */
