@@ -395,8 +395,20 @@ static Phase conv_phase(const ConvShape *s, int ry, int rx) {
     return p;
 }
 
+/* The sub-pixel path's phases cover every input pixel exactly once when the
+ * kernel is at least the stride: it can store. */
+static int is_strided_input_path(const ConvShape *s) {
+    return !is_upsampled_3x3(s) && !is_winograd_s2(s) && !is_winograd(s) && !is_winograd24(s) &&
+           (s->stride > 1 || s->pad > s->kernel - 1);
+}
+/* d(input) paths that can store (ConvShape.store_din) instead of adding */
+static int stores_din(const ConvShape *s) {
+    return is_winograd(s) || is_pointwise(s) || (is_strided_input_path(s) && s->kernel >= s->stride);
+}
+
 static void conv_backward_input_strided(float *din, const float *dout, const float *weight,
                                         const ConvShape *s, float *scratch) {
+    int store = s->store_din && stores_din(s); /* each pixel gets one phase's write */
     int st = s->stride, k2 = s->kernel * s->kernel, in_hw = s->in_h * s->in_w;
     size_t in_size = (size_t)s->in_ch * in_hw, out_size = (size_t)s->out_ch * s->out_h * s->out_w;
     for (int ry = 0; ry < st; ry++)
@@ -436,7 +448,10 @@ static void conv_backward_input_strided(float *din, const float *dout, const flo
                         float *dst = x + (size_t)ci * in_hw + (size_t)(st * (p.a0 + gy) + ry - s->pad) * s->in_w +
                                      st * (p.b0 + gx) + rx - s->pad;
                         const float *src = dx + (size_t)ci * n + t;
-                        for (int u = 0; u < len; u++) dst[st * u] += src[u];
+                        if (store)
+                            for (int u = 0; u < len; u++) dst[st * u] = src[u];
+                        else
+                            for (int u = 0; u < len; u++) dst[st * u] += src[u];
                         t += len;
                     }
             }
@@ -662,7 +677,7 @@ void conv2d_forward(float *out, const float *in, const float *weight, const floa
 
 static void conv_backward_input(float *din, const float *dout, const float *weight,
                                 const ConvShape *s, float *scratch) {
-    if (s->store_din && !is_winograd(s) && !is_pointwise(s)) { /* the paths that only add */
+    if (s->store_din && !stores_din(s)) { /* the paths that only add */
         size_t n = (size_t)s->batch * s->in_ch * s->in_h * s->in_w;
 #pragma omp parallel for schedule(static)
         for (size_t i0 = 0; i0 < n; i0 += 65536) memset(din + i0, 0, (n - i0 < 65536 ? n - i0 : 65536) * sizeof(float));
@@ -689,7 +704,7 @@ static void conv_backward_input(float *din, const float *dout, const float *weig
                     scratch + shared_floats(s), thread_floats(s));
         return;
     }
-    if (s->stride > 1 || s->pad > s->kernel - 1) {
+    if (is_strided_input_path(s)) {
         conv_backward_input_strided(din, dout, weight, s, scratch);
         return;
     }

@@ -296,18 +296,20 @@ static void app_shapes(const Network *net, ConvShape *shapes, int batch, int h, 
 
 /* G's output gradients whose first write stores, so that nobody clears
  * them: dec0's (the head's d(input) on it), dec2's input (dec2's d(input)),
- * each residual block's inner one (its conv2's d(input)), and the trunk's
- * r_i (the skip's copy of d r_{i+1}, before conv1's d(input) adds). See
- * generator_backward_input. The rest take several sums in turn. */
+ * each residual block's inner one (its conv2's d(input)), the trunk's r_i
+ * (the skip's copy of d r_{i+1}, before conv1's d(input) adds), enc0's and
+ * enc1's (enc1's and enc2's d(input)). See generator_backward_input. The
+ * rest (dec1's, dec2's, the heads') take several sums in turn. */
 static int stored_d_out(const Network *net, int a) {
     if (net->kind != NET_GENERATOR) return 0;
-    return a == G_ENC2 || (a >= G_RES0 && a < g_dec2(net)) || a == g_dec2(net) + 2;
+    return a <= G_ENC2 || (a >= G_RES0 && a < g_dec2(net)) || a == g_dec2(net) + 2;
 }
 /* ... and the applications whose conv's d(input) is that first write */
 static int stores_d_in(const Network *net, int a) {
     if (net->kind != NET_GENERATOR) return 0;
     int d2 = g_dec2(net);
-    return a == d2 || a == net->num_units - 1 || (a >= G_RES0 && a < d2 && (a - G_RES0) % 2 == 1);
+    return a == G_ENC1 || a == G_ENC2 || a == d2 || a == net->num_units - 1 ||
+           (a >= G_RES0 && a < d2 && (a - G_RES0) % 2 == 1);
 }
 
 static void layout_activations(Activations *A, const Network *net, const ConvShape *shapes) {
