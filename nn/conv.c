@@ -45,7 +45,8 @@ static int is_winograd24(const ConvShape *s) {
 }
 
 /* Nearest x2 upsampling, then a 3x3 conv with pad 1: four 2x2 phase convs
- * of the stored input, each as Winograd F(2x2, 2x2) (nn/winograd_phase.h). */
+ * of the stored input, each on Winograd F(2x2, 2x2) or, in training forwards
+ * and d(input), F(4x4, 2x2) (nn/winograd_phase.h). */
 static int is_upsampled_3x3(const ConvShape *s) {
     return s->upsampled && s->kernel == 3 && s->stride == 1 && s->pad == 1;
 }
@@ -628,8 +629,8 @@ static void wino_backward_weight(float *dweight, const float *dout, const float 
 void conv2d_forward(float *out, const float *in, const float *weight, const float *bias,
                     const ConvShape *s, float *scratch) {
     if (is_upsampled_3x3(s)) {
-        wphase_forward(out, in, weight, bias, s->batch, s->in_ch, s->out_ch, s->in_h / 2, s->in_w / 2,
-                       scratch, scratch + shared_floats(s), thread_floats(s));
+        wphase_forward(out, in, weight, bias, s->training, s->batch, s->in_ch, s->out_ch, s->in_h / 2,
+                       s->in_w / 2, scratch, scratch + shared_floats(s), thread_floats(s));
         return;
     }
     if (is_winograd_s2(s)) {

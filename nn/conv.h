@@ -12,9 +12,11 @@
  * Nearest x2 upsampling followed by a 3x3 conv (pad 1), `upsampled` below,
  * runs as four 2x2 convs of the stored half-size input, one per output pixel
  * phase, with summed weights (forward, d(input) and d(weight)): exact, 2.25x
- * fewer products, no upsampled copy. Each phase conv runs as Winograd
- * F(2x2, 2x2) (nn/winograd_phase.h) in all three products: 1.78x fewer
- * products again, each output within ~2e-7 of the sum of its |products|.
+ * fewer products, no upsampled copy. Each phase conv runs on Winograd
+ * (nn/winograd_phase.h): F(2x2, 2x2) in eval-mode forwards and d(weight),
+ * 1.78x fewer products again, each output within ~2e-7 of the sum of its
+ * |products|; F(4x4, 2x2) in training forwards and d(input), 2.56x fewer,
+ * within ~1.5e-6.
  *
  * 3x3 convs with stride 1 and pad 1 (not upsampled; G's residual blocks)
  * run the forward as Winograd F(2x2, 3x3) (nn/conv.c): 2.25x fewer
@@ -93,8 +95,9 @@ typedef struct {
                       upsampling; in_h, in_w are the upsampled size. The backward
                       supports it for 3x3, stride 1, pad 1 only (G's dec1, dec0). */
     int training;  /* a training forward: 3x3 stride-1 convs may run F(4x4, 3x3),
-                      whose outputs depend on their whole 6x6 patch (eval-mode
-                      forwards keep F(2x2, 3x3): crops stay bit-exact) */
+                      upsampling convs F(4x4, 2x2), whose outputs depend on their
+                      whole patch (eval-mode forwards keep F(2x2, 3x3) and
+                      F(2x2, 2x2): crops stay bit-exact) */
     ConvWeightCache *weights; /* NULL, or where to keep the transformed weights */
     int store_din; /* the backward STORES d(input) instead of adding to it (its
                       first writer: nobody has to clear the buffer) */

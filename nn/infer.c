@@ -106,7 +106,7 @@ int infer_model_init(InferModel *m, const Network *g, char *err, size_t n) {
         int kk = f->in_ch * f->kernel * f->kernel;
         if (f->algo == CONV_DIRECT) gemm_pack(&f->direct, f->direct.data, f->weight, kk, f->out_ch, kk);
         if (f->algo == CONV_PHASES)
-            wphase_transform_weights(f->up, f->up[0].data, tmp, f->weight, 0, f->in_ch, f->out_ch);
+            wphase_transform_weights(f->up, f->up[0].data, tmp, f->weight, f->in_ch, f->out_ch);
         if (f->algo == CONV_WINOGRAD) pack_winograd(f, tmp);
     }
     free(tmp);

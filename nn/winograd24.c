@@ -4,19 +4,12 @@
 #include <string.h>
 
 #include "nn/gemm.h"
+#include "nn/winograd5.h"
 #include "nn/winograd_weights.h"
 
 #define INLINE static inline __attribute__((always_inline))
 #define E24 25 /* transformed elements per tile: 5 x 5 */
 #define CHUNK (WINO24_CHUNK_SEGS * WINO24_SEG) /* tiles per chunk of the weight gradient */
-
-/* (B^T d) of a 5-vector as five expressions: the rows of B^T as adds and
- * doublings (scalars, so that the loops over tiles vectorise) */
-#define BT5(o, d0, d1, d2, d3, d4)                                     \
-    float o##0 = 2.0f * ((d0) - (d2)) + ((d3) - (d1)),                \
-          o##1 = ((d3) - (d2)) - 2.0f * (d1),                         \
-          o##2 = ((d3) - (d2)) + 2.0f * ((d1) - (d2)), o##3 = (d3) - (d1), \
-          o##4 = ((d4) - (d2)) + 2.0f * ((d1) - (d3))
 
 /* A run of tiles of one tile row: tiles k0 .. k0+n-1 of the job, the first
  * with its patch's top left input pixel at (y0, x0); consecutive tiles are

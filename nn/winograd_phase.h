@@ -1,7 +1,7 @@
-/* winograd_phase.h: Winograd F(2x2, 2x2) for the phase convs of nearest x2
- * upsampling + 3x3 conv (pad 1; G's dec1, dec0), used by nn/conv.c for the
- * forward, d(input) and d(weight), and by fused inference (nn/infer.c),
- * which shares the transforms below: inline, so that each caller's plain and
+/* winograd_phase.h: Winograd for the phase convs of nearest x2 upsampling
+ * + 3x3 conv (pad 1; G's dec1, dec0), used by nn/conv.c for the forward,
+ * d(input) and d(weight), and by fused inference (nn/infer.c), which shares
+ * the F(2x2, 2x2) transforms below: inline, so that each caller's plain and
  * AVX-512 copies compile them for their own target.
  *
  * The phase decomposition: output pixel (2y+a, 2x+b) reads upsampled rows
@@ -9,34 +9,50 @@
  * through kernel rows {0} (a = 0) or {0, 1} (a = 1), the second through the
  * rest; columns likewise. So output phase ph = 2a + b is a 2x2 conv of the
  * stored input with summed weights p, the phase kernel: 16 taps per 2x2
- * output pixels instead of 36, exactly, and no upsampled copy. Each runs as
- * F(2x2, 2x2): a 2x2 tile of stored outputs from the 3x3 patch d under it,
+ * output pixels instead of 36, exactly, and no upsampled copy. Each runs on
+ * Winograd, an n x n tile of stored outputs from the (n+1) x (n+1) patch d
+ * under it,
  *   y = A^T [ U (.) V ] A,  U = G p G^T,  V = B^T d B,
- * the (.) product summed over input channels: 9 GEMMs per tile, 9 products
- * per 2x2 outputs instead of 16 (1.78x fewer). Points 0, 1 and infinity:
- *   B^T = [1 -1 0; 0 1 0; 0 -1 1],  G = [1 0; 1 1; 0 1],  A^T = [1 1 0; 0 1 1],
- * so every transform is adds and subtractions only.
+ * the (.) product summed over input channels, in one of two forms:
+ *  - F(2x2, 2x2), points 0, 1 and infinity: 9 products per 2x2 outputs
+ *    instead of 16 (1.78x fewer),
+ *      B^T = [1 -1 0; 0 1 0; 0 -1 1],  G = [1 0; 1 1; 0 1],  A^T = [1 1 0; 0 1 1],
+ *    adds and subtractions only. Inference and eval-mode forwards, whose
+ *    outputs must depend only on their receptive field (tiled inference is
+ *    exact), and d(weight) (F(4x4, 2x2) measured slower for dec1).
+ *  - F(4x4, 2x2), points 0, 1, -1, 2 and infinity: 25 products per 4x4
+ *    outputs (2.56x fewer than direct, 1.44x fewer than F(2x2, 2x2)),
+ *      B^T as F(2, 4)'s (nn/winograd5.h),
+ *      G   = [1/2 0; -1/2 -1/2; -1/6 1/6; 1/6 1/3; 0 1],
+ *      A^T = [1 1 1 1 0; 0 1 -1 2 0; 0 1 1 4 0; 0 1 -1 8 1].
+ *    Training forwards (ConvShape.training) and d(input).
  *
  * Forward: phase a's tiles are put one stored row (column) lower for a = 0,
  * so that the four phases of tile (ty, tx) read the same patch, rows
- * 2ty-2 .. 2ty (phase 1 outputs rows 2ty-2, 2ty-1; phase 0 rows 2ty-1,
- * 2ty): one V serves all phases, and U stacks the four phases' [co x ci]
- * along the rows, [4co x ci]. The grid has one more tile row and column
- * than the map needs; their outputs outside it are dropped.
+ * n*ty-n .. n*ty (phase 1 outputs rows n*ty-n .. n*ty-1, phase 0 one row
+ * lower): one V serves all phases, and U stacks the four phases' [co x ci]
+ * along the rows, [4co x ci]. Tile (ty, tx)'s outputs are the 2n x 2n block
+ * of upsampled outputs at rows 2n*ty-2n+1 .. 2n*ty. The grid has one more
+ * tile row and column than the map needs; their outputs outside it are
+ * dropped.
  * d(input): stored pixel (Y, X) receives phase ph's d(output) at (Y-a+i,
  * X-b+j) through the flipped tap (1-i, 1-j); the phases' tiles share the
- * d(input) tile, so V stacks the four phases' d(output) patches along the
- * rows, U is [ci x 4co] and the GEMM's sum runs over all four phases.
+ * d(input) tile (rows n*ty ..), so V stacks the four phases' d(output)
+ * patches along the rows, U is [ci x 4co] and the GEMM's sum runs over all
+ * four phases. F(4x4, 2x2)'s four patches of a tile lie in one 10x10 block
+ * of d(output), read as contiguous row spans.
  * d(weight): on the forward's tiles, dU = sum over tiles of dM V^T with
  * dM = A dY A^T (dY = 0 outside the map), [4co x ci] per element; then
  * dp = G^T dU G, and each 3x3 tap gets the gradients of the phase taps it
  * was summed into.
  *
- * Each output is within a few 1e-7 (relative to the sum of |products|) of
- * the direct conv; results are deterministic and independent of the thread
- * count. Jobs are runs of WPHASE_SEG consecutive tiles of one image (they
- * may span tile rows). The caller provides the memory: wphase_weight_floats
- * for the transformed, packed weights and, per thread, wphase_thread_floats.
+ * Each output is within a few 1e-7 (F(2x2, 2x2)) or ~1.5e-6 (F(4x4, 2x2),
+ * whose transforms scale values up to ~8x), relative to the sum of
+ * |products|, of the direct conv; results are deterministic and independent
+ * of the thread count. Jobs are runs of WPHASE_SEG (WPHASE4_SEG)
+ * consecutive tiles of one image (they may span tile rows). The caller
+ * provides the memory: wphase_weight_floats for the transformed, packed
+ * weights and, per thread, wphase_thread_floats.
  */
 #ifndef SPYNCO_WINOGRAD_PHASE_H
 #define SPYNCO_WINOGRAD_PHASE_H
@@ -46,6 +62,7 @@
 #include "nn/gemm.h"
 
 #define WPHASE_SEG 64
+#define WPHASE4_SEG 32 /* F(4x4, 2x2): its v and m per thread stay in L2 */
 
 #define WPHASE_INLINE static inline __attribute__((always_inline))
 
@@ -66,11 +83,11 @@ WPHASE_INLINE int job_runs(Run *runs, int q0, int nt, int tw) {
     return count;
 }
 
-/* Tiles [*lo, *hi) of a run of n have columns first + 2k .. first + 2k + span
- * inside 0 .. w-1. */
-WPHASE_INLINE void inside(int *lo, int *hi, int first, int span, int w, int n) {
-    int l = first >= 0 ? 0 : (1 - first) / 2;
-    int h = w - 1 - span - first >= 0 ? (w - 1 - span - first) / 2 + 1 : 0;
+/* Tiles [*lo, *hi) of a run of n have columns first + step k .. first +
+ * step k + span inside 0 .. w-1. */
+WPHASE_INLINE void inside(int *lo, int *hi, int first, int step, int span, int w, int n) {
+    int l = first >= 0 ? 0 : (step - 1 - first) / step;
+    int h = w - 1 - span - first >= 0 ? (w - 1 - span - first) / step + 1 : 0;
     if (l > n) l = n;
     if (h > n) h = n;
     if (h < l) h = l;
@@ -98,7 +115,7 @@ WPHASE_INLINE void inputs_body(float *v, size_t ld, const float *x, size_t plane
                 }
                 const float *src = xc + (size_t)y * row;
                 int lo, hi;
-                inside(&lo, &hi, x0, 2, w, R->n);
+                inside(&lo, &hi, x0, 2, 2, w, R->n);
                 for (int k = lo; k < hi; k++) {
                     float d0 = src[(x0 + 2 * k) * step], d1 = src[(x0 + 2 * k + 1) * step],
                           d2 = src[(x0 + 2 * k + 2) * step];
@@ -156,7 +173,7 @@ WPHASE_INLINE void grads_body(float *dm, size_t ld, const float *dy, size_t plan
                 for (int j = 0; j < 2; j++) {
                     float *dst = t + (2 * i + j) * WPHASE_SEG + R->k0;
                     int x0 = 2 * R->tx + ox + j, lo = 0, hi = 0;
-                    if (iy >= 0 && iy < h) inside(&lo, &hi, x0, 0, w, R->n);
+                    if (iy >= 0 && iy < h) inside(&lo, &hi, x0, 2, 0, w, R->n);
                     const float *src = dc + (size_t)(lo < hi ? iy : 0) * row;
                     for (int k = 0; k < lo; k++) dst[k] = 0.0f;
                     for (int k = lo; k < hi; k++) dst[k] = src[(x0 + 2 * k) * step];
@@ -182,19 +199,19 @@ size_t wphase_thread_floats(int in_ch, int out_ch);
 
 /* floats of the packed U (wphase_transform_weights' packed_area) */
 size_t wphase_packed_floats(int in_ch, int out_ch);
-/* U[e] = (G p G^T)[e], packed in packed_area, for the phase kernels p of
- * weight [co_n, ci_n, 3, 3]: [4co x ci] at row ph * co_n + o, or for
- * d(input) (backward) of the flipped p, [ci x 4co] at column ph * co_n + o.
+/* F(2x2, 2x2)'s U[e] = (G p G^T)[e], packed in packed_area, for the phase
+ * kernels p of weight [co_n, ci_n, 3, 3]: [4co x ci] at row ph * co_n + o.
  * unpacked: 36 * ci_n * co_n floats of scratch. */
 void wphase_transform_weights(GemmPacked U[9], float *packed_area, float *unpacked,
-                              const float *weight, int backward, int ci_n, int co_n);
+                              const float *weight, int ci_n, int co_n);
 
 /* out (batch x co_n x 2h x 2w) = conv3x3(upsample2x(in)) + bias (bias may
- * be NULL), in: batch x ci_n x h x w, weight [co_n, ci_n, 3, 3].
- * thread_base + t * thread_stride is thread t's memory. */
-void wphase_forward(float *out, const float *in, const float *weight, const float *bias, int batch,
-                    int ci_n, int co_n, int h, int w, float *weight_area, float *thread_base,
-                    size_t thread_stride);
+ * be NULL), in: batch x ci_n x h x w, weight [co_n, ci_n, 3, 3]; on
+ * F(4x4, 2x2) for a training forward, else F(2x2, 2x2). thread_base + t *
+ * thread_stride is thread t's memory. */
+void wphase_forward(float *out, const float *in, const float *weight, const float *bias, int training,
+                    int batch, int ci_n, int co_n, int h, int w, float *weight_area,
+                    float *thread_base, size_t thread_stride);
 /* din (batch x ci_n x h x w) += d(input) of that conv for dout (batch x
  * co_n x 2h x 2w) */
 void wphase_backward_input(float *din, const float *dout, const float *weight, int batch, int ci_n,

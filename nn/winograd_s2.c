@@ -29,7 +29,7 @@ INLINE void outputs_body(float *out, const float *m, size_t ld, int ch, int h, i
                 float *dst = oc + (size_t)(2 * R->ty + i) * w;
                 const float *y0 = y + 2 * i * SEG + R->k0, *y1 = y0 + SEG;
                 int x0 = 2 * R->tx, lo, hi;
-                inside(&lo, &hi, x0, 1, w, R->n);
+                inside(&lo, &hi, x0, 2, 1, w, R->n);
                 for (int k = lo; k < hi; k++) dst[x0 + 2 * k] = y0[k] + b, dst[x0 + 2 * k + 1] = y1[k] + b;
                 if (hi < R->n && x0 + 2 * hi < w) dst[x0 + 2 * hi] = y0[hi] + b; /* odd width: one column */
             }
