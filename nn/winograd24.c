@@ -404,31 +404,15 @@ void wino24_backward_weight(float *dweight, const float *dout, const float *in, 
                       nruns, nt, t);
             fn.grads(dm + i * WINO24_SEG, dld, CHUNK, dout + b * co_n * out_hw, co_n, out_h, out_w,
                      runs, nruns, nt, t);
-            for (int e = 0; e < E24 && nt < WINO24_SEG; e++) { /* a short job: zeros past its tiles */
-                for (int c = 0; c < ci_n; c++)
-                    memset(v + e * vld + (size_t)c * CHUNK + i * WINO24_SEG + nt, 0,
-                           (size_t)(WINO24_SEG - nt) * sizeof(float));
-                for (int c = 0; c < co_n; c++)
-                    memset(dm + e * dld + (size_t)c * CHUNK + i * WINO24_SEG + nt, 0,
-                           (size_t)(WINO24_SEG - nt) * sizeof(float));
-            }
+            wino_zero_past(v, vld, ci_n, dm, dld, co_n, E24, CHUNK, i * WINO24_SEG, nt, WINO24_SEG);
         }
-        /* dU[e] (+)= dM[e] V[e]^T: the chunks in order, whatever the threads */
-#pragma omp parallel for schedule(dynamic)
-        for (int e = 0; e < E24; e++)
-            gemm_nt(co_n, ci_n, nj * WINO24_SEG, dm + e * dld, CHUNK, v + e * vld, CHUNK,
-                    chunk ? 1.0f : 0.0f, du + e * mat, ci_n);
+        wino_chunk_grads(du, mat, dm, dld, v, vld, E24, co_n, ci_n, nj * WINO24_SEG, CHUNK,
+                         chunk == 0);
     }
     /* dg = G^T dU G */
     void (*dg)(float *, const float *, size_t, int) = dg_plain;
 #if defined(__x86_64__) || defined(__i386__)
     if (gemm_current_kernel() == GEMM_KERNEL_AVX512) dg = dg_avx512;
 #endif
-    int chunks_i = (ci_n + WEIGHT_CHUNK - 1) / WEIGHT_CHUNK;
-#pragma omp parallel for schedule(static)
-    for (int job = 0; job < co_n * chunks_i; job++) {
-        int o = job / chunks_i, i0 = job % chunks_i * WEIGHT_CHUNK;
-        int n = ci_n - i0 < WEIGHT_CHUNK ? ci_n - i0 : WEIGHT_CHUNK;
-        dg(dweight + ((size_t)o * ci_n + i0) * 16, du + (size_t)o * ci_n + i0, mat, n);
-    }
+    wino_weight_grads(dweight, du, mat, co_n, ci_n, 16, WEIGHT_CHUNK, dg);
 }

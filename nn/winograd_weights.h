@@ -72,4 +72,47 @@ static inline void wino_transform_weights(GemmPacked *packed, int elements, floa
     }
 }
 
+/* ---- the weight gradient's shared steps (wino43_backward_weight,
+ * wino24_backward_weight): tiles in fixed chunks whose transformed inputs
+ * V[e] [ci_n x chunk] (row stride `chunk`, elements vld apart) and output
+ * gradients dM[e] [co_n x chunk] (dld apart) sit in shared buffers. */
+
+/* a short job's columns col0 + nt .. col0 + seg - 1 of every row, zeroed:
+ * the GEMMs sum whole chunks */
+static inline void wino_zero_past(float *v, size_t vld, int ci_n, float *dm, size_t dld, int co_n,
+                                  int elements, size_t chunk, int col0, int nt, int seg) {
+    for (int e = 0; e < elements && nt < seg; e++) {
+        for (int c = 0; c < ci_n; c++)
+            memset(v + e * vld + (size_t)c * chunk + col0 + nt, 0, (size_t)(seg - nt) * sizeof(float));
+        for (int c = 0; c < co_n; c++)
+            memset(dm + e * dld + (size_t)c * chunk + col0 + nt, 0, (size_t)(seg - nt) * sizeof(float));
+    }
+}
+
+/* dU[e] [co_n x ci_n] (+)= dM[e] V[e]^T over a chunk's first cols columns,
+ * shared out by element (the chunks in order, whatever the threads); the
+ * first chunk stores */
+static inline void wino_chunk_grads(float *du, size_t mat, const float *dm, size_t dld,
+                                    const float *v, size_t vld, int elements, int co_n, int ci_n,
+                                    int cols, size_t chunk, int first) {
+#pragma omp parallel for schedule(dynamic)
+    for (int e = 0; e < elements; e++)
+        gemm_nt(co_n, ci_n, cols, dm + e * dld, (int)chunk, v + e * vld, (int)chunk,
+                first ? 0.0f : 1.0f, du + e * mat, ci_n);
+}
+
+/* dweight [co_n, ci_n, taps] += dg(dU) of the kernels, `lanes` input
+ * channels a job (dg: G^T dU G of n <= lanes kernels, dU[e] mat apart) */
+static inline void wino_weight_grads(float *dweight, const float *du, size_t mat, int co_n,
+                                     int ci_n, int taps, int lanes,
+                                     void (*dg)(float *, const float *, size_t, int)) {
+    int chunks = (ci_n + lanes - 1) / lanes;
+#pragma omp parallel for schedule(static)
+    for (int job = 0; job < co_n * chunks; job++) {
+        int o = job / chunks, i0 = job % chunks * lanes;
+        int n = ci_n - i0 < lanes ? ci_n - i0 : lanes;
+        dg(dweight + ((size_t)o * ci_n + i0) * taps, du + (size_t)o * ci_n + i0, mat, n);
+    }
+}
+
 #endif
