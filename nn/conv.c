@@ -678,11 +678,8 @@ void conv2d_forward(float *out, const float *in, const float *weight, const floa
 
 static void conv_backward_input(float *din, const float *dout, const float *weight,
                                 const ConvShape *s, float *scratch) {
-    if (s->store_din && !stores_din(s)) { /* the paths that only add */
-        size_t n = (size_t)s->batch * s->in_ch * s->in_h * s->in_w;
-#pragma omp parallel for schedule(static)
-        for (size_t i0 = 0; i0 < n; i0 += 65536) memset(din + i0, 0, (n - i0 < 65536 ? n - i0 : 65536) * sizeof(float));
-    }
+    if (s->store_din && !stores_din(s)) /* the paths that only add */
+        zero_floats(din, (size_t)s->batch * s->in_ch * s->in_h * s->in_w);
     if (is_upsampled_3x3(s)) {
         wphase_backward_input(din, dout, weight, s->batch, s->in_ch, s->out_ch, s->in_h / 2,
                               s->in_w / 2, scratch, scratch + shared_floats(s), thread_floats(s));

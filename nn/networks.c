@@ -463,12 +463,7 @@ void activations_reuse_weights(Activations *A, int on) {
 }
 
 void activations_zero_grads(Activations *A) {
-    if (!A->with_grads) return;
-    float *start = A->grads_start;
-    size_t n = (size_t)(A->grads_end - start), span = (size_t)1 << 16;
-    /* in spans over the threads: tens of MB, more than one core's store bandwidth */
-#pragma omp parallel for schedule(static) if (n > 16 * span)
-    for (size_t i = 0; i < n; i += span) memset(start + i, 0, (n - i < span ? n - i : span) * sizeof(float));
+    if (A->with_grads) zero_floats(A->grads_start, (size_t)(A->grads_end - A->grads_start));
 }
 
 /* ---- forward and backward ----------------------------------------------- */

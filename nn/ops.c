@@ -2,6 +2,7 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 /* Element-wise loops are worth threading only when large. */
 #define PAR_MIN 32768
@@ -30,6 +31,12 @@ void leaky_relu_backward(float *din, const float *dout, const float *out, float 
         float k = out[i] > 0.0f ? 1.0f : slope;
         din[i] += k * dout[i];
     }
+}
+
+void zero_floats(float *x, size_t n) {
+    size_t span = (size_t)1 << 16;
+#pragma omp parallel for schedule(static) if (n > 16 * span)
+    for (size_t i = 0; i < n; i += span) memset(x + i, 0, (n - i < span ? n - i : span) * sizeof(float));
 }
 
 /* tanh(x) = 1 - 2 / (e^2x + 1), e^2x = 2^k * 2^f (k = round(2x log2 e), |f| <=
@@ -121,6 +128,15 @@ static inline float bn_act_grad(float in, float scale, float shift, float slope)
     return in * scale + shift > 0.0f ? 1.0f : slope;
 }
 
+/* channel c's normalisation as one multiply-add, y = in * scale + shift
+ * (beta NULL: 0): the forward's, and the backward's for the activation's
+ * derivative, which must see the same bits */
+static void bn_scale_shift(float *scale, float *shift, const float *gamma, const float *beta,
+                           const float *mean, const float *rstd, int c) {
+    *scale = gamma[c] * rstd[c];
+    *shift = (beta ? beta[c] : 0.0f) - mean[c] * *scale;
+}
+
 /* out = act(in * scale + shift), one channel plane */
 PER_CPU static void bn_channel_apply(float *out, const float *in, float scale, float shift,
                                      float slope, int n) {
@@ -155,8 +171,8 @@ static void bn_channel_sums(double *sum, double *squares, const float *in, int b
 static void bn_channel_forward(float *out, const float *in, const float *gamma, const float *beta,
                                const float *mean, const float *rstd, float slope, int batch, int ch,
                                int hw, int c) {
-    float scale = gamma[c] * rstd[c];
-    float shift = beta[c] - mean[c] * scale;
+    float scale, shift;
+    bn_scale_shift(&scale, &shift, gamma, beta, mean, rstd, c);
     for (int b = 0; b < batch; b++) {
         size_t off = ((size_t)b * ch + c) * hw;
         bn_channel_apply(out + off, in + off, scale, shift, slope, hw);
@@ -216,11 +232,11 @@ PER_CPU static void bn_channel_grad_sums(double *s, double *sx, const float *dy,
 }
 
 /* d(input) of one channel plane: dx (+)= g * (k * dy - mean_dy - xhat *
- * mean_dy_xhat); with dsum, *dsum += the sum of dx (not accumulating). */
+ * mean_dy_xhat), g = gamma * rstd (also the forward's scale, with shift: k);
+ * with dsum, *dsum += the sum of dx (not accumulating). */
 PER_CPU static void bn_channel_din(float *dx, double *dsum, const float *dy, const float *x,
-                                   float g, float m, float r, float scale, float shift,
-                                   float mean_dy, float mean_dy_xhat, float slope, int accumulate,
-                                   int n) {
+                                   float g, float m, float r, float shift, float mean_dy,
+                                   float mean_dy_xhat, float slope, int accumulate, int n) {
     if (accumulate) {
         for (int i = 0; i < n; i++) dx[i] += g * (dy[i] - mean_dy - (x[i] - m) * r * mean_dy_xhat);
         return;
@@ -228,7 +244,7 @@ PER_CPU static void bn_channel_din(float *dx, double *dsum, const float *dy, con
     for (int i0 = 0; i0 < n; i0 += BN_CHUNK) { /* dsum: each chunk summed while in L1 */
         int len = n - i0 < BN_CHUNK ? n - i0 : BN_CHUNK;
         for (int i = i0; i < i0 + len; i++) {
-            float k = bn_act_grad(x[i], scale, shift, slope);
+            float k = bn_act_grad(x[i], g, shift, slope);
             dx[i] = g * (k * dy[i] - mean_dy - (x[i] - m) * r * mean_dy_xhat);
         }
         if (dsum) *dsum += sum_floats(dx + i0, len);
@@ -246,8 +262,8 @@ typedef struct {
 
 static void bn_channel_backward_sums(const BnBackward *k, double *stats, int c) {
     double s = 0.0, sx = 0.0;
-    float m = k->mean[c], r = k->rstd[c];
-    float scale = k->gamma[c] * r, shift = (k->beta ? k->beta[c] : 0.0f) - m * scale; /* as bn_forward */
+    float m = k->mean[c], r = k->rstd[c], scale, shift;
+    bn_scale_shift(&scale, &shift, k->gamma, k->beta, k->mean, k->rstd, c);
     for (int b = 0; b < k->batch; b++) {
         size_t off = ((size_t)b * k->ch + c) * k->hw;
         bn_channel_grad_sums(&s, &sx, k->dout + off, k->in + off, m, r, scale, shift, k->slope, k->hw);
@@ -258,15 +274,15 @@ static void bn_channel_backward_sums(const BnBackward *k, double *stats, int c) 
 }
 
 static void bn_channel_backward_din(const BnBackward *k, const double *stats, double count, int c) {
-    float g = k->gamma[c] * k->rstd[c], m = k->mean[c], r = k->rstd[c];
-    float shift = (k->beta ? k->beta[c] : 0.0f) - m * g; /* g is bn_forward's scale */
+    float m = k->mean[c], r = k->rstd[c], g, shift; /* g: gamma * rstd, the scale */
+    bn_scale_shift(&g, &shift, k->gamma, k->beta, k->mean, k->rstd, c);
     /* Training: the batch statistics depend on the input too, through the whole batch. */
     float mean_dy = k->training ? (float)(stats[c] / count) : 0.0f;
     float mean_dy_xhat = k->training ? (float)(stats[k->ch + c] / count) : 0.0f;
     double s = 0.0;
     for (int b = 0; b < k->batch; b++) {
         size_t off = ((size_t)b * k->ch + c) * k->hw;
-        bn_channel_din(k->din + off, k->dsum ? &s : NULL, k->dout + off, k->in + off, g, m, r, g,
+        bn_channel_din(k->din + off, k->dsum ? &s : NULL, k->dout + off, k->in + off, g, m, r,
                        shift, mean_dy, mean_dy_xhat, k->slope, k->accumulate, k->hw);
     }
     if (k->dsum) k->dsum[c] += (float)s;

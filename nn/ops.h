@@ -27,6 +27,9 @@ void relu_forward(float *out, const float *in, size_t n);
 void relu_backward(float *din, const float *dout, const float *out, size_t n);
 void leaky_relu_forward(float *out, const float *in, float slope, size_t n);
 void leaky_relu_backward(float *din, const float *dout, const float *out, float slope, size_t n);
+/* x[0 .. n) = 0, over the threads when large (tens of MB are more than one
+ * core's store bandwidth) */
+void zero_floats(float *x, size_t n);
 void tanh_forward(float *out, const float *in, size_t n);
 /* The same on one thread (for callers inside their own parallel jobs); out
  * may be in. Absolute error below 1.9e-7 (a polynomial, not libm's tanhf). */
@@ -69,9 +72,9 @@ void batchnorm_backward(float *din, float *dgamma, float *dbeta, const float *do
  * LeakyReLU, 1: none). Arguments and statistics as batchnorm_forward; in and
  * out must differ. The backward takes the activation's output gradient dout
  * (the activation's derivative it recomputes from in, gamma and beta, as the
- * forward computed it: a pass reads two arrays, not three), and STORES d(in) (din is overwritten, unlike the
- * other backwards: it is the conv output's own gradient, so nobody has to
- * zero it first); dgamma and dbeta accumulate, and so does dsum (if not
+ * forward computed it: a pass reads two arrays, not three), and STORES d(in)
+ * (din is overwritten, unlike the other backwards: it is the conv output's
+ * own gradient, so nobody has to zero it first); dgamma and dbeta accumulate, and so does dsum (if not
  * NULL), the per-channel sum of d(in): the gradient of the conv's bias,
  * taken while d(in) is in cache. */
 void batchnorm_act_forward(float *out, float *mean, float *rstd, float *running_mean,

@@ -240,8 +240,7 @@ size_t wino24_weight_floats(int in_ch, int out_ch) { return E24 * wino_packed_fl
 
 size_t wino24_shared_floats(int in_ch, int out_ch) {
     size_t conv = wino24_weight_floats(in_ch, out_ch);
-    /* weight gradient: dU, then a chunk's V and dM */
-    size_t grad = (size_t)E24 * in_ch * out_ch + (size_t)E24 * (in_ch + out_ch) * CHUNK;
+    size_t grad = wino_grad_floats(E24, in_ch, out_ch, CHUNK);
     return conv > grad ? conv : grad;
 }
 
@@ -341,13 +340,13 @@ __attribute__((target("avx512f"))) static void dg_avx512(float *dw, const float 
 
 /* packed[e] = U[e] [co_n x ci_n] (winograd_weights.h) */
 static void transform_weights(GemmPacked packed[E24], float *area, const float *weight,
-                              int transpose, int ci_n, int co_n) {
+                              int transpose, int ci_n, int co_n, int transformed) {
     WinoWeightBody body = weights_plain;
 #if defined(__x86_64__) || defined(__i386__)
     if (gemm_current_kernel() == GEMM_KERNEL_AVX512) body = weights_avx512;
 #endif
     wino_transform_weights(packed, E24, area, weight, 16, WEIGHT_CHUNK, transpose, ci_n, co_n,
-                           body);
+                           body, transformed);
 }
 
 void wino24_conv(float *out, const float *in, const float *weight, int transpose, const float *bias,
@@ -355,10 +354,7 @@ void wino24_conv(float *out, const float *in, const float *weight, int transpose
                  int pad, float *weight_area, int transformed, float *thread_base,
                  size_t thread_stride) {
     GemmPacked U[E24];
-    if (transformed)
-        wino_packed_operands(U, E24, weight_area, ci_n, co_n);
-    else
-        transform_weights(U, weight_area, weight, transpose, ci_n, co_n);
+    transform_weights(U, weight_area, weight, transpose, ci_n, co_n, transformed);
     int th = (out_h + 1) / 2, tw = (out_w + 1) / 2, tiles = th * tw;
     int segs = (tiles + WINO24_SEG - 1) / WINO24_SEG, jobs = batch * segs;
     size_t vld = (size_t)ci_n * WINO24_SEG, mld = (size_t)co_n * WINO24_SEG;

@@ -325,16 +325,11 @@ static Fns fns_for(GemmKernel kernel) {
     return f;
 }
 
-/* weight gradient: dU, then a chunk's V and dM */
-static size_t grad_floats(int ci_n, int co_n) {
-    return (size_t)E43 * ci_n * co_n + (size_t)E43 * (ci_n + co_n) * CHUNK;
-}
-
 size_t wino43_weight_floats(int ci_n, int co_n) { return E43 * wino_packed_floats(ci_n, co_n); }
 
 size_t wino43_shared_floats(int ci_n, int co_n) {
     size_t conv = wino43_weight_floats(ci_n, co_n);
-    size_t grad = grad_floats(ci_n, co_n);
+    size_t grad = wino_grad_floats(E43, ci_n, co_n, CHUNK);
     return conv > grad ? conv : grad;
 }
 
@@ -441,22 +436,20 @@ __attribute__((target("avx512f"))) static void dg_avx512(float *dw, const float 
 
 /* packed[e] = U[e] [co_n x ci_n] (winograd_weights.h) */
 static void transform_weights(GemmPacked packed[E43], float *area, const float *weight,
-                              int transpose, int ci_n, int co_n) {
+                              int transpose, int ci_n, int co_n, int transformed) {
     WinoWeightBody body = weights_plain;
 #if defined(__x86_64__) || defined(__i386__)
     if (gemm_current_kernel() == GEMM_KERNEL_AVX512) body = weights_avx512;
 #endif
-    wino_transform_weights(packed, E43, area, weight, 9, KCHUNK, transpose, ci_n, co_n, body);
+    wino_transform_weights(packed, E43, area, weight, 9, KCHUNK, transpose, ci_n, co_n, body,
+                           transformed);
 }
 
 void wino43_conv(float *out, const float *in, const float *weight, int transpose, const float *bias,
                  int store, int batch, int ci_n, int co_n, int h, int w, float *weights_area,
                  int transformed, float *thread_base, size_t thread_stride) {
     GemmPacked U[E43];
-    if (transformed)
-        wino_packed_operands(U, E43, weights_area, ci_n, co_n);
-    else
-        transform_weights(U, weights_area, weight, transpose, ci_n, co_n);
+    transform_weights(U, weights_area, weight, transpose, ci_n, co_n, transformed);
     int tw = (w + 3) / 4, tiles = (h + 3) / 4 * tw;
     int segs = (tiles + SEG - 1) / SEG, jobs = batch * segs;
     size_t vld = (size_t)ci_n * SEG, mld = (size_t)co_n * SEG, hw = (size_t)h * w;

@@ -3,13 +3,14 @@
  *
  * Each transformed element e of the k x k kernels is one GEMM operand
  * U[e] [co_n x ci_n], U = G g G^T per kernel (o, i). wino_transform_weights
- * gathers the kernels' taps tap-major, `chunk` input channels at a time
- * (gt[t * chunk + j] = tap t of kernel (o, i0 + j), zero past the last
- * channel), so that the caller's `body` computes G g G^T vectorised over the
- * kernels and writes them at u + e * mat, straight into U[e]'s packed
- * layout for the GEMM kernel selected at the time (no unpacked copy: a
- * transform then a packing pass cost twice the memory traffic, which was
- * most of the time).
+ * gathers the taps of `chunk` kernels at a time tap-major (gt[t * chunk +
+ * j]: a strip of the packed layout's rows by a few columns), so that the
+ * caller's `body` computes G g G^T vectorised over them and writes them at
+ * u + e * mat, straight into U[e]'s packed layout for the GEMM kernel
+ * selected at the time (no unpacked copy: a transform then a packing pass
+ * cost twice the memory traffic, which was most of the time).
+ *
+ * Below them, the weight gradient's shared steps and its buffer size.
  */
 #ifndef SPYNCO_WINOGRAD_WEIGHTS_H
 #define SPYNCO_WINOGRAD_WEIGHTS_H
@@ -30,17 +31,11 @@ static inline size_t wino_packed_floats(int ci_n, int co_n) {
     return a > b ? a : b;
 }
 
-/* packed[e] (e < elements): the packed [co_n x ci_n] operands over area,
- * wino_packed_floats each (their layout only: nothing is written) */
-static inline void wino_packed_operands(GemmPacked *packed, int elements, float *area, int ci_n,
-                                        int co_n) {
-    size_t each = wino_packed_floats(ci_n, co_n);
-    for (int e = 0; e < elements; e++) gemm_packed_layout(&packed[e], area + e * each, co_n, ci_n);
-}
-
 /* packed[e] (e < elements) = U[e], written straight into the packed layout
- * (gemm.h) in area, wino_packed_floats each. g = weight[o, i] (k x k taps),
- * or with `transpose` weight[i, o] flipped (d(input) of the conv ci <- co).
+ * (gemm.h) in area, wino_packed_floats each; with `transformed` area holds
+ * them already (from an earlier call with the same weights) and only the
+ * operands are set up. g = weight[o, i] (k x k taps), or with `transpose`
+ * weight[i, o] flipped (d(input) of the conv ci <- co).
  * A job is one strip of the packed rows (output channels) by `cols` columns
  * (input channels): its strip * cols kernels are the body's lanes, in the
  * order they lie in the packed layout, so the body's n outputs per element
@@ -48,9 +43,10 @@ static inline void wino_packed_operands(GemmPacked *packed, int elements, float 
  * zero padding). */
 static inline void wino_transform_weights(GemmPacked *packed, int elements, float *area,
                                           const float *weight, int taps, int chunk, int transpose,
-                                          int ci_n, int co_n, WinoWeightBody body) {
+                                          int ci_n, int co_n, WinoWeightBody body, int transformed) {
     size_t each = wino_packed_floats(ci_n, co_n);
-    wino_packed_operands(packed, elements, area, ci_n, co_n);
+    for (int e = 0; e < elements; e++) gemm_packed_layout(&packed[e], area + e * each, co_n, ci_n);
+    if (transformed) return;
     int strip = gemm_packed_strip(&packed[0]), cols = 1;
     while (2 * cols * strip <= chunk) cols *= 2; /* a power of two: runs never cross a k block */
     int strips = (co_n + strip - 1) / strip, groups = (ci_n + cols - 1) / cols;
@@ -76,6 +72,11 @@ static inline void wino_transform_weights(GemmPacked *packed, int elements, floa
  * wino24_backward_weight): tiles in fixed chunks whose transformed inputs
  * V[e] [ci_n x chunk] (row stride `chunk`, elements vld apart) and output
  * gradients dM[e] [co_n x chunk] (dld apart) sit in shared buffers. */
+
+/* floats of the dU, then a chunk's V and dM */
+static inline size_t wino_grad_floats(int elements, int ci_n, int co_n, size_t chunk) {
+    return (size_t)elements * ci_n * co_n + (size_t)elements * (ci_n + co_n) * chunk;
+}
 
 /* a short job's columns col0 + nt .. col0 + seg - 1 of every row, zeroed:
  * the GEMMs sum whole chunks */

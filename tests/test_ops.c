@@ -120,6 +120,29 @@ static void test_conv_upsampled_forward(void) {
     free(in), free(wt), free(b), free(big), free(out), free(ref), free(scratch);
 }
 
+/* out, din and dw: the conv's forward and backward (din and dw start at
+ * zero: the backward adds) at 1 thread; the same at 2 threads must give
+ * the same bits. */
+static void conv_1_and_2_threads(float *out, float *din, float *dw, const float *in,
+                                 const float *wt, const float *b, const float *dy,
+                                 const ConvShape *s, float *scratch, size_t nin, size_t nout,
+                                 size_t nw, const char *what) {
+    int threads = omp_get_max_threads();
+    omp_set_num_threads(1);
+    conv2d_forward(out, in, wt, b, s, scratch);
+    conv2d_backward(din, dw, NULL, dy, in, wt, s, scratch);
+    float *out2 = malloc(nout * sizeof(float));
+    float *din2 = calloc(nin, sizeof(float)), *dw2 = calloc(nw, sizeof(float));
+    omp_set_num_threads(2);
+    conv2d_forward(out2, in, wt, b, s, scratch);
+    conv2d_backward(din2, dw2, NULL, dy, in, wt, s, scratch);
+    omp_set_num_threads(threads);
+    CHECK(memcmp(out, out2, nout * sizeof(float)) == 0 && memcmp(din, din2, nin * sizeof(float)) == 0 &&
+              memcmp(dw, dw2, nw * sizeof(float)) == 0,
+          "%s: 1 and 2 threads give different bits", what);
+    free(out2), free(din2), free(dw2);
+}
+
 /* The upsampling conv (G's dec1, dec0: four phase convs on Winograd,
  * nn/winograd_phase.h) against upsample + 3x3 conv in double: forward (eval
  * F(2x2, 2x2), or with `training` F(4x4, 2x2)), d(input) and d(weight).
@@ -141,21 +164,7 @@ static void test_conv_upsampled_reference(int batch, int cin, int h, int w, int 
     float *dy = rand_buf(nout, -1, 1), *out = malloc(nout * sizeof(float));
     float *din = calloc(nin, sizeof(float)), *dw = calloc(nw, sizeof(float));
     float *scratch = malloc(conv_scratch_floats(&s, 4) * sizeof(float));
-    int threads = omp_get_max_threads();
-    omp_set_num_threads(1);
-    conv2d_forward(out, in, wt, b, &s, scratch);
-    conv2d_backward(din, dw, NULL, dy, in, wt, &s, scratch);
-    /* the same with 2 threads: identical bits */
-    float *out2 = malloc(nout * sizeof(float));
-    float *din2 = calloc(nin, sizeof(float)), *dw2 = calloc(nw, sizeof(float));
-    omp_set_num_threads(2);
-    conv2d_forward(out2, in, wt, b, &s, scratch);
-    conv2d_backward(din2, dw2, NULL, dy, in, wt, &s, scratch);
-    omp_set_num_threads(threads);
-    CHECK(memcmp(out, out2, nout * sizeof(float)) == 0 && memcmp(din, din2, nin * sizeof(float)) == 0 &&
-              memcmp(dw, dw2, nw * sizeof(float)) == 0,
-          "conv up2 3x3: 1 and 2 threads give different bits");
-    free(out2), free(din2), free(dw2);
+    conv_1_and_2_threads(out, din, dw, in, wt, b, dy, &s, scratch, nin, nout, nw, "conv up2 3x3");
     /* reference sums and sums of |terms| */
     double *rx = calloc(nin, sizeof(double)), *ax = calloc(nin, sizeof(double));
     double *rw = calloc(nw, sizeof(double)), *aw = calloc(nw, sizeof(double));
@@ -212,20 +221,7 @@ static void test_conv_s2_reference(int batch, int cin, int h, int w, int cout) {
     float *dy = rand_buf(nout, -1, 1), *out = malloc(nout * sizeof(float));
     float *din = calloc(nin, sizeof(float)), *dw = calloc(nw, sizeof(float));
     float *scratch = malloc(conv_scratch_floats(&s, 4) * sizeof(float));
-    int threads = omp_get_max_threads();
-    omp_set_num_threads(1);
-    conv2d_forward(out, in, wt, b, &s, scratch);
-    conv2d_backward(din, dw, NULL, dy, in, wt, &s, scratch);
-    /* the same with 2 threads: identical bits */
-    float *out2 = malloc(nout * sizeof(float));
-    float *din2 = calloc(nin, sizeof(float)), *dw2 = calloc(nw, sizeof(float));
-    omp_set_num_threads(2);
-    conv2d_forward(out2, in, wt, b, &s, scratch);
-    conv2d_backward(din2, dw2, NULL, dy, in, wt, &s, scratch);
-    omp_set_num_threads(threads);
-    CHECK(memcmp(out, out2, nout * sizeof(float)) == 0 && memcmp(din, din2, nin * sizeof(float)) == 0 &&
-              memcmp(dw, dw2, nw * sizeof(float)) == 0,
-          "conv 4x4 s2: 1 and 2 threads give different bits");
+    conv_1_and_2_threads(out, din, dw, in, wt, b, dy, &s, scratch, nin, nout, nw, "conv 4x4 s2");
     /* reference sums and sums of |terms| */
     double *rx = calloc(nin, sizeof(double)), *ax = calloc(nin, sizeof(double));
     double *rw = calloc(nw, sizeof(double)), *aw = calloc(nw, sizeof(double));
@@ -261,7 +257,7 @@ static void test_conv_s2_reference(int batch, int cin, int h, int w, int cout) {
         printf("  %-40s max rel %.2e\n", name, worst[t]);
     }
     free(in), free(wt), free(b), free(dy), free(out), free(din), free(dw), free(scratch);
-    free(out2), free(din2), free(dw2), free(rx), free(ax), free(rw), free(aw);
+    free(rx), free(ax), free(rw), free(aw);
 }
 
 /* Direct convolution in double: the forward's reference. */
