@@ -340,6 +340,10 @@ static char **with_threads(char **o, int threads) {
     return CSLSetNameValue(o, "NUM_THREADS", threads > 0 ? value : "ALL_CPUS");
 }
 
+/* DEFLATE's level in the files colorize writes: 3 compresses 2.5x faster
+ * than GDAL's default 6, for files about 3% larger (docs/performance.md) */
+#define DEFLATE_LEVEL "3"
+
 static char **default_gtiff_options(int bands, int threads) {
     char **o = with_threads(NULL, threads);
     o = CSLSetNameValue(o, "TILED", "YES");
@@ -347,6 +351,7 @@ static char **default_gtiff_options(int bands, int threads) {
     o = CSLSetNameValue(o, "BLOCKYSIZE", "512");
     o = CSLSetNameValue(o, "COMPRESS", "DEFLATE");
     o = CSLSetNameValue(o, "PREDICTOR", "2");
+    o = CSLSetNameValue(o, "ZLEVEL", DEFLATE_LEVEL); /* GTiff's ZLEVEL is DEFLATE's only */
     o = CSLSetNameValue(o, "BIGTIFF", "IF_SAFER");
     o = CSLSetNameValue(o, "PHOTOMETRIC", "RGB");
     if (bands == 4) o = CSLSetNameValue(o, "ALPHA", "UNASSOCIATED");
@@ -479,6 +484,9 @@ int color_writer_create(ColorWriter *w, const char *path, const GraySource *src,
         final_options = with_threads(final_options, opt->threads);
         final_options = CSLSetNameValue(final_options, "COMPRESS", "DEFLATE");
         final_options = CSLSetNameValue(final_options, "PREDICTOR", "YES");
+        /* COG's LEVEL is any codec's: set only for the default DEFLATE */
+        if (!CSLFetchNameValue(opt->create_options, "COMPRESS"))
+            final_options = CSLSetNameValue(final_options, "LEVEL", DEFLATE_LEVEL);
         final_options = CSLSetNameValue(final_options, "BIGTIFF", "IF_SAFER");
     } else if (is_gtiff(driver)) {
         final_options = default_gtiff_options(opt->warp ? 4 : w->bands, opt->threads);

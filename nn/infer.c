@@ -182,7 +182,7 @@ int infer_work_init(InferWork *w, const InferModel *m, int h, int wd, char *err,
         snprintf(err, n, "inference input %dx%d: sides must be positive multiples of 4", wd, h);
         return -1;
     }
-    w->h = h, w->w = wd, w->threads = omp_get_max_threads();
+    w->h = w->max_h = h, w->w = w->max_w = wd, w->threads = omp_get_max_threads();
     w->arena = arena_counter();
     layout_work(w, m);
     if (arena_alloc(&w->arena)) {
@@ -190,6 +190,12 @@ int infer_work_init(InferWork *w, const InferModel *m, int h, int wd, char *err,
         return -1;
     }
     layout_work(w, m);
+    return 0;
+}
+
+int infer_work_resize(InferWork *w, int h, int wd) {
+    if (h % 4 || wd % 4 || h < 4 || wd < 4 || h > w->max_h || wd > w->max_w) return -1;
+    w->h = h, w->w = wd; /* the views laid out for max_h x max_w hold less as well */
     return 0;
 }
 

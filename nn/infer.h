@@ -65,6 +65,7 @@ void infer_model_free(InferModel *m);
 
 typedef struct {
     int h, w, threads;
+    int max_h, max_w; /* the size given to infer_work_init */
     Arena arena;
     float *acts; /* one block: the views below share it by liveness (layout_work) */
     float *enc1, *trunk, *branch, *dec2, *dec1;
@@ -75,6 +76,10 @@ typedef struct {
 /* For inputs of h x w (multiples of 4), run by up to `threads` OpenMP threads. */
 int infer_work_init(InferWork *work, const InferModel *m, int h, int w, char *err,
                     size_t err_size);
+/* Makes the work run inputs of h x w (multiples of 4) no larger than the
+ * size given to infer_work_init: colorize's partial tiles at the raster's
+ * edges run on windows smaller than a whole tile's. -1 if it does not fit. */
+int infer_work_resize(InferWork *work, int h, int w);
 void infer_work_free(InferWork *work);
 
 /* Rows top .. bottom-1 and columns left .. right-1 of a map. */

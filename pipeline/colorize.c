@@ -71,6 +71,8 @@ static void compute_wait(ComputeThread *c) {
 
 /* ---- tiles ------------------------------------------------------------------ */
 
+static int round_up(int x, int m) { return (x + m - 1) / m * m; }
+
 /* Reflection about the edges without repeating them (..., 2, 1, 0, 1, 2, ...). */
 static int mirror(long x, int n) {
     if (n == 1) return 0;
@@ -82,6 +84,7 @@ static int mirror(long x, int n) {
 
 typedef struct {
     int x0, y0, w, h;   /* the output tile, clipped to the raster */
+    int win_w, win_h;   /* its window: the tile (sides rounded up to 4) and the halo */
     float *in, *out;    /* the window: gray in [-1,1], rgb from the network */
     uint8_t *valid;     /* validity of the window */
 } Slot;
@@ -89,7 +92,7 @@ typedef struct {
 typedef struct {
     int width, height;                 /* the raster */
     int rx, ry, rw, rh;                /* the region colorized */
-    int tile_w, tile_h, halo, win_w, win_h;
+    int tile_w, tile_h, halo, win_w, win_h; /* win_*: a whole tile's window, the largest */
     int *src_x, *src_y; /* mirror maps of one window */
     float *box_gray;
     uint8_t *box_valid, *pixels;
@@ -101,23 +104,26 @@ static int load_window(Tiling *t, Slot *s, int tx, int ty, TileReader read, void
     s->x0 = tx, s->y0 = ty;
     s->w = t->rx + t->rw - tx < t->tile_w ? t->rx + t->rw - tx : t->tile_w;
     s->h = t->ry + t->rh - ty < t->tile_h ? t->ry + t->rh - ty : t->tile_h;
+    /* a partial tile at the raster's edge gets a window of its own size:
+     * the network's work follows the window, and its pixels do not */
+    s->win_w = round_up(s->w, 4) + 2 * t->halo, s->win_h = round_up(s->h, 4) + 2 * t->halo;
     int bx0 = INT_MAX, bx1 = -1, by0 = INT_MAX, by1 = -1;
-    for (int i = 0; i < t->win_w; i++) {
+    for (int i = 0; i < s->win_w; i++) {
         t->src_x[i] = mirror((long)tx - t->halo + i, t->width);
         if (t->src_x[i] < bx0) bx0 = t->src_x[i];
         if (t->src_x[i] > bx1) bx1 = t->src_x[i];
     }
-    for (int j = 0; j < t->win_h; j++) {
+    for (int j = 0; j < s->win_h; j++) {
         t->src_y[j] = mirror((long)ty - t->halo + j, t->height);
         if (t->src_y[j] < by0) by0 = t->src_y[j];
         if (t->src_y[j] > by1) by1 = t->src_y[j];
     }
     int bw = bx1 - bx0 + 1, bh = by1 - by0 + 1;
     if (read(ctx, bx0, by0, bw, bh, t->box_gray, t->box_valid, err, n)) return -1;
-    for (int j = 0; j < t->win_h; j++) {
+    for (int j = 0; j < s->win_h; j++) {
         size_t row = (size_t)(t->src_y[j] - by0) * bw;
-        for (int i = 0; i < t->win_w; i++) {
-            size_t k = row + (t->src_x[i] - bx0), o = (size_t)j * t->win_w + i;
+        for (int i = 0; i < s->win_w; i++) {
+            size_t k = row + (t->src_x[i] - bx0), o = (size_t)j * s->win_w + i;
             s->valid[o] = t->box_valid[k];
             /* no-data enters the network as mid-gray */
             s->in[o] = t->box_valid[k] ? t->box_gray[k] / 127.5f - 1.0f : 0.0f;
@@ -128,10 +134,10 @@ static int load_window(Tiling *t, Slot *s, int tx, int ty, TileReader read, void
 
 static int store_window(Tiling *t, const Slot *s, int bands, TileWriter write, void *ctx, char *err,
                         size_t n) {
-    size_t plane = (size_t)s->w * s->h, win = (size_t)t->win_w * t->win_h;
+    size_t plane = (size_t)s->w * s->h, win = (size_t)s->win_w * s->win_h;
     for (int j = 0; j < s->h; j++)
         for (int i = 0; i < s->w; i++) {
-            size_t o = (size_t)(j + t->halo) * t->win_w + i + t->halo, p = (size_t)j * s->w + i;
+            size_t o = (size_t)(j + t->halo) * s->win_w + i + t->halo, p = (size_t)j * s->w + i;
             int ok = s->valid[o];
             for (int c = 0; c < 3; c++) {
                 long v = lrintf((s->out[c * win + o] + 1.0f) * 127.5f);
@@ -141,8 +147,6 @@ static int store_window(Tiling *t, const Slot *s, int bands, TileWriter write, v
         }
     return write(ctx, s->x0 - t->rx, s->y0 - t->ry, s->w, s->h, t->pixels, err, n);
 }
-
-static int round_up(int x, int m) { return (x + m - 1) / m * m; }
 
 int colorize_tiles(const InferModel *model, int width, int height, TileReader read, void *read_ctx,
                    TileWriter write, void *write_ctx, const TileOptions *opt, char *err, size_t n) {
@@ -218,6 +222,13 @@ int colorize_tiles(const InferModel *model, int width, int height, TileReader re
             rc = -1;
         if (i > 0) compute_wait(&c);
         if (rc) break;
+        /* the work holds a whole tile's window: a partial tile's fits */
+        if (i < total && infer_work_resize(&work, cur->win_h, cur->win_w)) {
+            snprintf(err, n, "a %dx%d window does not fit the %dx%d work", cur->win_w, cur->win_h,
+                     t.win_w, t.win_h);
+            rc = -1;
+            break;
+        }
         /* interrupted: start no new tile (the check below ends the loop), so
          * the signal waits for one tile, not two */
         if (i < total && !(opt->cancel && *opt->cancel)) { /* the network computes the tile only */

@@ -86,7 +86,7 @@ static void small_generator(Network *g, unsigned long long seed) {
 }
 
 /* generator_infer on the ch x cw crop of img (H x W) at (ox, oy), told its
- * origin, against its output yf on the whole image: the crop's centre is
+ * origin, on a work resized down to the crop, against its output yf on the whole image: the crop's centre is
  * identical, with a wrong origin it is not, and told a wanted part it
  * writes that part identically and skips the work far outside it. */
 static void check_infer_crop(const InferModel *m, const float *img, const float *yf, int H, int W,
@@ -94,7 +94,11 @@ static void check_infer_crop(const InferModel *m, const float *img, const float 
     InferWork wp;
     float *crop = malloc(sizeof(float) * ch * cw), *yp = malloc(sizeof(float) * 3 * ch * cw);
     for (int y = 0; y < ch; y++) memcpy(crop + y * cw, img + (y + oy) * W + ox, sizeof(float) * cw);
-    CHECK(infer_work_init(&wp, m, ch, cw, err, sizeof err) == 0, "%s", err);
+    /* on a work made for a larger input (as colorize's partial tiles) */
+    CHECK(infer_work_init(&wp, m, ch + 8, cw + 12, err, sizeof err) == 0, "%s", err);
+    CHECK(infer_work_resize(&wp, ch + 12, cw) == -1 && infer_work_resize(&wp, ch, cw + 2) == -1,
+          "infer_work_resize: a larger or unaligned size should not fit");
+    CHECK(infer_work_resize(&wp, ch, cw) == 0, "infer_work_resize to %dx%d", cw, ch);
     generator_infer(m, &wp, crop, yp, ox, oy, NULL);
     long infer_differ = 0, infer_differ_inside = 0, compared = 0;
     for (int c = 0; c < 3; c++)
