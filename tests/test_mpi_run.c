@@ -549,7 +549,10 @@ static void test_train_job(void) {
 
 /* ---- interrupted ------------------------------------------------------------------- */
 
-#define SIG_INPUTS 40
+/* Open MPI's mpirun answers SIGINT with SIGCONT to the ranks, SIGTERM a
+ * second later and SIGKILL a second after that: the job must last well over
+ * a second after the signal (small tiles make each input slower) */
+#define SIG_INPUTS 80
 #define EXIT_INTERRUPTED 130
 
 /* mpirun -n 2 spynco run gets `sig` once the ranks finished a few inputs:
@@ -566,7 +569,7 @@ static void test_interrupted(int sig, int expected) {
             copy_file(COGEO, path("sig_in/a%02d.tif", i), -1))
             return;
     snprintf(text, sizeof text, "colorize:\n  model: %s\n  inputs: sig_in\n  output: sig_%s\n"
-             "  tile: 64\n  threads: 1\n", model, name);
+             "  tile: 32\n  threads: 1\n", model, name);
     char recipe[PATH_MAX], out[PATH_MAX]; /* path()'s buffers are reused */
     snprintf(recipe, sizeof recipe, "%s", path("sig_%s.yaml", name));
     snprintf(out, sizeof out, "%s", path("sig_%s", name));
