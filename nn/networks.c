@@ -226,7 +226,7 @@ const TensorInfo *network_find_tensor(const Network *net, const char *path) {
 /* Walks an output pixel's dependency interval back through the units, for
  * every phase of the total stride, and keeps the widest reach on each side. */
 ReceptiveField generator_receptive_field(const Network *g) {
-    ReceptiveField rf = {0, 0, 1};
+    ReceptiveField rf = {0, 0, 1, 0};
     for (int i = 0; i < g->num_units; i++) {
         if (g->units[i].upsample_before) break;
         rf.stride *= g->units[i].stride;
@@ -250,6 +250,7 @@ ReceptiveField generator_receptive_field(const Network *g) {
         if (size > rf.size) rf.size = size;
         if (reach > rf.radius) rf.radius = reach;
     }
+    rf.halo = (rf.radius + rf.stride - 1) / rf.stride * rf.stride;
     return rf;
 }
 

@@ -114,6 +114,7 @@ typedef struct {
                    over every phase of the stride (nearest upsampling makes
                    the field lopsided): the halo a tile needs */
     int stride; /* total stride: tile origins must be multiples of it */
+    int halo;   /* radius rounded up to the stride: the halo of tiled inference */
 } ReceptiveField;
 ReceptiveField generator_receptive_field(const Network *g);
 

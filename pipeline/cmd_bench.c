@@ -23,10 +23,12 @@ static int cmp_double(const void *a, const void *b) {
 
 static void bench_usage(FILE *out) {
     fprintf(out,
-            "usage: spynco bench [--infer TILE | --train SIZE] [--batch N] [--repeat N] "
+            "usage: spynco bench [--infer TILE [--halo] | --train SIZE] [--batch N] [--repeat N] "
             "[--threads N]\n"
             "  --infer TILE  time G's inference path (as colorize runs it) on a TILE x TILE input\n"
             "                (default 256)\n"
+            "  --halo        with the receptive field's halo around the tile, as colorize\n"
+            "                computes each tile (megapixels/s counts the tile's pixels)\n"
             "  --train SIZE  time one training step (G and D, both pseudo-cycles, 3 scales)\n"
             "  --batch N     batch size (default 1)\n"
             "  --repeat N    timed runs after one warm-up; the median is printed (default 5)\n"
@@ -35,7 +37,7 @@ static void bench_usage(FILE *out) {
 }
 
 int cmd_bench(int argc, char **argv) {
-    int train = 0, size = 256, batch = 1, repeat = 5, threads = 0;
+    int train = 0, size = 256, batch = 1, repeat = 5, threads = 0, with_halo = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int has_value = i + 1 < argc;
@@ -44,6 +46,8 @@ int cmd_bench(int argc, char **argv) {
             return 0;
         } else if (!strcmp(a, "--infer") && has_value) {
             size = atoi(argv[++i]);
+        } else if (!strcmp(a, "--halo")) {
+            with_halo = 1;
         } else if (!strcmp(a, "--train") && has_value) {
             train = 1, size = atoi(argv[++i]);
         } else if (!strcmp(a, "--batch") && has_value) {
@@ -57,8 +61,9 @@ int cmd_bench(int argc, char **argv) {
             return 2;
         }
     }
-    if (size < 32 || size % 4 || batch < 1 || repeat < 1 || threads < 0) {
-        fprintf(stderr, "spynco bench: size must be a multiple of 4 >= 32; batch, repeat >= 1\n");
+    if (size < 32 || size % 4 || batch < 1 || repeat < 1 || threads < 0 || (train && with_halo)) {
+        fprintf(stderr, "spynco bench: size must be a multiple of 4 >= 32; batch, repeat >= 1; "
+                        "--halo goes with --infer\n");
         return 2;
     }
     if (threads) omp_set_num_threads(threads);
@@ -72,7 +77,9 @@ int cmd_bench(int argc, char **argv) {
     }
     network_init_weights(&g, 1);
     network_init_weights(&d, 2);
-    size_t n = (size_t)batch * size * size;
+    int halo = with_halo ? generator_receptive_field(&g).halo : 0;
+    int win = size + 2 * halo; /* the input: the tile and its halo */
+    size_t n = (size_t)batch * win * win;
     float *a = malloc(n * sizeof(float)), *b = malloc(3 * n * sizeof(float));
     for (size_t i = 0; i < 3 * n; i++) b[i] = (float)((i * 2654435761u) % 2001) / 1000.0f - 1.0f;
     for (size_t i = 0; i < n; i++) a[i] = b[i];
@@ -102,16 +109,17 @@ int cmd_bench(int argc, char **argv) {
         if (infer_model_init(&m, &g, err, sizeof err)) {
             fprintf(stderr, "spynco bench: %s\n", err);
             rc = 1;
-        } else if (infer_work_init(&work, &m, size, size, err, sizeof err)) {
+        } else if (infer_work_init(&work, &m, win, win, err, sizeof err)) {
             fprintf(stderr, "spynco bench: %s\n", err);
             infer_model_free(&m);
             rc = 1;
         } else {
+            InferRect tile = {halo, halo + size, halo, halo + size};
             for (int r = -1; r < repeat; r++) {
                 double t0 = now();
                 for (int i = 0; i < batch; i++)
-                    generator_infer(&m, &work, a + (size_t)i * size * size,
-                                    b + (size_t)i * 3 * size * size, 0, 0, NULL);
+                    generator_infer(&m, &work, a + (size_t)i * win * win,
+                                    b + (size_t)i * 3 * win * win, 0, 0, with_halo ? &tile : NULL);
                 if (r >= 0) times[r] = now() - t0;
             }
             infer_work_free(&work);
@@ -125,8 +133,9 @@ int cmd_bench(int argc, char **argv) {
             printf("train %dx%d batch %d threads %d: median %.3f s/step, %.2f steps/s\n", size, size,
                    batch, omp_get_max_threads(), med, 1.0 / med);
         else
-            printf("infer %dx%d batch %d threads %d: median %.4f s, %.3f megapixels/s\n", size, size,
-                   batch, omp_get_max_threads(), med, (double)n / med / 1e6);
+            printf("infer %dx%d%s batch %d threads %d: median %.4f s, %.3f megapixels/s\n", size,
+                   size, with_halo ? " with its halo" : "", batch, omp_get_max_threads(), med,
+                   (double)batch * size * size / med / 1e6);
     }
     free(times), free(a), free(b);
     network_free(&g);

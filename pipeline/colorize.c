@@ -176,7 +176,7 @@ int colorize_tiles(const InferModel *model, int width, int height, TileReader re
     /* a tile need not be larger than the region: same pixels, less work */
     t.tile_w = opt->tile < round_up(t.rw, 4) ? opt->tile : round_up(t.rw, 4);
     t.tile_h = opt->tile < round_up(t.rh, 4) ? opt->tile : round_up(t.rh, 4);
-    t.halo = round_up(rf.radius, rf.stride);
+    t.halo = rf.halo;
     t.win_w = t.tile_w + 2 * t.halo, t.win_h = t.tile_h + 2 * t.halo;
     size_t win = (size_t)t.win_w * t.win_h;
     int threads = opt->threads > 0 ? opt->threads : omp_get_num_procs();

@@ -89,5 +89,11 @@ if [ $colorize = 1 ]; then
   tile=$($bin colorize --help 2>&1 | sed -n 's/.*--tile N.*(default \([0-9]*\)).*/\1/p')
   line=$($bin bench --infer "$tile" --threads 2 --repeat $repeat)
   echo "$line"
-  echo "network-only at colorize's tile $tile: $(echo "$line" | rate) megapixels/s -> colorize/network = $(awk -v a="$mp" -v b="$(echo "$line" | rate)" 'BEGIN{printf "%.2fx", a/b}')"
+  net=$(echo "$line" | rate)
+  echo "network-only at colorize's tile $tile: $net megapixels/s -> colorize/network = $(awk -v a="$mp" -v b="$net" 'BEGIN{printf "%.2fx", a/b}')"
+  # where the rest goes: the halo (the network on each tile's window), then I/O and stitching
+  line=$($bin bench --infer "$tile" --halo --threads 2 --repeat $repeat)
+  echo "$line"
+  halo=$(echo "$line" | rate)
+  echo "split: the halo costs $(awk -v a="$halo" -v b="$net" 'BEGIN{printf "%.1f%%", 100 * (1 - a/b)}') of network-only; I/O and stitching cost $(awk -v a="$mp" -v b="$halo" 'BEGIN{printf "%.1f%%", 100 * (1 - a/b)}') of the network with its halo"
 fi

@@ -954,6 +954,26 @@ static double now(void) {
     return t.tv_sec + t.tv_nsec * 1e-9;
 }
 
+/* `spynco bench`, colorize's inference path timed: one line a run, the halo
+ * variant named, and --halo refused for a training step. */
+static void test_bench(void) {
+    static const char *runs[][2] = {{"", "infer 64x64 batch 1 threads 1: median "},
+                                    {"--halo", "infer 64x64 with its halo batch 1 threads 1: "}};
+    for (int i = 0; i < 2; i++) {
+        char *argv[] = {SPYNCO_BIN, "bench", "--infer", "64", "--repeat", "1", "--threads", "1",
+                        (char *)runs[i][0], NULL};
+        if (!*runs[i][0]) argv[8] = NULL;
+        int st = run_env(argv, NULL, tp("bench.txt"));
+        char *text = test_read_file(tp("bench.txt"));
+        CHECK(exited_ok(st) && text && strstr(text, runs[i][1]) && strstr(text, " megapixels/s\n"),
+              "spynco bench --infer 64 %s: %s, printed: %s", runs[i][0], describe(st),
+              text ? text : "(nothing)");
+        free(text);
+    }
+    char *argv[] = {SPYNCO_BIN, "bench", "--train", "64", "--halo", NULL};
+    check_usage_error(run_env(argv, NULL, NULL), "bench --train --halo", "--halo");
+}
+
 static void test_interrupt(void) {
     TestPath out_path = tpath("interrupted.tif");
     const char *out = out_path.s;
@@ -999,6 +1019,7 @@ int main(void) {
                      {"output options", test_output_options},
                      {"default model", test_default_model},
                      {"bad input", test_bad_input},
+                     {"bench", test_bench},
                      {"interruption", test_interrupt}};
         for (size_t i = 0; i < sizeof tests / sizeof *tests; i++) {
             double t = now();
