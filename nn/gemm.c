@@ -319,7 +319,7 @@ void gemm_nt(int m, int n, int k, const float *A, int lda, const float *B, int l
 size_t gemm_packed_floats(int m, int k) { return (size_t)k * (m + MR_MAX - 1); }
 
 void gemm_pack(GemmPacked *p, float *data, const float *A, int lda, int m, int k) {
-    p->m = m, p->k = k, p->kernel = current_kernel(), p->data = data;
+    gemm_packed_layout(p, data, m, k);
     int mr = kernel_mr[p->kernel];
     /* full 8-row strips (AVX-512's, whose CPUs have AVX2) go as 8x8 transposes */
     int by_transpose = mr == 8 && p->kernel == GEMM_KERNEL_AVX512;

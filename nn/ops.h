@@ -74,9 +74,9 @@ void batchnorm_backward(float *din, float *dgamma, float *dbeta, const float *do
  * (the activation's derivative it recomputes from in, gamma and beta, as the
  * forward computed it: a pass reads two arrays, not three), and STORES d(in)
  * (din is overwritten, unlike the other backwards: it is the conv output's
- * own gradient, so nobody has to zero it first); dgamma and dbeta accumulate, and so does dsum (if not
- * NULL), the per-channel sum of d(in): the gradient of the conv's bias,
- * taken while d(in) is in cache. */
+ * own gradient, so nobody has to zero it first); dgamma and dbeta
+ * accumulate, and so does dsum (if not NULL), the per-channel sum of d(in):
+ * the gradient of the conv's bias, taken while d(in) is in cache. */
 void batchnorm_act_forward(float *out, float *mean, float *rstd, float *running_mean,
                            float *running_var, const float *in, const float *gamma,
                            const float *beta, float slope, int batch, int ch, int hw, int training,

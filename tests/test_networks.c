@@ -86,9 +86,10 @@ static void small_generator(Network *g, unsigned long long seed) {
 }
 
 /* generator_infer on the ch x cw crop of img (H x W) at (ox, oy), told its
- * origin, on a work resized down to the crop, against its output yf on the whole image: the crop's centre is
- * identical, with a wrong origin it is not, and told a wanted part it
- * writes that part identically and skips the work far outside it. */
+ * origin, on a work resized down to the crop, against its output yf on the
+ * whole image: the crop's centre is identical, with a wrong origin it is
+ * not, and told a wanted part it writes that part identically and skips the
+ * work far outside it. */
 static void check_infer_crop(const InferModel *m, const float *img, const float *yf, int H, int W,
                              int oy, int ox, int ch, int cw, int radius) {
     InferWork wp;
